@@ -1,0 +1,34 @@
+"""pgpo_core: Perception-Grounded Policy Optimization on the Python array API.
+
+Pure functions over numpy, torch, jax, cupy or array-api-strict arrays (found
+with ``array_api_compat.array_namespace``); results come back in the caller's
+namespace and device, keep autograd, and trace under ``jax.jit``.
+
+Ye et al., "Not All Tokens See Equally: Perception-Grounded Policy Optimization
+for Large Vision-Language Models", arXiv 2604.01840 (2026).
+"""
+
+from pgpo_core.advantages import GroupAdvantages, group_advantages
+from pgpo_core.config import ABLATIONS, PGPOConfig
+from pgpo_core.dependency import sampled_token_dependency, token_visual_dependency
+from pgpo_core.diagnostics import weight_diagnostics
+from pgpo_core.loss import AGGREGATIONS, aggregate, masked_mean, policy_loss
+from pgpo_core.weights import reshape_advantages, token_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABLATIONS",
+    "AGGREGATIONS",
+    "GroupAdvantages",
+    "PGPOConfig",
+    "aggregate",
+    "group_advantages",
+    "masked_mean",
+    "policy_loss",
+    "reshape_advantages",
+    "sampled_token_dependency",
+    "token_visual_dependency",
+    "token_weights",
+    "weight_diagnostics",
+]

@@ -1,0 +1,117 @@
+"""Input validation shared by every public function of :mod:`pgpo_core`.
+
+Every check raises a ``TypeError`` or ``ValueError`` whose message starts with
+the name of the offending argument. Checks that need array *values* (NaN/inf,
+sign) run only when the values can be read eagerly: inside ``jax.jit`` the
+arrays are tracers and those checks are skipped (shapes and dtypes are still
+checked, since they are static).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import array_namespace, is_array_api_obj
+
+
+def namespace(**arrays: Any):
+    """Return the common array namespace of ``arrays`` (keyword = argument name).
+
+    ``None`` values are ignored. Raises ``TypeError`` naming the argument that
+    is not an array, or the arguments whose namespaces differ.
+    """
+    present = {name: a for name, a in arrays.items() if a is not None}
+    for name, a in present.items():
+        if not is_array_api_obj(a):
+            raise TypeError(
+                f"{name}: expected an array (numpy, torch, jax, cupy, array-api-strict, ...), "
+                f"got {type(a).__name__}"
+            )
+    spaces = {name: array_namespace(a) for name, a in present.items()}
+    first_name, first_xp = next(iter(spaces.items()))
+    for name, xp in spaces.items():
+        if xp is not first_xp:
+            raise TypeError(
+                f"{name}: array namespace {xp.__name__} differs from {first_name}'s "
+                f"{first_xp.__name__}; pass all arrays from one library"
+            )
+    return first_xp
+
+
+def check_ndim(name: str, x: Any, ndim: int | tuple[int, ...]) -> None:
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    if x.ndim not in allowed:
+        want = " or ".join(str(n) for n in allowed)
+        raise ValueError(f"{name}: expected {want} dimensions, got shape {tuple(x.shape)}")
+
+
+def check_same_shape(name: str, x: Any, ref_name: str, ref: Any) -> None:
+    if tuple(x.shape) != tuple(ref.shape):
+        raise ValueError(
+            f"{name}: shape {tuple(x.shape)} does not match {ref_name}'s shape "
+            f"{tuple(ref.shape)} (nothing is broadcast)"
+        )
+
+
+def check_floating(name: str, xp: Any, x: Any) -> None:
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name}: expected a real floating dtype, got {x.dtype}")
+
+
+def check_bool(name: str, xp: Any, x: Any) -> None:
+    if x.dtype != xp.bool:
+        raise TypeError(
+            f"{name}: expected a boolean mask (True = real response token), got dtype {x.dtype}"
+        )
+
+
+def compute_dtype(xp: Any, dtype: Any) -> Any:
+    """float32 for half-precision inputs (float16, bfloat16), the input dtype otherwise."""
+    return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+
+
+def concrete_bool(flag: Any) -> bool | None:
+    """``bool(flag)`` for an eager 0-d array; ``None`` when the value is traced (jit)."""
+    try:
+        return bool(flag)
+    except Exception:  # jax tracers, lazy arrays: value not available eagerly
+        return None
+
+
+def check_finite(name: str, xp: Any, x: Any, mask: Any = None) -> None:
+    """Raise ``ValueError`` if ``x`` holds NaN or inf (only where ``mask`` is True)."""
+    ok = xp.isfinite(x)
+    if mask is not None:
+        ok = ok | ~mask
+    if concrete_bool(xp.all(ok)) is False:
+        raise ValueError(f"{name}: contains NaN or inf")
+
+
+def check_nonnegative(name: str, xp: Any, x: Any, mask: Any) -> None:
+    if concrete_bool(xp.all((x >= 0) | ~mask)) is False:
+        raise ValueError(
+            f"{name}: must be >= 0 on response tokens (a KL divergence); "
+            "clamp signed estimators such as k1 at 0 first"
+        )
+
+
+def check_in_range(name: str, value: float, low: float, high: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if not (low <= value <= high):
+        raise ValueError(f"{name}: must lie in [{low}, {high}], got {value}")
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name}: must be finite, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: must be {bound}, got {value}")
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}: must be one of {', '.join(map(repr, choices))}; got {value!r}")

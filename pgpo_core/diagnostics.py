@@ -1,0 +1,77 @@
+"""Per-batch PGPO statistics worth logging next to the loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import device as _device
+
+from pgpo_core import _checks
+from pgpo_core.weights import (DEFAULT_BETA, DEFAULT_EPS, DEFAULT_TAU, _check_dependency,
+                               _check_hyperparameters, _importance, _threshold, _weights)
+
+
+def weight_diagnostics(
+    dependency: Any,
+    response_mask: Any,
+    *,
+    tau: float = DEFAULT_TAU,
+    beta: float = DEFAULT_BETA,
+    eps: float = DEFAULT_EPS,
+    threshold: str = "fixed",
+    low_weight_floor: float = 0.0,
+    conserve_mass: bool = True,
+) -> dict[str, Any]:
+    """Statistics of the dependency and of the weights :func:`token_weights` gives for it.
+
+    Returns a dict of 0-d arrays (no host sync, safe under ``jax.jit``), all over
+    response tokens of the batch:
+
+    - ``dependency_mean``, ``dependency_max``: of ``S``.
+    - ``frac_above_tau``: fraction of tokens with ``I_t >= tau`` (the boosted branch
+      of Eq. 6; against the per-response threshold when ``threshold="quantile"``).
+    - ``weight_mean``, ``weight_max``, ``weight_min``: of ``w~`` (mean 1 with Eq. 7).
+    - ``boosted_frac``: fraction of tokens with ``w~ > 1``.
+    - ``boosted_tokens``: mean number of tokens per response with ``w~ > 1``.
+    - ``effective_token_frac``: mean over responses of ``(sum w~)^2 / (|o| sum w~^2)``,
+      the effective number of tokens carrying the advantage as a fraction of the
+      length (1 = uniform weights as in GRPO/DAPO, small = mass on few tokens).
+    """
+    xp = _checks.namespace(dependency=dependency, response_mask=response_mask)
+    _check_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
+                           low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
+    _check_dependency(xp, dependency, response_mask)
+    weights = _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
+                       threshold=threshold, low_weight_floor=low_weight_floor,
+                       conserve_mass=conserve_mass)
+    importance, _, count, dtype = _importance(xp, dependency, response_mask, eps=eps)
+    thr = _threshold(xp, importance, response_mask, count, tau=tau, threshold=threshold)
+    dev = _device(weights)
+    zero = xp.zeros((), dtype=dtype, device=dev)
+    one = xp.ones((), dtype=dtype, device=dev)
+    big = xp.asarray(xp.finfo(dtype).max, dtype=dtype, device=dev)
+    dep = xp.astype(dependency, dtype)
+    n_tokens = xp.maximum(xp.sum(xp.astype(response_mask, dtype)), one)
+    has_tokens = count[:, 0] > 0
+    n_rows = xp.maximum(xp.sum(xp.astype(has_tokens, dtype)), one)
+
+    def token_mean(values: Any) -> Any:
+        return xp.sum(xp.where(response_mask, values, zero)) / n_tokens
+
+    boosted = xp.astype(response_mask & (weights > 1), dtype)
+    w_sum = xp.sum(weights, axis=-1)
+    w_sq = xp.sum(weights * weights, axis=-1)
+    ess = xp.where(has_tokens, w_sum * w_sum / xp.maximum(count[:, 0] * w_sq, one * 1e-30),
+                   zero)
+    any_token = xp.any(response_mask)
+    return {
+        "dependency_mean": token_mean(dep),
+        "dependency_max": xp.where(any_token, xp.max(xp.where(response_mask, dep, -big)), zero),
+        "frac_above_tau": token_mean(xp.astype(importance >= thr, dtype)),
+        "weight_mean": token_mean(weights),
+        "weight_max": xp.where(any_token, xp.max(xp.where(response_mask, weights, -big)), zero),
+        "weight_min": xp.where(any_token, xp.min(xp.where(response_mask, weights, big)), zero),
+        "boosted_frac": token_mean(boosted),
+        "boosted_tokens": xp.sum(boosted) / n_rows,
+        "effective_token_frac": xp.sum(ess) / n_rows,
+    }

@@ -1,0 +1,236 @@
+"""From token visual dependency to mass-conserving token weights (PGPO Eqs. 4-8).
+
+For each response ``o_i`` (the tokens where ``response_mask`` is True)::
+
+    S~_t = log(1 + S_t)                                              (4)
+    I_t  = (S~_t - min_j S~_j) / (max_j S~_j - min_j S~_j + eps)     (5)
+    w_t  = I_t / (tau + eps)                          if I_t <  tau  (6)
+           1 + beta * (I_t - tau) / (1 - tau + eps)   if I_t >= tau
+    w~_t = w_t * |o_i| / sum_j w_j                                   (7)
+    A~_t = A_i * w~_t                                                (8)
+
+Ye et al., "Not All Tokens See Equally: Perception-Grounded Policy Optimization
+for Large Vision-Language Models", arXiv 2604.01840 (2026).
+
+Choices the paper leaves open, made here: a response whose ``S`` is constant
+(including a response of one token) or whose ``sum_j w_j`` is 0 gets ``w~ = 1``
+on every token (the base algorithm); padding gets weight 0 and never enters a
+min, max, sum or quantile.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import device as _device
+
+from pgpo_core import _checks
+
+THRESHOLDS = ("fixed", "quantile")
+DEFAULT_TAU = 0.4
+DEFAULT_BETA = 2.0
+DEFAULT_EPS = 1e-6
+
+
+def _check_hyperparameters(
+    *, tau: float, beta: float, eps: float, threshold: str, low_weight_floor: float,
+    conserve_mass: bool,
+) -> None:
+    _checks.check_in_range("tau", tau, 0.0, 1.0)
+    _checks.check_positive("beta", beta, allow_zero=True)
+    _checks.check_positive("eps", eps)
+    _checks.check_choice("threshold", threshold, THRESHOLDS)
+    _checks.check_in_range("low_weight_floor", low_weight_floor, 0.0, 1.0)
+    if not isinstance(conserve_mass, bool):
+        raise TypeError(f"conserve_mass: expected a bool, got {type(conserve_mass).__name__}")
+
+
+def _check_dependency(xp: Any, dependency: Any, response_mask: Any) -> None:
+    _checks.check_ndim("dependency", dependency, 2)
+    _checks.check_floating("dependency", xp, dependency)
+    _checks.check_bool("response_mask", xp, response_mask)
+    _checks.check_same_shape("response_mask", response_mask, "dependency", dependency)
+    _checks.check_finite("dependency", xp, dependency, response_mask)
+    _checks.check_nonnegative("dependency", xp, dependency, response_mask)
+
+
+def _masked_quantile(xp: Any, values: Any, mask: Any, count: Any, q: float) -> Any:
+    """Per-row ``q``-quantile (linear interpolation, numpy's default) over masked entries.
+
+    ``values`` lie in [0, 1]; padding is filled with 2 so that it sorts last.
+    Returns ``(B, 1)``. Written with sort + comparisons only (no gather), so it
+    traces under ``jax.jit``.
+    """
+    dtype = values.dtype
+    dev = _device(values)
+    length = values.shape[-1]
+    ordered = xp.sort(xp.where(mask, values, xp.asarray(2.0, dtype=dtype, device=dev)), axis=-1)
+    position = q * xp.maximum(count - 1, xp.zeros((), dtype=dtype, device=dev))
+    lower = xp.floor(position)
+    upper = xp.minimum(lower + 1, xp.maximum(count - 1, xp.zeros((), dtype=dtype, device=dev)))
+    index = xp.reshape(xp.arange(length, dtype=dtype, device=dev), (1, length))
+    zero = xp.zeros((), dtype=dtype, device=dev)
+    at_lower = xp.sum(xp.where(index == lower, ordered, zero), axis=-1, keepdims=True)
+    at_upper = xp.sum(xp.where(index == upper, ordered, zero), axis=-1, keepdims=True)
+    return at_lower + (position - lower) * (at_upper - at_lower)
+
+
+def _importance(xp: Any, dependency: Any, response_mask: Any, *, eps: float):
+    """Eqs. 4-5 per response. Returns ``(I, constant, count, dtype)``.
+
+    ``I`` is ``(B, T)`` in [0, 1), 0 on padding; ``constant`` is ``(B, 1)``, True
+    where the response's log-dependency has no spread (one token, all equal, or
+    empty); ``count`` is ``(B, 1)``, the response lengths as floats.
+    """
+    dtype = _checks.compute_dtype(xp, dependency.dtype)
+    dev = _device(dependency)
+    zero = xp.zeros((), dtype=dtype, device=dev)
+    log_dep = xp.log1p(xp.where(response_mask, xp.astype(dependency, dtype), zero))
+    count = xp.sum(xp.astype(response_mask, dtype), axis=-1, keepdims=True)
+    has_tokens = count > 0
+    big = xp.asarray(xp.finfo(dtype).max, dtype=dtype, device=dev)
+    low = xp.min(xp.where(response_mask, log_dep, big), axis=-1, keepdims=True)
+    high = xp.max(xp.where(response_mask, log_dep, -big), axis=-1, keepdims=True)
+    low = xp.where(has_tokens, low, zero)
+    high = xp.where(has_tokens, high, zero)
+    spread = high - low
+    importance = xp.where(response_mask, (log_dep - low) / (spread + eps), zero)
+    constant = ~(spread > 0)
+    return importance, constant, count, dtype
+
+
+def _threshold(xp: Any, importance: Any, response_mask: Any, count: Any, *, tau: float,
+               threshold: str) -> Any:
+    if threshold == "quantile":
+        return _masked_quantile(xp, importance, response_mask, count, tau)
+    return xp.asarray(tau, dtype=importance.dtype, device=_device(importance))
+
+
+def token_weights(
+    dependency: Any,
+    response_mask: Any,
+    *,
+    tau: float = DEFAULT_TAU,
+    beta: float = DEFAULT_BETA,
+    eps: float = DEFAULT_EPS,
+    threshold: str = "fixed",
+    low_weight_floor: float = 0.0,
+    conserve_mass: bool = True,
+) -> Any:
+    """PGPO token weights ``w~`` from token visual dependency (Eqs. 4-7), per response.
+
+    ::
+
+        S~_t = log(1 + S_t)
+        I_t  = (S~_t - min_j S~_j) / (max_j S~_j - min_j S~_j + eps)
+        w_t  = I_t / (tau + eps)                          if I_t <  tau
+               1 + beta * (I_t - tau) / (1 - tau + eps)   if I_t >= tau
+        w~_t = w_t * |o_i| / sum_j w_j
+
+    Tokens below the threshold are suppressed (``w < 1``), tokens above it are
+    boosted (``w >= 1``), and Eq. 7 rescales each response so its weights sum to
+    its length (mean weight 1): the advantage mass is moved, not created.
+
+    Args:
+      dependency: ``(B, T)`` token visual dependency ``S >= 0`` (from
+        :func:`token_visual_dependency` or :func:`sampled_token_dependency`).
+      response_mask: ``(B, T)`` boolean, True on real response tokens; padding may
+        sit anywhere.
+      tau: the threshold in [0, 1]. ``tau=1`` suppresses only, ``tau=0`` boosts
+        only, ``tau=0, beta=0`` gives ``w~ = 1`` (the base algorithm, exactly).
+        With ``threshold="quantile"`` it is the quantile level instead.
+      beta: boost strength (>= 0).
+      eps: the small constant of Eqs. 5-7 (> 0).
+      threshold: ``"fixed"`` (the paper) or ``"quantile"``: threshold each response
+        at the ``tau``-quantile of its own ``I`` (linear interpolation).
+      low_weight_floor: lift every weight below it to it, in [0, 1] (0 = off).
+      conserve_mass: apply Eq. 7. ``False`` is the no-normalisation ablation.
+
+    Returns:
+      ``(B, T)`` weights (float32 or better), 0 on padding. A response whose ``S``
+      is constant (one token included) or whose raw weights sum to 0 gets 1 on
+      every token.
+    """
+    xp = _checks.namespace(dependency=dependency, response_mask=response_mask)
+    _check_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
+                           low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
+    _check_dependency(xp, dependency, response_mask)
+    return _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
+                    threshold=threshold, low_weight_floor=low_weight_floor,
+                    conserve_mass=conserve_mass)
+
+
+def _weights(xp: Any, dependency: Any, response_mask: Any, *, tau: float, beta: float,
+             eps: float, threshold: str, low_weight_floor: float, conserve_mass: bool) -> Any:
+    importance, constant, count, dtype = _importance(xp, dependency, response_mask, eps=eps)
+    dev = _device(importance)
+    zero = xp.zeros((), dtype=dtype, device=dev)
+    one = xp.ones((), dtype=dtype, device=dev)
+    thr = _threshold(xp, importance, response_mask, count, tau=tau, threshold=threshold)
+    suppressed = importance / (thr + eps)
+    boosted = 1 + beta * (importance - thr) / (1 - thr + eps)
+    raw = xp.where(importance < thr, suppressed, boosted)
+    if low_weight_floor > 0:
+        raw = xp.maximum(raw, xp.asarray(low_weight_floor, dtype=dtype, device=dev))
+    raw = xp.where(response_mask, raw, zero)
+    total = xp.sum(raw, axis=-1, keepdims=True)
+    fallback = constant | ~(total > 0)
+    if conserve_mass:
+        raw = raw * (count / xp.where(fallback, one, total))
+    weights = xp.where(fallback, one, raw)
+    return xp.where(response_mask, weights, zero)
+
+
+def reshape_advantages(
+    advantages: Any,
+    dependency: Any,
+    response_mask: Any,
+    *,
+    tau: float = DEFAULT_TAU,
+    beta: float = DEFAULT_BETA,
+    eps: float = DEFAULT_EPS,
+    threshold: str = "fixed",
+    low_weight_floor: float = 0.0,
+    conserve_mass: bool = True,
+) -> Any:
+    """PGPO token-level advantages ``A~_{i,t} = A_i * w~_t`` (Eq. 8).
+
+    The same non-negative weights multiply negative advantages, so a wrong
+    answer's most visually dependent tokens are penalised most. With Eq. 7 on,
+    ``sum_t A~_{i,t} = |o_i| * A_i``: no extra shift of the group's advantage.
+
+    Args:
+      advantages: ``(B,)`` per-response advantages, or ``(B, T)`` per-token ones
+        (as some frameworks store them).
+      dependency, response_mask, tau, beta, eps, threshold, low_weight_floor,
+      conserve_mass: as in :func:`token_weights`.
+
+    Returns:
+      ``(B, T)`` token advantages, 0 on padding, in the promoted float dtype.
+    """
+    xp = _checks.namespace(advantages=advantages, dependency=dependency,
+                           response_mask=response_mask)
+    _checks.check_floating("advantages", xp, advantages)
+    _checks.check_ndim("advantages", advantages, (1, 2))
+    _check_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
+                           low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
+    _check_dependency(xp, dependency, response_mask)
+    if advantages.ndim == 1:
+        if advantages.shape[0] != dependency.shape[0]:
+            raise ValueError(
+                f"advantages: {advantages.shape[0]} responses, but dependency has "
+                f"{dependency.shape[0]} rows"
+            )
+        _checks.check_finite("advantages", xp, advantages)
+        per_token = xp.reshape(advantages, (advantages.shape[0], 1))
+    else:
+        _checks.check_same_shape("advantages", advantages, "dependency", dependency)
+        _checks.check_finite("advantages", xp, advantages, response_mask)
+        per_token = advantages
+    weights = _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
+                       threshold=threshold, low_weight_floor=low_weight_floor,
+                       conserve_mass=conserve_mass)
+    dtype = xp.result_type(per_token.dtype, weights.dtype)
+    zero = xp.zeros((), dtype=dtype, device=_device(weights))
+    shaped = xp.astype(per_token, dtype) * xp.astype(weights, dtype)
+    return xp.where(response_mask, shaped, zero)
