@@ -176,7 +176,8 @@ def _weights(xp: Any, dependency: Any, response_mask: Any, *, tau: float, beta: 
     total = xp.sum(raw, axis=-1, keepdims=True)
     fallback = constant | ~(total > 0)
     if conserve_mass:
-        raw = raw * (count / xp.where(fallback, one, total))
+        # raw / total <= 1 first: count / total overflows when total is subnormal.
+        raw = raw / xp.where(fallback, one, total) * count
     weights = xp.where(fallback, one, raw)
     return xp.where(response_mask, weights, zero)
 
