@@ -1,0 +1,542 @@
+"""Training data for the reference trainer: a synthetic visual task and a local-file loader.
+
+* :class:`SyntheticVisualTask` draws small images with Pillow whose answer can only be
+  read from the pixels (counting, colour, relative position, tallest bar). Every example
+  is a pure function of ``(seed, split, index)``; answers are drawn uniformly from each
+  task's answer set, and every question string is shared by all answers of its task, so
+  a model that ignores the image cannot beat chance.
+* :class:`LocalFileDataset` reads JSONL or Parquet files (a file, a directory of shards or
+  a glob), e.g. a local copy of ViRL39K (``problem``, ``answer``, ``images``) or
+  Geometry3K (``problem``, ``answer``, ``images``) in the Hugging Face datasets layout.
+  Rows with a missing or corrupt image, a missing question or an empty answer are
+  skipped and counted by reason in :attr:`LocalFileDataset.skipped`.
+
+Both yield :class:`Example` and share :class:`ExampleSampler`'s deterministic,
+resumable ``sample(n)`` cursor. Prompts follow the paper's format (:func:`make_prompt`):
+the question, then an instruction to reason inside ``<think>...</think>`` and put the
+final answer in ``\\boxed{}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob as globlib
+import io
+import json
+import logging
+import math
+import os
+import re
+from collections import Counter
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+__all__ = [
+    "ANSWER_SETS",
+    "COLORS",
+    "Example",
+    "ExampleSampler",
+    "INSTRUCTION",
+    "LocalFileDataset",
+    "SKIP_REASONS",
+    "SyntheticVisualTask",
+    "TASKS",
+    "make_prompt",
+    "strip_image_placeholders",
+]
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTION = (
+    "Think it through inside <think> </think> tags first, "
+    "then give the final answer inside \\boxed{}."
+)
+
+
+def make_prompt(question: str) -> str:
+    """The user turn in the paper's format: the question, then the think/boxed instruction."""
+    if not isinstance(question, str):
+        raise TypeError(f"question: expected str, got {type(question).__name__}")
+    return f"{question.strip()} {INSTRUCTION}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One visual question: an RGB image, the question text, its reference answer."""
+
+    image: Image.Image
+    question: str
+    answer: str
+    task: str
+    id: str
+
+    @property
+    def prompt(self) -> str:
+        """The question followed by the paper's ``<think>``/``\\boxed{}`` instruction."""
+        return make_prompt(self.question)
+
+
+class ExampleSampler:
+    """Deterministic, resumable batches over an indexable dataset of :class:`Example`.
+
+    ``sample(n)`` returns the next ``n`` examples of an endless stream of epochs; with
+    ``shuffle=True`` each epoch is a permutation drawn from ``(seed, epoch)``. The
+    position is saved and restored with :meth:`state_dict` / :meth:`load_state_dict`.
+    Subclasses define ``__len__``, ``__getitem__`` and set ``self._seed`` and
+    ``self._shuffle`` (both keyword ``seed``/``shuffle`` of their constructor).
+    """
+
+    _seed: int
+    _shuffle: bool
+    _cursor: int = 0
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Example:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Example]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def _order(self, epoch: int) -> np.ndarray:
+        n = len(self)
+        if not self._shuffle:
+            return np.arange(n)
+        return np.random.default_rng([self._seed, epoch]).permutation(n)
+
+    def sample(self, n: int) -> list[Example]:
+        """The next ``n`` examples (crossing epoch boundaries as needed)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n: expected a non-negative int, got {n!r}")
+        size = len(self)
+        if size == 0:
+            raise ValueError("n: cannot sample from an empty dataset")
+        out = []
+        order, order_epoch = None, -1
+        for position in range(self._cursor, self._cursor + n):
+            epoch, k = divmod(position, size)
+            if epoch != order_epoch:
+                order, order_epoch = self._order(epoch), epoch
+            out.append(self[int(order[k])])
+        self._cursor += n
+        return out
+
+    @property
+    def position(self) -> int:
+        """How many examples :meth:`sample` has returned so far."""
+        return self._cursor
+
+    def state_dict(self) -> dict[str, int]:
+        return {"cursor": self._cursor}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        cursor = state.get("cursor") if isinstance(state, Mapping) else None
+        if isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0:
+            raise ValueError(f"state: expected {{'cursor': int >= 0}}, got {state!r}")
+        self._cursor = cursor
+
+
+# --- synthetic visual task -------------------------------------------------------------
+
+TASKS = ("count", "color", "position", "chart")
+
+COLORS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 200, 30),
+}
+
+ANSWER_SETS = {
+    "count": ("1", "2", "3", "4"),
+    "color": tuple(COLORS),
+    "position": ("left", "right", "above", "below"),
+    "chart": ("1", "2", "3", "4"),
+}
+
+_SHAPES = ("circle", "square", "triangle")
+_SPLITS = {"train": 0, "heldout": 1}
+_BACKGROUND = (255, 255, 255)
+_MARKER = (0, 0, 0)
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float,
+                fill: tuple[int, int, int]) -> None:
+    if kind == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif kind == "square":
+        draw.rectangle([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    else:  # triangle
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+
+
+class SyntheticVisualTask(ExampleSampler):
+    """Visual questions answerable only from the image, generated on the fly.
+
+    Task types (answers drawn uniformly from :data:`ANSWER_SETS`):
+
+    * ``count``: 1-4 shapes of one kind in distinct cells of a 3x3 grid; "How many
+      circles are in the image?".
+    * ``color``: one shape in one of four colours; "What color is the square?".
+    * ``position``: a coloured circle left of, right of, above or below a black square.
+    * ``chart``: four bars, one clearly the tallest; "Which bar is the tallest?" (1-4).
+
+    Example ``index`` has task ``tasks[index % len(tasks)]`` and is drawn from a random
+    generator seeded with ``(seed, split, index)``: the same arguments always give the
+    same pixels, and the ``"train"`` and ``"heldout"`` splits use disjoint streams.
+
+    Args:
+      seed: base seed.
+      tasks: which task types to mix (a non-empty subset of :data:`TASKS`).
+      image_size: side of the square RGB image in pixels (>= 28).
+      split: ``"train"`` or ``"heldout"``.
+      size: number of examples (indices ``0 .. size-1``).
+    """
+
+    def __init__(self, seed: int = 0, tasks: Sequence[str] = TASKS, *, image_size: int = 56,
+                 split: str = "train", size: int = 100_000):
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
+        if isinstance(tasks, str):
+            raise TypeError("tasks: expected a sequence of task names, got a single str")
+        tasks = tuple(tasks)
+        if not tasks or any(t not in TASKS for t in tasks) or len(set(tasks)) != len(tasks):
+            raise ValueError(f"tasks: expected distinct names from {TASKS}, got {tasks!r}")
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 28:
+            raise ValueError(f"image_size: expected an int >= 28, got {image_size!r}")
+        if split not in _SPLITS:
+            raise ValueError(f"split: expected one of {tuple(_SPLITS)}, got {split!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size: expected a positive int, got {size!r}")
+        self.seed, self.tasks, self.image_size = seed, tasks, image_size
+        self.split, self.size = split, size
+        self._seed, self._shuffle = seed, False  # examples are already i.i.d.
+
+    def heldout(self, size: int = 256) -> "SyntheticVisualTask":
+        """The held-out split with the same seed, tasks and image size."""
+        return SyntheticVisualTask(self.seed, self.tasks, image_size=self.image_size,
+                                   split="heldout", size=size)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return (f"SyntheticVisualTask(seed={self.seed}, tasks={self.tasks}, "
+                f"image_size={self.image_size}, split={self.split!r}, size={self.size})")
+
+    def __getitem__(self, index: int) -> Example:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index: expected int, got {type(index).__name__}")
+        index = int(index)
+        if index < 0:
+            index += self.size
+        if not 0 <= index < self.size:
+            raise IndexError(f"index: {index} out of range for size {self.size}")
+        task = self.tasks[index % len(self.tasks)]
+        rng = np.random.default_rng([self.seed, _SPLITS[self.split], index])
+        answer = ANSWER_SETS[task][int(rng.integers(len(ANSWER_SETS[task])))]
+        image = Image.new("RGB", (self.image_size, self.image_size), _BACKGROUND)
+        question = getattr(self, f"_draw_{task}")(ImageDraw.Draw(image), rng, answer)
+        return Example(image=image, question=question, answer=answer, task=task,
+                       id=f"synthetic-{self.split}-{self.seed}-{index}")
+
+    # Each _draw_<task> draws the picture for `answer` and returns the question text,
+    # which depends only on variables drawn independently of the answer.
+
+    def _draw_count(self, draw, rng, answer: str) -> str:
+        s = self.image_size
+        cell = s / 3
+        kind = _SHAPES[int(rng.integers(len(_SHAPES)))]
+        cells = rng.choice(9, size=int(answer), replace=False)
+        names = list(COLORS)
+        for c in cells:
+            row, col = divmod(int(c), 3)
+            r = cell * rng.uniform(0.25, 0.33)
+            jitter = cell / 2 - r - 1
+            cx = (col + 0.5) * cell + rng.uniform(-jitter, jitter)
+            cy = (row + 0.5) * cell + rng.uniform(-jitter, jitter)
+            _draw_shape(draw, kind, cx, cy, r, COLORS[names[int(rng.integers(len(names)))]])
+        return f"How many {kind}s are in the image? Answer with a number from 1 to 4."
+
+    def _draw_color(self, draw, rng, answer: str) -> str:
+        s = self.image_size
+        kind = _SHAPES[int(rng.integers(len(_SHAPES)))]
+        r = s * rng.uniform(0.18, 0.28)
+        cx, cy = rng.uniform(r + 1, s - r - 1, size=2)
+        _draw_shape(draw, kind, cx, cy, r, COLORS[answer])
+        return f"What color is the {kind}? Answer with red, green, blue or yellow."
+
+    def _draw_position(self, draw, rng, answer: str) -> str:
+        s = self.image_size
+        names = list(COLORS)
+        colour = names[int(rng.integers(len(names)))]
+        r = s * 0.09
+        # Marker near the centre; target at least 2.5 radii away along the answer's axis
+        # and at most 0.8 radii off that axis, so the relation is unambiguous.
+        mx, my = s / 2 + rng.uniform(-0.06 * s, 0.06 * s, size=2)
+        along = rng.uniform(2.5 * r, s / 2 - 0.06 * s - r - 1)
+        across = rng.uniform(-0.8 * r, 0.8 * r)
+        dx, dy = {"left": (-along, across), "right": (along, across),
+                  "above": (across, -along), "below": (across, along)}[answer]
+        _draw_shape(draw, "square", mx, my, r, _MARKER)
+        _draw_shape(draw, "circle", mx + dx, my + dy, r, COLORS[colour])
+        return (f"Where is the {colour} circle relative to the black square? "
+                "Answer with left, right, above or below.")
+
+    def _draw_chart(self, draw, rng, answer: str) -> str:
+        s = self.image_size
+        n = 4
+        base, top = s - 3, 3
+        span = base - top
+        tallest = int(answer) - 1
+        heights = rng.uniform(0.15, 0.65, size=n) * span
+        heights[tallest] = rng.uniform(max(np.delete(heights, tallest)) + 0.15 * span,
+                                       0.95 * span)
+        width = s / (2 * n + 1)
+        names = list(COLORS)
+        colour = COLORS[names[int(rng.integers(len(names)))]]
+        draw.line([(1, base), (s - 2, base)], fill=_MARKER)
+        for i, h in enumerate(heights):
+            x0 = (2 * i + 1) * width
+            draw.rectangle([x0, base - h, x0 + width - 1, base - 1], fill=colour)
+        return "Which bar is the tallest? The bars are numbered 1 to 4 from left to right."
+
+
+# --- local files (JSONL / Parquet) -----------------------------------------------------
+
+QUESTION_KEYS = ("problem", "question", "prompt", "query")
+ANSWER_KEYS = ("answer", "solution", "ground_truth", "reward_model.ground_truth")
+IMAGE_KEYS = ("images", "image", "image_path", "image_bytes")
+TASK_KEYS = ("category", "data_source", "task")
+
+SKIP_REASONS = ("invalid_json", "missing_question", "empty_answer", "missing_image",
+                "corrupt_image")
+
+_PLACEHOLDER = re.compile(r"\s*<image>\s*")
+
+
+def strip_image_placeholders(question: str) -> str:
+    """Remove ``<image>`` placeholders (the processor inserts its own image tokens)."""
+    return _PLACEHOLDER.sub(" ", question).strip()
+
+
+def _lookup(row: Mapping[str, Any], key: str) -> Any:
+    """``row[key]``, following dots into nested dicts (``"reward_model.ground_truth"``)."""
+    if key in row:
+        return row[key]
+    value: Any = row
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _first_present(row: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    for key in keys:
+        value = _lookup(row, key)
+        if value is not None:
+            return value
+    return None
+
+
+def _question_text(value: Any) -> str | None:
+    """Question text from a string or a chat list ``[{"role", "content"}, ...]``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(m, Mapping) for m in value):
+        users = [m for m in value if m.get("role", "user") == "user"]
+        if not users:
+            return None
+        content = users[-1].get("content")
+        if isinstance(content, list):  # [{"type": "text", "text": ...}, {"type": "image"}]
+            content = " ".join(p.get("text", "") for p in content
+                               if isinstance(p, Mapping) and p.get("type") == "text")
+        return content if isinstance(content, str) else None
+    return None
+
+
+def _answer_text(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return repr(value)
+    return value if isinstance(value, str) else None
+
+
+class LocalFileDataset(ExampleSampler):
+    """Visual questions from local JSONL or Parquet files; bad rows are skipped and counted.
+
+    ``source`` is a ``.jsonl``/``.json`` (one object per line) or ``.parquet`` file, a
+    directory (every such file under it, recursively; with ``split`` given only files
+    whose name starts with it, e.g. ``train-00000-of-00002.parquet``), or a glob pattern.
+
+    Each row needs a question (first of ``question_keys`` present; a plain string or a
+    chat list of ``{"role", "content"}`` messages), an answer (first of ``answer_keys``;
+    dotted keys reach into nested dicts) and an image (first of ``image_keys``) given as
+    a path (absolute, or relative to ``image_root`` or else to the data file's folder),
+    raw bytes, a Hugging Face datasets image dict ``{"bytes": ..., "path": ...}``, or a
+    list of those (the first is used). ``<image>`` placeholders are removed from the
+    question. Every image is decoded once at load time, so an image that fails to decode
+    is caught here, never mid-run; decoded images are not kept (``__getitem__`` decodes
+    again from the stored bytes or path).
+
+    Skipped rows are counted by reason (:data:`SKIP_REASONS`) in :attr:`skipped`, e.g.
+    ``{"missing_image": 2, "corrupt_image": 1, "empty_answer": 1}``, and logged once.
+    :attr:`multi_image_rows` counts rows whose extra images were dropped.
+    """
+
+    def __init__(self, source: str | os.PathLike, *, split: str | None = None,
+                 question_keys: Sequence[str] = QUESTION_KEYS,
+                 answer_keys: Sequence[str] = ANSWER_KEYS,
+                 image_keys: Sequence[str] = IMAGE_KEYS,
+                 task_keys: Sequence[str] = TASK_KEYS,
+                 image_root: str | os.PathLike | None = None,
+                 limit: int | None = None, seed: int = 0, shuffle: bool = True):
+        for name, keys in (("question_keys", question_keys), ("answer_keys", answer_keys),
+                           ("image_keys", image_keys), ("task_keys", task_keys)):
+            if isinstance(keys, str):
+                raise TypeError(f"{name}: expected a sequence of column names, got a str")
+            if name != "task_keys" and not keys:
+                raise ValueError(f"{name}: expected at least one column name")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 1):
+            raise ValueError(f"limit: expected a positive int or None, got {limit!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed: expected an int, got {seed!r}")
+        self.question_keys, self.answer_keys = tuple(question_keys), tuple(answer_keys)
+        self.image_keys, self.task_keys = tuple(image_keys), tuple(task_keys)
+        self.image_root = None if image_root is None else os.fspath(image_root)
+        self.files = self._resolve(os.fspath(source), split)
+        self._seed, self._shuffle = seed, shuffle
+        self._records: list[tuple[str | bytes, str, str, str, str]] = []
+        self.skipped: dict[str, int] = {}
+        self.multi_image_rows = 0
+        self.rows_read = 0
+        skipped: Counter[str] = Counter()
+        for path in self.files:
+            for line_no, row in self._rows(path, skipped):
+                if limit is not None and len(self._records) >= limit:
+                    break
+                self.rows_read += 1
+                reason = self._add(row, path, line_no)
+                if reason is not None:
+                    skipped[reason] += 1
+        self.skipped = {r: skipped[r] for r in SKIP_REASONS if skipped[r]}
+        if self.skipped:
+            logger.warning("%s: skipped %d of %d rows %s", source, sum(self.skipped.values()),
+                           self.rows_read + skipped["invalid_json"], self.skipped)
+
+    @staticmethod
+    def _resolve(source: str, split: str | None) -> list[str]:
+        exts = (".jsonl", ".json", ".parquet")
+        if os.path.isdir(source):
+            files = [os.path.join(d, f) for d, _, names in os.walk(source) for f in names
+                     if f.endswith(exts)]
+            if split is not None:
+                files = [f for f in files if os.path.basename(f).startswith(split)]
+        elif os.path.isfile(source):
+            files = [source]
+        else:
+            files = [f for f in globlib.glob(source, recursive=True) if os.path.isfile(f)]
+        files = sorted(f for f in files if f.endswith(exts))
+        if not files:
+            raise FileNotFoundError(
+                f"source: no .jsonl/.json/.parquet files found at {source!r}"
+                + (f" for split {split!r}" if split is not None else ""))
+        return files
+
+    @staticmethod
+    def _rows(path: str, skipped: Counter) -> Iterator[tuple[int, Mapping[str, Any]]]:
+        if path.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            index = 0
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+                for row in batch.to_pylist():
+                    yield index, row
+                    index += 1
+            return
+        with open(path, encoding="utf-8") as f:
+            for line_no, line in enumerate(f):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    skipped["invalid_json"] += 1
+                    continue
+                if not isinstance(row, dict):
+                    skipped["invalid_json"] += 1
+                    continue
+                yield line_no, row
+
+    def _image_source(self, value: Any, data_file: str) -> str | bytes | None:
+        if isinstance(value, (list, tuple)):
+            if not value:
+                return None
+            value = value[0]
+        if isinstance(value, Mapping):
+            if value.get("bytes"):
+                return bytes(value["bytes"])
+            value = value.get("path")
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value) if value else None
+        if isinstance(value, str) and value:
+            if os.path.isabs(value):
+                return value
+            root = self.image_root or os.path.dirname(os.path.abspath(data_file))
+            return os.path.join(root, value)
+        return None
+
+    def _add(self, row: Mapping[str, Any], data_file: str, row_index: int) -> str | None:
+        """Validate one row; store it and return ``None``, or return the skip reason."""
+        question = _question_text(_first_present(row, self.question_keys))
+        if question is None or not strip_image_placeholders(question):
+            return "missing_question"
+        answer = _answer_text(_first_present(row, self.answer_keys))
+        if answer is None or not answer.strip():
+            return "empty_answer"
+        raw_image = _first_present(row, self.image_keys)
+        image = self._image_source(raw_image, data_file)
+        if image is None or (isinstance(image, str) and not os.path.isfile(image)):
+            return "missing_image"
+        try:
+            _open_rgb(image)
+        except Exception:  # any decoder failure: truncated, unknown format, bad header
+            return "corrupt_image"
+        if isinstance(raw_image, (list, tuple)) and len(raw_image) > 1:
+            self.multi_image_rows += 1
+        task = _first_present(row, self.task_keys) if self.task_keys else None
+        task = task if isinstance(task, str) and task else "local"
+        row_id = f"{os.path.basename(data_file)}:{row_index}"
+        self._records.append((image, strip_image_placeholders(question), answer.strip(),
+                              task, row_id))
+        return None
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index: int) -> Example:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index: expected int, got {type(index).__name__}")
+        image, question, answer, task, row_id = self._records[int(index)]
+        return Example(image=_open_rgb(image), question=question, answer=answer, task=task,
+                       id=row_id)
+
+    def __repr__(self) -> str:
+        return (f"LocalFileDataset({len(self.files)} file(s), {len(self)} examples, "
+                f"skipped={self.skipped})")
+
+
+def _open_rgb(source: str | bytes) -> Image.Image:
+    """Decode an image fully (raising on corrupt data) and convert it to RGB."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        img.load()
+        return img.convert("RGB")

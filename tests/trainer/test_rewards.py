@@ -1,0 +1,189 @@
+"""Hand-worked cases for the verifiable reward (reference_impl/rewards.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from reference_impl.rewards import (
+    RewardBreakdown,
+    accuracy_reward,
+    answers_match,
+    extract_boxed,
+    format_reward,
+    normalize_answer,
+    verifiable_reward,
+    verifiable_rewards,
+)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (r"\boxed{3}", "3"),
+        (r"The answer is \boxed{ 42 }.", " 42 "),
+        (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),
+        (r"\boxed{{a}{b}{{c}}}", "{a}{b}{{c}}"),
+        (r"first \boxed{1} then \boxed{2}", "2"),
+        (r"\boxed{1} \boxed{\sqrt{2}} end", r"\sqrt{2}"),
+        (r"\boxed {7}", "7"),  # whitespace before the brace
+        (r"\boxed{}", ""),  # present but empty
+        (r"\boxed{\boxed{5}}", r"\boxed{5}"),  # the inner box is part of the outer content
+        (r"\boxed{\{1,2\}}", r"\{1,2\}"),  # escaped braces do not group
+        (r"\boxed{a\}b}", r"a\}b"),
+        ("no box here", None),
+        (r"\boxed{3", None),  # never closed
+        (r"\boxed{1} and a truncated \boxed{2", None),  # last box malformed: no answer
+        (r"\boxed{1}}", "1"),  # a stray closing brace after the box is ignored
+        (r"\boxed 3", None),  # the brace-less form is not an answer
+        (r"\fbox{3}", None),
+        ("", None),
+    ],
+)
+def test_extract_boxed(text, expected):
+    assert extract_boxed(text) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("  Red ", "red"),
+        ("Left.", "left"),
+        (r"\text{blue}", "blue"),
+        (r"\text{ Above }.", "above"),
+        (r"\textbf{3}", "3"),
+        ("$12$", "12"),
+        (r"2 \sqrt { 221 }", r"2\sqrt{221}"),
+        (r"\boxed{B}", "b"),  # ground truths stored as \boxed{...}
+        ("(C)", "c"),
+        ("(C).", "c"),
+        (r"3\,\text{cm}", "3cm"),
+        (r"\left( 1, 2 \right)", "(1,2)"),
+        ("x..", "x"),
+    ],
+)
+def test_normalize_answer(raw, expected):
+    assert normalize_answer(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "prediction, answer, expected",
+    [
+        ("2", "2.0", True),
+        ("2.50", "2.5", True),
+        ("-0.5", "-1/2", True),
+        (r"\frac{3}{4}", "0.75", True),
+        (r"\dfrac{3}{4}", "3/4", True),
+        ("4/2", "2", True),
+        ("1e2", "100", True),
+        ("0.1", "0.1000001", False),  # decimals compare exactly, no tolerance
+        ("3", "3.001", False),
+        ("2", "20", False),
+        ("Yellow", "yellow", True),
+        ("yellow.", r"\text{Yellow}", True),
+        ("A", "(A)", True),
+        ("A", "B", False),
+        ("", "", False),  # empty answers never match
+        ("nan", "nan", True),  # identical text matches; no numeric NaN comparison
+        ("50%", "50", False),
+        ("1/0", "1/0", True),
+        ("1/0", "inf", False),
+    ],
+)
+def test_answers_match(prediction, answer, expected):
+    assert answers_match(prediction, answer) is expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (r"<think>count them: 3</think> The answer is \boxed{3}.", 1.0),
+        ("<think>\nmultiline\nreasoning\n</think>\n\\boxed{left}", 1.0),
+        (r"  <think>x</think>\boxed{1}  ", 1.0),  # surrounding whitespace allowed
+        (r"<think></think>\boxed{1}", 1.0),  # an empty think block still has the format
+        (r"\boxed{3}", 0.0),  # no think block
+        (r"<think>3</think> the answer is 3", 0.0),  # no box
+        (r"<think>\boxed{3}</think> so 3", 0.0),  # the box must come after </think>
+        (r"I think <think>x</think> \boxed{3}", 0.0),  # think must come first
+        (r"<think>x \boxed{3}", 0.0),  # think never closed
+        (r"<think>a</think><think>b</think>\boxed{3}", 0.0),  # two think blocks
+        (r"</think><think>x</think>\boxed{3}", 0.0),
+        (r"<think>x</think> \boxed{3", 0.0),  # unbalanced box
+        (r"<think>x</think> \boxed{3} \boxed{4", 0.0),  # last box unbalanced
+        (r"<think>x</think> \boxed{}", 1.0),  # format only: an empty box is well formed
+        ("", 0.0),
+    ],
+)
+def test_format_reward(text, expected):
+    assert format_reward(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, answer, expected",
+    [
+        (r"<think>..</think>\boxed{3}", "3", 1.0),
+        (r"<think>..</think>\boxed{3}", "4", 0.0),
+        (r"\boxed{3}", "3", 1.0),  # accuracy does not require the format
+        (r"\boxed{4} no wait \boxed{3}", "3", 1.0),  # the last box counts
+        (r"\boxed{3} no wait \boxed{4}", "3", 0.0),
+        ("the answer is 3", "3", 0.0),  # unboxed answers do not count
+        (r"\boxed{\text{Red}}", "red", 1.0),
+        (r"\boxed{2.0}", "2", 1.0),
+        (r"\boxed{3", "3", 0.0),
+        (r"\boxed{}", "", 0.0),
+        (r"<think>..</think>\boxed{(B)}", r"\boxed{B}", 1.0),  # ViRL39K-style ground truth
+    ],
+)
+def test_accuracy_reward(text, answer, expected):
+    assert accuracy_reward(text, answer) == expected
+
+
+def test_verifiable_reward_mixes_parts_with_paper_weights():
+    both = verifiable_reward(r"<think>two</think> \boxed{2}", "2")
+    assert both == RewardBreakdown(reward=1.0, accuracy=1.0, format=1.0)
+    fmt_only = verifiable_reward(r"<think>two</think> \boxed{3}", "2")
+    assert fmt_only == RewardBreakdown(reward=0.1, accuracy=0.0, format=1.0)
+    acc_only = verifiable_reward(r"\boxed{2}", "2")
+    assert acc_only.accuracy == 1.0 and acc_only.format == 0.0
+    assert acc_only.reward == pytest.approx(0.9, abs=1e-15)
+    neither = verifiable_reward("2", "2")
+    assert neither == RewardBreakdown(reward=0.0, accuracy=0.0, format=0.0)
+
+
+def test_verifiable_reward_custom_weights():
+    r = verifiable_reward(r"\boxed{2}", "2", accuracy_weight=1.0, format_weight=0.0)
+    assert r.reward == 1.0
+    r = verifiable_reward(r"<think>x</think>\boxed{1}", "2", accuracy_weight=0.5,
+                          format_weight=0.5)
+    assert r.reward == 0.5
+
+
+def test_verifiable_rewards_batch():
+    out = verifiable_rewards([r"<think>a</think>\boxed{1}", r"\boxed{2}", "none"],
+                             ["1", "3", "x"])
+    assert [o.reward for o in out] == pytest.approx([1.0, 0.0, 0.0])
+    assert [o.format for o in out] == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("kwargs, exc, name", [
+    (dict(accuracy_weight=-0.1), ValueError, "accuracy_weight"),
+    (dict(format_weight=float("nan")), ValueError, "format_weight"),
+    (dict(format_weight=float("inf")), ValueError, "format_weight"),
+    (dict(accuracy_weight="0.9"), TypeError, "accuracy_weight"),
+    (dict(format_weight=True), TypeError, "format_weight"),
+])
+def test_bad_weights_are_rejected_by_name(kwargs, exc, name):
+    with pytest.raises(exc, match=name):
+        verifiable_reward(r"\boxed{1}", "1", **kwargs)
+
+
+def test_bad_inputs_are_rejected_by_name():
+    with pytest.raises(TypeError, match="text"):
+        extract_boxed(None)
+    with pytest.raises(TypeError, match="answer"):
+        accuracy_reward(r"\boxed{1}", 1)
+    with pytest.raises(TypeError, match="text"):
+        format_reward(b"<think></think>")
+    with pytest.raises(ValueError, match="answers"):
+        verifiable_rewards(["a", "b"], ["a"])
+    with pytest.raises(TypeError, match="texts"):
+        verifiable_rewards("ab", "ab")
