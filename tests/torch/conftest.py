@@ -41,3 +41,34 @@ def image_factory():
 @pytest.fixture
 def prompt_factory():
     return user_prompt
+
+
+def make_rollout(processor, questions, responses, *, image_sizes=None, seed=0):
+    """A GRPO-style rollout batch: left-padded prompts (one image each) + right-padded
+    responses. ``responses`` are lists of token ids. Returns ``(batch, T, response_mask)``
+    with ``batch`` a dict of tensors (mm_token_type_ids zero on the responses)."""
+    tok = processor.tokenizer
+    sizes = image_sizes or [(56, 56)] * len(questions)
+    texts = [user_prompt(processor, q) for q in questions]
+    images = [make_image(seed + i, *hw) for i, hw in enumerate(sizes)]
+    prompt = processor(text=texts, images=images, return_tensors="pt", padding=True,
+                       padding_side="left")
+    width = max(len(r) for r in responses)
+    ids = torch.full((len(responses), width), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(responses), width), dtype=torch.long)
+    for i, r in enumerate(responses):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    batch = dict(
+        input_ids=torch.cat([prompt["input_ids"], ids], dim=1),
+        attention_mask=torch.cat([prompt["attention_mask"], mask], dim=1),
+        mm_token_type_ids=torch.cat([prompt["mm_token_type_ids"], torch.zeros_like(ids)], 1),
+        pixel_values=prompt["pixel_values"],
+        image_grid_thw=prompt["image_grid_thw"],
+    )
+    return batch, width, mask.bool()
+
+
+@pytest.fixture
+def rollout_factory():
+    return make_rollout
