@@ -1,0 +1,972 @@
+"""Typed, validated configuration of the reference trainer.
+
+The defaults are the laptop run: a tiny Qwen2.5-VL built from a config, the synthetic
+task, small batches, float32 on CPU. The paper's recipe (Ye et al. 2026, Sec. 5 and
+App. C; EasyR1 on Qwen2.5-VL-3B/7B) ships as ``reference_impl/configs/paper_*.yaml``
+and each field whose paper value differs records it in its metadata (shown by
+``--help``).
+
+Precedence: dataclass defaults < ``--config`` YAML files (in order) < command-line
+overrides (in order). Every value is checked when the :class:`Config` is built, so
+a bad value fails with a :class:`ConfigError` naming its dotted key (``rollout.top_p``)
+before any model, data or process group is touched::
+
+    cfg = load_config(["--config", "configs/paper_qwen2_5_vl_7b.yaml",
+                       "--model.path", "/models/Qwen2.5-VL-7B-Instruct",
+                       "rollout.temperature=0.7"])
+"""
+
+import argparse
+import dataclasses
+import difflib
+import importlib.util
+import sys
+import textwrap
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
+
+import yaml
+
+from pgpo_core import AGGREGATIONS, PGPOConfig
+from pgpo_core.config import ABLATIONS, DEPENDENCY_ESTIMATORS
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+ALGORITHMS = ("pgpo", "dapo", "grpo", "pgpo_suppress_only", "pgpo_boost_only",
+              "pgpo_no_mass", "pgpo_dev_variant")
+# PGPO ablation -> pgpo_core.ABLATIONS entry; dapo/grpo use the unit weights of "base".
+_ABLATION_OF = {"pgpo": None, "dapo": "base", "grpo": "base",
+                "pgpo_suppress_only": "suppress_only", "pgpo_boost_only": "boost_only",
+                "pgpo_no_mass": "no_mass_conservation", "pgpo_dev_variant": "dev_variant"}
+assert set(_ABLATION_OF) == set(ALGORITHMS)
+assert all(v is None or v in ABLATIONS for v in _ABLATION_OF.values())
+
+Algorithm = Literal[ALGORITHMS]
+Estimator = Literal[DEPENDENCY_ESTIMATORS]
+Aggregation = Literal[AGGREGATIONS]
+BlindPass = Literal["drop", "mask", "blacken"]
+DType = Literal["auto", "float32", "bfloat16"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message starts with the dotted key."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A configuration value of the wrong type; the message starts with the dotted key."""
+
+
+def _field(default: Any, help: str, *, paper: Any = dataclasses.MISSING,
+           factory: bool = False) -> Any:
+    """A dataclass field with a one-line description and, where it differs, the paper's value."""
+    meta = {"help": help}
+    if paper is not dataclasses.MISSING:
+        meta["paper"] = paper
+    if factory:
+        return dataclasses.field(default_factory=lambda: default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------- types
+
+def _union_args(tp: Any) -> tuple | None:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return typing.get_args(tp)
+    return None
+
+
+def _type_name(tp: Any) -> str:
+    """Short human-readable name of an annotation, for --help and error messages."""
+    args = _union_args(tp)
+    if args is not None:
+        inner = [a for a in args if a is not type(None)]
+        return "|".join(_type_name(a) for a in inner) + "|none"
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "{" + ",".join(str(a) for a in typing.get_args(tp)) + "}"
+    if origin is tuple:
+        targs = typing.get_args(tp)
+        if len(targs) == 2 and targs[1] is Ellipsis:
+            return f"{_type_name(targs[0])},..."
+        return ",".join(_type_name(a) for a in targs)
+    return {bool: "bool", int: "int", float: "float", str: "str"}.get(tp, str(tp))
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+_NONE = ("none", "null", "~", "")
+
+
+def _parse_string(key: str, text: str, tp: Any) -> Any:
+    """Convert a command-line (or unquoted-YAML) string to the annotated type ``tp``."""
+    args = _union_args(tp)
+    if args is not None:
+        if text.strip().lower() in _NONE:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1:
+            raise ConfigTypeError(f"{key}: unsupported annotation {tp!r}")
+        return _parse_string(key, text, inner[0])
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return text
+    if origin is tuple:
+        stripped = text.strip()
+        if stripped.startswith("["):
+            items = yaml.safe_load(stripped)
+            if not isinstance(items, list):
+                raise ConfigTypeError(f"{key}: expected a list, got {text!r}")
+            items = [str(i) if not isinstance(i, str) else i for i in items]
+        else:
+            items = [i.strip() for i in stripped.split(",") if i.strip()]
+        targs = typing.get_args(tp)
+        item_types = ([targs[0]] * len(items) if len(targs) == 2 and targs[1] is Ellipsis
+                      else list(targs))
+        if len(item_types) != len(items):
+            raise ConfigTypeError(f"{key}: expected {len(item_types)} comma-separated values "
+                                  f"({_type_name(tp)}), got {text!r}")
+        return tuple(_parse_string(key, i, t) for i, t in zip(items, item_types))
+    if tp is bool:
+        low = text.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigTypeError(f"{key}: expected a bool (true/false), got {text!r}")
+    if tp is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigTypeError(f"{key}: expected an int, got {text!r}") from None
+    if tp is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigTypeError(f"{key}: expected a float, got {text!r}") from None
+    if tp is str:
+        return text
+    raise ConfigTypeError(f"{key}: unsupported annotation {tp!r}")
+
+
+def _check_type(key: str, value: Any, tp: Any) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it normalised
+    (int -> float for float fields, list -> tuple). Strings are not parsed here."""
+    args = _union_args(tp)
+    if args is not None:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(key, value, inner[0])
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}; "
+                              f"got {value!r}{hint}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigTypeError(f"{key}: expected a list ({_type_name(tp)}), "
+                                  f"got {type(value).__name__}")
+        targs = typing.get_args(tp)
+        if len(targs) == 2 and targs[1] is Ellipsis:
+            item_types = [targs[0]] * len(value)
+        else:
+            item_types = list(targs)
+            if len(value) != len(item_types):
+                raise ConfigError(f"{key}: expected {len(item_types)} values, got {len(value)}")
+        return tuple(_check_type(f"{key}[{i}]", v, t)
+                     for i, (v, t) in enumerate(zip(value, item_types)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigTypeError(f"{key}: expected a bool, got {type(value).__name__} {value!r}")
+        return value
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigTypeError(f"{key}: expected an int, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigTypeError(f"{key}: expected a float, got {type(value).__name__} {value!r}")
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{key}: must be finite, got {value}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigTypeError(f"{key}: expected a str, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigTypeError(f"{key}: unsupported annotation {tp!r}")
+
+
+# ---------------------------------------------------------------------- sections
+
+class _Section:
+    """Base of every config section: type checks from the annotations, then ``_validate``."""
+
+    _section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            key = f"{self._section}.{f.name}"
+            object.__setattr__(self, f.name, _check_type(key, getattr(self, f.name), hints[f.name]))
+        self._validate()
+
+    def _validate(self) -> None:
+        pass
+
+    def _fail(self, name: str, message: str) -> None:
+        raise ConfigError(f"{self._section}.{name}: {message}")
+
+    def _range(self, name: str, low: float | None = None, high: float | None = None, *,
+               low_open: bool = False, high_open: bool = False) -> None:
+        value = getattr(self, name)
+        if value is None:
+            return
+        bad = ((low is not None and (value < low or (low_open and value == low)))
+               or (high is not None and (value > high or (high_open and value == high))))
+        if bad:
+            lo = "-inf" if low is None else low
+            hi = "inf" if high is None else high
+            interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+            self._fail(name, f"must lie in {interval}, got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Section):
+    """Policy model: the built-in tiny Qwen2.5-VL, or a local checkpoint."""
+
+    _section: ClassVar[str] = "model"
+
+    path: Optional[str] = _field(
+        None, "Local Qwen2.5-VL checkpoint directory (weights and processor); none builds "
+              "the tiny model from a config.")
+    dtype: DType = _field(
+        "auto", "Parameter/compute dtype; auto = bfloat16 on CUDA, float32 on CPU.")
+    gradient_checkpointing: bool = _field(
+        False, "Recompute activations in the backward pass to save memory.")
+    freeze_vision_tower: bool = _field(
+        False, "Keep the vision encoder fixed (the paper trains it).")
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = _field(
+        "auto", "Attention kernel; auto = sdpa (flash_attention_2 when installed on CUDA).")
+    sft_warmup_steps: int = _field(
+        60, "Supervised warm-up steps on the synthetic task before RL (tiny model only), "
+            "so that rewards are not all zero.", paper=0)
+    sft_warmup_lr: float = _field(1e-3, "Learning rate of the supervised warm-up.")
+
+    def _validate(self) -> None:
+        if self.path is not None and not self.path.strip():
+            self._fail("path", "must be a non-empty path or none")
+        self._range("sft_warmup_steps", 0)
+        self._range("sft_warmup_lr", 0, low_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraConfig(_Section):
+    """Optional LoRA adapters (peft) for small GPUs; off in the paper."""
+
+    _section: ClassVar[str] = "lora"
+
+    enabled: bool = _field(False, "Train LoRA adapters instead of all weights (needs peft).")
+    r: int = _field(16, "LoRA rank.")
+    alpha: float = _field(32.0, "LoRA scaling alpha (the update is scaled by alpha / r).")
+    dropout: float = _field(0.05, "Dropout on the LoRA input.")
+    target_modules: tuple[str, ...] = _field(
+        ("q_proj", "k_proj", "v_proj", "o_proj"),
+        "Names of the linear modules that get adapters (comma-separated on the command line).")
+
+    def _validate(self) -> None:
+        self._range("r", 1)
+        self._range("alpha", 0, low_open=True)
+        self._range("dropout", 0, 1, high_open=True)
+        if not self.target_modules or any(not m.strip() for m in self.target_modules):
+            self._fail("target_modules", f"must name at least one module, got {self.target_modules!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(_Section):
+    """Training and held-out data: the synthetic task or local JSONL/Parquet files."""
+
+    _section: ClassVar[str] = "data"
+
+    source: str = _field(
+        "synthetic", "'synthetic' (generated on the fly) or a local JSONL/Parquet file or "
+                     "dataset directory (Hugging Face layout).")
+    format: Literal["auto", "jsonl", "parquet"] = _field(
+        "auto", "File format of source; auto = from the file extension.")
+    prompt_column: str = _field("problem", "Column holding the question text.")
+    answer_column: str = _field("answer", "Column holding the ground-truth answer.")
+    image_column: str = _field(
+        "images", "Column holding the image(s): paths (relative to the file) or bytes.")
+    eval_source: Optional[str] = _field(
+        None, "Separate held-out file; none holds out eval_size prompts of source "
+              "(synthetic: a disjoint seed).")
+    eval_size: int = _field(64, "Number of held-out prompts.")
+    shuffle: bool = _field(True, "Shuffle the training prompts every epoch (seeded).")
+    image_size: int = _field(112, "Side in pixels of the synthetic images.")
+    min_pixels: int = _field(
+        3136, "Smallest image area the processor resizes to (pixels).")
+    max_pixels: int = _field(
+        50176, "Largest image area the processor resizes to (pixels).")
+
+    def _validate(self) -> None:
+        for name in ("source", "prompt_column", "answer_column", "image_column"):
+            if not getattr(self, name).strip():
+                self._fail(name, "must not be empty")
+        if self.eval_source is not None and not self.eval_source.strip():
+            self._fail("eval_source", "must be a non-empty path or none")
+        self._range("eval_size", 1)
+        self._range("image_size", 28)
+        self._range("min_pixels", 784)
+        if self.max_pixels < self.min_pixels:
+            self._fail("max_pixels", f"must be >= data.min_pixels ({self.min_pixels}), "
+                                     f"got {self.max_pixels}")
+        if self.source == "synthetic" and self.format != "auto":
+            self._fail("format", "applies to file sources only; leave it 'auto' with "
+                                 "source 'synthetic'")
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig(_Section):
+    """Sampling of G responses per prompt with the current (old) policy."""
+
+    _section: ClassVar[str] = "rollout"
+
+    prompts_per_step: int = _field(
+        8, "Prompts per RL step (the rollout batch).", paper=384)
+    samples_per_prompt: int = _field(
+        4, "Responses sampled per prompt (the group size G, >= 2).", paper=5)
+    max_prompt_length: int = _field(
+        256, "Longest prompt in tokens, image tokens included; longer prompts are skipped "
+             "and counted.")
+    max_response_length: int = _field(
+        48, "Most tokens generated per response.", paper=2048)
+    temperature: float = _field(1.0, "Sampling temperature (> 0).")
+    top_p: float = _field(1.0, "Nucleus sampling threshold in (0, 1].", paper=0.99)
+    backend: Literal["auto", "hf", "vllm"] = _field(
+        "auto", "Generation engine; auto = vllm when installed and on CUDA, else HF generate.")
+    vllm_gpu_memory_utilization: float = _field(
+        0.5, "Share of GPU memory vLLM may reserve (vllm backend only).")
+
+    def _validate(self) -> None:
+        self._range("prompts_per_step", 1)
+        if self.samples_per_prompt < 2:
+            self._fail("samples_per_prompt", "group advantages need G >= 2, got "
+                                             f"{self.samples_per_prompt}")
+        self._range("max_prompt_length", 1)
+        self._range("max_response_length", 1)
+        self._range("temperature", 0, low_open=True)
+        self._range("top_p", 0, 1, low_open=True)
+        self._range("vllm_gpu_memory_utilization", 0, 1, low_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig(_Section):
+    """Verifiable reward: accuracy of the \\boxed{} answer plus the <think> format."""
+
+    _section: ClassVar[str] = "reward"
+
+    accuracy_weight: float = _field(0.9, "Weight of the answer-correctness reward (0/1).")
+    format_weight: float = _field(
+        0.1, "Weight of the format reward (<think>...</think> then \\boxed{}).")
+
+    def _validate(self) -> None:
+        self._range("accuracy_weight", 0)
+        self._range("format_weight", 0)
+        if self.accuracy_weight + self.format_weight <= 0:
+            self._fail("accuracy_weight", "accuracy_weight + format_weight must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgoConfig(_Section):
+    """Policy-gradient algorithm: PGPO (default), its ablations, or the DAPO/GRPO baselines."""
+
+    _section: ClassVar[str] = "algo"
+
+    name: Algorithm = _field(
+        "pgpo", "pgpo, dapo or grpo (no token reweighting), or a PGPO ablation: "
+                "pgpo_suppress_only (tau=1), pgpo_boost_only (tau=0), pgpo_no_mass (no Eq. 7), "
+                "pgpo_dev_variant (quantile threshold, 0.1 floor, no Eq. 7).")
+    estimator: Estimator = _field(
+        "exact", "Token visual dependency (Eq. 1): exact full-vocabulary KL, or the "
+                 "single-sample k1/k2/k3 estimate at the sampled token.", paper="k3")
+    blind_pass: BlindPass = _field(
+        "drop", "Blind pass without the image: drop the image tokens keeping the text's "
+                "position ids (= the paper's mask, cheaper), mask attention to them, or "
+                "blacken random patches (VPPO/PAPO).")
+    blacken_probability: float = _field(
+        0.5, "Probability of blacking out each patch (blind_pass=blacken only).")
+    tau: float = _field(0.4, "Threshold on the normalised dependency I_t (Eq. 6), in [0, 1].")
+    beta: float = _field(2.0, "Boost slope above tau (Eq. 6), >= 0.")
+    eps: float = _field(1e-6, "Small constant in Eqs. 5-7.")
+    clip_low: float = _field(0.2, "Lower clip range of the importance ratio (1 - clip_low).")
+    clip_high: Optional[float] = _field(
+        None, "Upper clip range (1 + clip_high); none = 0.28 (pgpo/dapo, clip-higher) or "
+              "clip_low (grpo).")
+    dual_clip: Optional[float] = _field(
+        None, "Dual-clip constant c > 1 bounding negative-advantage ratios; none = off.")
+    aggregation: Optional[Aggregation] = _field(
+        None, "Loss reduction; none = token-mean (pgpo/dapo) or seq-mean-token-mean (grpo).")
+    dynamic_sampling: Optional[bool] = _field(
+        None, "Drop groups whose rewards are all equal and sample more prompts; "
+              "none = on for pgpo/dapo, off for grpo.")
+    max_sampling_rounds: int = _field(
+        3, "Most rollout rounds per step used to fill the batch under dynamic sampling.")
+    chunk_size: Optional[int] = _field(
+        256, "Tokens per chunk of the exact full-vocabulary KL (bounds memory); none = all.")
+
+    def _validate(self) -> None:
+        self._range("blacken_probability", 0, 1, low_open=True)
+        self._range("max_sampling_rounds", 1)
+        self._range("chunk_size", 1)
+        try:
+            self.pgpo_config()
+        except (ValueError, TypeError) as err:  # pgpo_core's checks, renamed to the dotted key
+            raise ConfigError(f"{self._section}.{err}") from None
+
+    @property
+    def reweights_tokens(self) -> bool:
+        """True when the algorithm multiplies advantages by PGPO token weights (needs the blind pass)."""
+        return self.name not in ("dapo", "grpo")
+
+    @property
+    def uses_dynamic_sampling(self) -> bool:
+        """``dynamic_sampling`` resolved against the algorithm's default."""
+        if self.dynamic_sampling is not None:
+            return self.dynamic_sampling
+        return self.name != "grpo"
+
+    def pgpo_config(self, *, temperature: float = 1.0) -> PGPOConfig:
+        """The :class:`pgpo_core.PGPOConfig` for this algorithm (ablation applied; for
+        dapo/grpo the unit weights of ``PGPOConfig.ablation("base")``).
+
+        ``temperature`` is the sampling temperature the dependency is measured at
+        (pass ``rollout.temperature``). An ablation's fixed values take precedence
+        over ``tau``/``beta`` (e.g. pgpo_boost_only always uses tau = 0).
+        """
+        grpo = self.name == "grpo"
+        values = dict(
+            tau=self.tau, beta=self.beta, eps=self.eps, estimator=self.estimator,
+            temperature=temperature, chunk_size=self.chunk_size, clip_low=self.clip_low,
+            clip_high=(self.clip_high if self.clip_high is not None
+                       else (self.clip_low if grpo else 0.28)),
+            dual_clip=self.dual_clip,
+            aggregation=(self.aggregation if self.aggregation is not None
+                         else ("seq-mean-token-mean" if grpo else "token-mean")))
+        ablation = _ABLATION_OF[self.name]
+        if ablation is None:
+            return PGPOConfig(**values)
+        return PGPOConfig.ablation(ablation, **{k: v for k, v in values.items()
+                                                if k not in ABLATIONS[ablation]})
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig(_Section):
+    """AdamW, learning-rate schedule and PPO-style mini-batch updates."""
+
+    _section: ClassVar[str] = "optim"
+
+    lr: float = _field(1e-4, "AdamW learning rate.", paper=1e-6)
+    weight_decay: float = _field(0.01, "AdamW decoupled weight decay.")
+    betas: tuple[float, float] = _field((0.9, 0.999), "AdamW (beta1, beta2).")
+    adam_eps: float = _field(1e-8, "AdamW epsilon.")
+    lr_schedule: Literal["constant", "cosine", "linear"] = _field(
+        "constant", "Learning-rate schedule after warm-up (the paper: constant).")
+    lr_warmup_steps: int = _field(0, "Linear learning-rate warm-up in optimiser steps.")
+    grad_clip: Optional[float] = _field(1.0, "Clip the global gradient norm to this; none = off.")
+    ppo_epochs: int = _field(1, "Passes over each rollout batch.")
+    mini_batch_size: int = _field(
+        4, "Prompts (groups) per optimiser step; must divide rollout.prompts_per_step.",
+        paper=128)
+    micro_batch_size: int = _field(
+        8, "Sequences per forward/backward (gradient accumulation); must divide "
+           "mini_batch_size * samples_per_prompt.")
+    max_nonfinite_steps: int = _field(
+        5, "Consecutive NaN/inf-loss steps (each skipped and logged) tolerated before "
+           "the run stops.")
+
+    def _validate(self) -> None:
+        self._range("lr", 0, low_open=True)
+        self._range("weight_decay", 0)
+        for i, b in enumerate(self.betas):
+            if not 0 <= b < 1:
+                self._fail("betas", f"each beta must lie in [0, 1), got betas[{i}] = {b}")
+        self._range("adam_eps", 0, low_open=True)
+        self._range("lr_warmup_steps", 0)
+        self._range("grad_clip", 0, low_open=True)
+        self._range("ppo_epochs", 1)
+        self._range("mini_batch_size", 1)
+        self._range("micro_batch_size", 1)
+        self._range("max_nonfinite_steps", 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(_Section):
+    """Run length, seed, device and output folder."""
+
+    _section: ClassVar[str] = "train"
+
+    total_steps: Optional[int] = _field(
+        40, "RL steps to run; none = derive from epochs.", paper=None)
+    epochs: Optional[float] = _field(
+        None, "Passes over a file data source (exclusive with total_steps).", paper=2.0)
+    seed: int = _field(0, "Seed of python, numpy and torch RNGs and of the data order.")
+    output_dir: str = _field(
+        "runs/pgpo-tiny", "Folder for checkpoints, metrics, TensorBoard, plots and the report.")
+    device: Device = _field("auto", "auto = CUDA when available, else CPU.")
+
+    def _validate(self) -> None:
+        if (self.total_steps is None) == (self.epochs is None):
+            self._fail("total_steps", "set exactly one of train.total_steps and train.epochs, "
+                                      f"got {self.total_steps!r} and {self.epochs!r}")
+        self._range("total_steps", 1)
+        self._range("epochs", 0, low_open=True)
+        self._range("seed", 0)
+        if not self.output_dir.strip():
+            self._fail("output_dir", "must not be empty")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig(_Section):
+    """Periodic avg@k accuracy on the held-out split."""
+
+    _section: ClassVar[str] = "eval"
+
+    every: int = _field(10, "Evaluate every this many RL steps; 0 = only at the end.")
+    at_start: bool = _field(True, "Also evaluate before the first step (the untrained baseline).")
+    num_prompts: Optional[int] = _field(
+        None, "Held-out prompts per evaluation; none = all data.eval_size.")
+    k: int = _field(4, "Samples per prompt; the accuracy is averaged over them (avg@k).", paper=8)
+    temperature: float = _field(1.0, "Sampling temperature of the evaluation.")
+    top_p: float = _field(1.0, "Nucleus threshold of the evaluation.")
+
+    def _validate(self) -> None:
+        self._range("every", 0)
+        self._range("num_prompts", 1)
+        self._range("k", 1)
+        self._range("temperature", 0, low_open=True)
+        self._range("top_p", 0, 1, low_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig(_Section):
+    """Atomic checkpoints and exact resume."""
+
+    _section: ClassVar[str] = "checkpoint"
+
+    every: int = _field(20, "Save every this many RL steps (and at the end, and on SIGTERM); "
+                            "0 = only at the end.")
+    keep_last: Optional[int] = _field(2, "Checkpoints to keep; none = all.")
+    resume: Optional[str] = _field(
+        None, "'auto' = the latest checkpoint in output_dir if any, a checkpoint path, "
+              "or none = start fresh.")
+
+    def _validate(self) -> None:
+        self._range("every", 0)
+        self._range("keep_last", 1)
+        if self.resume is not None and not self.resume.strip():
+            self._fail("resume", "must be 'auto', a path, or none")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingConfig(_Section):
+    """Progress bar, metrics files and end-of-run report."""
+
+    _section: ClassVar[str] = "logging"
+
+    log_every: int = _field(1, "Write metrics every this many steps.")
+    jsonl: bool = _field(True, "Write metrics to <output_dir>/metrics.jsonl.")
+    tensorboard: bool = _field(True, "Write TensorBoard events to <output_dir>/tensorboard.")
+    progress_bar: bool = _field(True, "Show a progress bar (main process only).")
+    plot: bool = _field(True, "Write a PNG of the learning curves at the end.")
+    html_report: bool = _field(
+        True, "Write an HTML page of sample responses, tokens coloured by visual dependency.")
+    html_samples: int = _field(8, "Responses shown in the HTML report.")
+
+    def _validate(self) -> None:
+        self._range("log_every", 1)
+        self._range("html_samples", 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistConfig(_Section):
+    """Multi-process training under torchrun (FSDP2 on GPUs, gloo on CPU)."""
+
+    _section: ClassVar[str] = "dist"
+
+    backend: Literal["auto", "nccl", "gloo"] = _field(
+        "auto", "torch.distributed backend; auto = nccl on CUDA, gloo on CPU.")
+    fsdp: Literal["auto", "on", "off"] = _field(
+        "auto", "Shard with FSDP2; auto = on when more than one process runs on CUDA.")
+    cpu_offload: bool = _field(False, "Offload FSDP parameters and optimiser state to CPU.")
+    timeout_minutes: int = _field(30, "Collective-operation timeout.")
+
+    def _validate(self) -> None:
+        self._range("timeout_minutes", 1)
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig, "lora": LoraConfig, "data": DataConfig, "rollout": RolloutConfig,
+    "reward": RewardConfig, "algo": AlgoConfig, "optim": OptimConfig, "train": TrainConfig,
+    "eval": EvalConfig, "checkpoint": CheckpointConfig, "logging": LoggingConfig,
+    "dist": DistConfig,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole run. Sections: model, lora, data, rollout, reward, algo, optim, train,
+    eval, checkpoint, logging, dist. Cross-field rules are checked here."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    rollout: RolloutConfig = dataclasses.field(default_factory=RolloutConfig)
+    reward: RewardConfig = dataclasses.field(default_factory=RewardConfig)
+    algo: AlgoConfig = dataclasses.field(default_factory=AlgoConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+    dist: DistConfig = dataclasses.field(default_factory=DistConfig)
+
+    def __post_init__(self) -> None:
+        for name, cls in SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigTypeError(f"{name}: expected a {cls.__name__}, "
+                                      f"got {type(getattr(self, name)).__name__}")
+        self._cross_checks()
+
+    def _cross_checks(self) -> None:
+        r, o = self.rollout, self.optim
+        if r.prompts_per_step % o.mini_batch_size:
+            raise ConfigError(
+                f"optim.mini_batch_size: must divide rollout.prompts_per_step "
+                f"({r.prompts_per_step}), got {o.mini_batch_size}")
+        sequences = o.mini_batch_size * r.samples_per_prompt
+        if sequences % o.micro_batch_size:
+            raise ConfigError(
+                f"optim.micro_batch_size: must divide optim.mini_batch_size * "
+                f"rollout.samples_per_prompt ({sequences}), got {o.micro_batch_size}")
+        if self.model.sft_warmup_steps and (self.model.path is not None
+                                            or self.data.source != "synthetic"):
+            raise ConfigError(
+                "model.sft_warmup_steps: the supervised warm-up is for the built-in tiny model "
+                "on the synthetic task; set it to 0 with model.path or a file data.source")
+        if self.train.epochs is not None and self.data.source == "synthetic":
+            raise ConfigError("train.epochs: the synthetic task has no epochs; "
+                              "set train.total_steps instead")
+        if (self.eval.num_prompts is not None and self.data.eval_source is None
+                and self.eval.num_prompts > self.data.eval_size):
+            raise ConfigError(f"eval.num_prompts: must be <= data.eval_size "
+                              f"({self.data.eval_size}), got {self.eval.num_prompts}")
+        if self.train.device == "cpu":
+            if self.rollout.backend == "vllm":
+                raise ConfigError("rollout.backend: vllm needs CUDA; use 'hf' or 'auto' "
+                                  "with train.device 'cpu'")
+            if self.dist.backend == "nccl":
+                raise ConfigError("dist.backend: nccl needs CUDA; use 'gloo' or 'auto' "
+                                  "with train.device 'cpu'")
+        if self.lora.enabled and importlib.util.find_spec("peft") is None:
+            raise ConfigError("lora.enabled: LoRA needs the peft package (pip install peft)")
+        if self.rollout.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise ConfigError("rollout.backend: 'vllm' is not installed; use 'hf' or 'auto'")
+
+    # ------------------------------------------------------------------ helpers
+
+    def pgpo_config(self) -> PGPOConfig:
+        """The :class:`pgpo_core.PGPOConfig` of this run (``algo`` at ``rollout.temperature``)."""
+        return self.algo.pgpo_config(temperature=self.rollout.temperature)
+
+    def check_environment(self) -> None:
+        """Checks that depend on this machine: files exist, CUDA present when asked for.
+        :func:`load_config` runs them unless told not to."""
+        if self.model.path is not None and not Path(self.model.path).exists():
+            raise ConfigError(f"model.path: no such file or directory: {self.model.path!r}")
+        for key, path in (("data.source", self.data.source),
+                          ("data.eval_source", self.data.eval_source)):
+            if path is not None and path != "synthetic" and not Path(path).exists():
+                raise ConfigError(f"{key}: no such file or directory: {path!r}")
+        resume = self.checkpoint.resume
+        if resume not in (None, "auto") and not Path(resume).exists():
+            raise ConfigError(f"checkpoint.resume: no such checkpoint: {resume!r}")
+        if self.train.device == "cuda":
+            import torch
+            if not torch.cuda.is_available():
+                raise ConfigError("train.device: 'cuda' requested but CUDA is not available")
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (tuples as lists), the inverse of :meth:`from_dict`."""
+        def plain(v: Any) -> Any:
+            return list(v) if isinstance(v, tuple) else v
+        return {name: {f.name: plain(getattr(getattr(self, name), f.name))
+                       for f in dataclasses.fields(getattr(self, name))}
+                for name in SECTIONS}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+        """Build from a nested (or dotted-key) mapping; unknown keys are errors."""
+        return apply_overrides(cls(), _flatten(data, origin="mapping"))
+
+    def override(self, **dotted_or_sections: Any) -> "Config":
+        """A copy with changes, e.g. ``cfg.override(**{"rollout.temperature": 0.7})``."""
+        return apply_overrides(self, dotted_or_sections)
+
+
+# ----------------------------------------------------------------------- loading
+
+def field_types() -> dict[str, Any]:
+    """``"section.field"`` -> annotation, for every configurable key."""
+    out = {}
+    for name, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            out[f"{name}.{f.name}"] = hints[f.name]
+    return out
+
+
+def _unknown_key(key: str, origin: str) -> ConfigError:
+    known = list(field_types())
+    section = key.split(".", 1)[0]
+    if "." in key and section not in SECTIONS:
+        close = difflib.get_close_matches(section, list(SECTIONS), n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        return ConfigError(f"{key}: unknown config section {section!r} (from {origin}); "
+                           f"sections are {', '.join(SECTIONS)}{hint}")
+    leaf = key.rsplit(".", 1)[-1]
+    guesses = [k for k in known if k.endswith("." + leaf)]
+    guesses += [g for g in difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+                if g not in guesses]
+    if "." not in key and key not in SECTIONS:
+        guesses += [s for s in difflib.get_close_matches(key, list(SECTIONS), n=2)]
+    hint = f"; did you mean {', '.join(guesses[:3])}?" if guesses else ""
+    return ConfigError(f"{key}: unknown config key (from {origin}){hint}")
+
+
+def _flatten(data: Mapping[str, Any], *, origin: str) -> dict[str, Any]:
+    """Nested ``{section: {field: value}}`` (or dotted keys) -> ``{"section.field": value}``."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin}: expected a mapping of sections, got {type(data).__name__}")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        key = str(key)
+        if "." in key:
+            flat[key] = value
+        elif key in SECTIONS:
+            if isinstance(value, SECTIONS[key]):  # a section object, e.g. override(rollout=...)
+                value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            if value is None:  # an empty YAML section
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{key}: expected a mapping of fields, got "
+                                  f"{type(value).__name__} (from {origin})")
+            for sub, v in value.items():
+                flat[f"{key}.{sub}"] = v
+        else:
+            raise _unknown_key(key, origin)
+    return flat
+
+
+def apply_overrides(config: Config, overrides: Mapping[str, Any], *,
+                    origin: str = "overrides") -> Config:
+    """``config`` with dotted-key overrides applied and validated. String values for
+    non-string fields are parsed (``"0.7"`` -> 0.7, ``"none"`` -> None, ``"a,b"`` -> tuple)."""
+    merged = _flatten(config.to_dict(), origin="config")
+    merged.update(_flatten(overrides, origin=origin))
+    return _build(merged, origin=origin)
+
+
+def _accepts_plain_str(tp: Any) -> bool:
+    """True when a string is a legitimate value as is (str, Literal of strings, Optional of those)."""
+    args = _union_args(tp)
+    if args is not None:
+        return any(_accepts_plain_str(a) for a in args if a is not type(None))
+    if typing.get_origin(tp) is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(tp))
+    return tp is str
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"--config: cannot read {path!r}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--config: {path!r} is not valid YAML: {err}") from None
+    return {} if data is None else data
+
+
+def _format_value(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(_format_value(v) for v in value)
+    return str(value)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps hyphenated values (``seq-mean-token-mean``) whole when wrapping help lines."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def build_help_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The argparse parser used for ``--help``: one group per section, each option with
+    its type, default, the paper's value where it differs, and a one-line description."""
+    parser = argparse.ArgumentParser(
+        prog=prog, add_help=False, allow_abbrev=False,
+        formatter_class=lambda prog: _HelpFormatter(prog, max_help_position=36),
+        usage="%(prog)s [--config FILE.yaml ...] [--print-config] "
+              "[--SECTION.FIELD VALUE ...] [SECTION.FIELD=VALUE ...]",
+        description="PGPO reference trainer. With no arguments: the tiny CPU run on the "
+                    "synthetic task.\n"
+                    "Precedence: defaults < --config files < command-line overrides "
+                    "(later wins).\n"
+                    "Booleans: true/false; 'none' unsets an optional value.\n"
+                    "Paper recipes: reference_impl/configs/paper_qwen2_5_vl_{3b,7b}.yaml")
+    general = parser.add_argument_group("general")
+    general.add_argument("-h", "--help", action="store_true", help="Show this help and exit.")
+    general.add_argument("--config", metavar="FILE.yaml", action="append",
+                         help="YAML file of {section: {field: value}}; repeatable.")
+    general.add_argument("--print-config", action="store_true",
+                         help="Print the resolved configuration as YAML and exit.")
+    for name, cls in SECTIONS.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        group = parser.add_argument_group(name, doc)
+        hints = typing.get_type_hints(cls)
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            info = f"{f.metadata['help']} [default: {_format_value(getattr(defaults, f.name))}"
+            if "paper" in f.metadata:
+                info += f"; paper: {_format_value(f.metadata['paper'])}"
+            group.add_argument(f"--{name}.{f.name}", metavar=_type_name(hints[f.name]).upper()
+                               if typing.get_origin(hints[f.name]) is not Literal
+                               else _type_name(hints[f.name]),
+                               help=(info + "]").replace("%", "%%"))
+    return parser
+
+
+def load_config(argv: Sequence[str] | None = None, *, prog: str | None = None,
+                check_environment: bool = True) -> Config:
+    """Parse ``argv`` (default ``sys.argv[1:]``) into a validated :class:`Config`.
+
+    Accepts ``--config FILE.yaml`` (repeatable), ``--SECTION.FIELD VALUE``,
+    ``--SECTION.FIELD=VALUE``, ``SECTION.FIELD=VALUE`` and, for booleans, a bare
+    ``--SECTION.FIELD`` (true). ``--help`` prints the grouped help and ``--print-config``
+    the resolved YAML; both then raise ``SystemExit(0)``. Any bad key or value raises
+    :class:`ConfigError` naming it. With ``check_environment`` the machine-dependent
+    checks of :meth:`Config.check_environment` run too.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    types_ = field_types()
+    config_files: list[str] = []
+    overrides: list[tuple[str, str]] = []
+    print_config = False
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token in ("-h", "--help"):
+            build_help_parser(prog).print_help()
+            raise SystemExit(0)
+        if token == "--print-config":
+            print_config = True
+        elif token == "--config" or token.startswith("--config="):
+            if "=" in token:
+                config_files.append(token.split("=", 1)[1])
+            elif i + 1 < len(argv):
+                i += 1
+                config_files.append(argv[i])
+            else:
+                raise ConfigError("--config: expected a YAML file path")
+        elif token.startswith("--"):
+            key, eq, value = token[2:].partition("=")
+            if key not in types_:
+                raise _unknown_key(key, "command line")
+            if not eq:
+                nxt = argv[i + 1] if i + 1 < len(argv) else None
+                if types_[key] is bool and (nxt is None or nxt.startswith("--") or "=" in nxt):
+                    value = "true"
+                elif nxt is None:
+                    raise ConfigError(f"{key}: expected a value after --{key}")
+                else:
+                    i += 1
+                    value = nxt
+            overrides.append((key, value))
+        elif "=" in token and not token.startswith("-"):
+            key, value = token.split("=", 1)
+            if key not in types_:
+                raise _unknown_key(key, "command line")
+            overrides.append((key, value))
+        else:
+            raise ConfigError(f"{token}: unexpected argument; use --SECTION.FIELD VALUE or "
+                              "SECTION.FIELD=VALUE (see --help)")
+        i += 1
+
+    # Defaults < YAML files (in order) < command line (in order). The merge happens on
+    # plain values and the Config is built once, so intermediate combinations that are
+    # only invalid half-way (e.g. a YAML batch size fixed by a CLI override) do not fail.
+    merged: dict[str, Any] = {}
+    for path in config_files:
+        for key, value in _flatten(_read_yaml(path), origin=path).items():
+            if key not in types_:
+                raise _unknown_key(key, path)
+            merged[key] = value
+    for key, value in overrides:
+        merged[key] = value
+    config = _build(merged, origin="configuration")
+    if check_environment:
+        config.check_environment()
+    if print_config:
+        sys.stdout.write(config.to_yaml())
+        raise SystemExit(0)
+    return config
+
+
+def _build(flat: Mapping[str, Any], *, origin: str) -> Config:
+    """Build a Config from dotted keys in one go (sections first, then the cross checks)."""
+    types_ = field_types()
+    per_section: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for key, value in flat.items():
+        if key not in types_:
+            raise _unknown_key(key, origin)
+        tp = types_[key]
+        if isinstance(value, str) and not _accepts_plain_str(tp):
+            value = _parse_string(key, value, tp)
+        elif isinstance(value, str) and _union_args(tp) is not None and value.strip().lower() in _NONE:
+            value = None
+        section, name = key.split(".", 1)
+        per_section[section][name] = value
+    return Config(**{name: SECTIONS[name](**values) for name, values in per_section.items()})
+
+
+def preset(name: str, *overrides: str, check_environment: bool = False) -> Config:
+    """A shipped preset from ``reference_impl/configs`` (``"tiny_cpu"``, ``"paper_qwen2_5_vl_7b"``,
+    ``"paper_qwen2_5_vl_3b"``) with optional ``SECTION.FIELD=VALUE`` overrides."""
+    path = CONFIG_DIR / f"{name}.yaml"
+    if not path.exists():
+        available = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"name: no preset {name!r}; available: {', '.join(available)}")
+    return load_config(["--config", str(path), *overrides], check_environment=check_environment)
+
+
+__all__ = [
+    "ALGORITHMS", "AlgoConfig", "CONFIG_DIR", "CheckpointConfig", "Config", "ConfigError",
+    "ConfigTypeError", "DataConfig", "DistConfig", "EvalConfig", "LoggingConfig", "LoraConfig",
+    "ModelConfig", "OptimConfig", "RewardConfig", "RolloutConfig", "SECTIONS", "TrainConfig",
+    "apply_overrides", "build_help_parser", "field_types", "load_config", "preset",
+]
