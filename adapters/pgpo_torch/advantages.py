@@ -1,0 +1,169 @@
+"""One call from a rollout batch to PGPO's token-level advantages.
+
+Blind pass (:mod:`pgpo_torch.blind_pass`) -> token visual dependency (exact, chunked from
+hidden states, or a k1/k2/k3 estimate) -> group advantages -> PGPO's reshaping
+(Eqs. 1-8 of Ye et al., 2026, arXiv 2604.01840). All the math is pgpo_core's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import torch
+
+import pgpo_core
+from pgpo_core import PGPOConfig
+from pgpo_torch.blind_pass import BLIND_MODES, _check_batch, visual_and_blind_outputs
+from pgpo_torch.dependency import (dependency_from_hidden_states,
+                                   token_logprobs_from_hidden_states)
+
+__all__ = ["PGPOAdvantages", "compute_pgpo_advantages"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PGPOAdvantages:
+    """Result of :func:`compute_pgpo_advantages`; tensors are ``(B, T)`` unless noted."""
+
+    token_advantages: torch.Tensor
+    """``A~ = A * w~`` (Eq. 8), 0 on padding: what the policy loss takes."""
+    advantages: torch.Tensor
+    """The per-response (``(B,)``) or per-token advantages before reshaping."""
+    dependency: torch.Tensor
+    """Token visual dependency ``S`` (Eq. 1, exact or estimated), 0 on padding."""
+    weights: torch.Tensor
+    """PGPO's token weights ``w~`` (Eqs. 4-7), 0 on padding."""
+    response_mask: torch.Tensor
+    """Boolean, True on real response tokens."""
+    old_logprobs: torch.Tensor | None
+    """Log-probs of the response tokens in the visual pass (the rollout policy's
+    ``logp_old``) when computed (``return_logprobs=True`` or a sampled estimator)."""
+    diagnostics: dict[str, float]
+    """``pgpo_core.weight_diagnostics`` as Python floats, plus group statistics."""
+
+
+def _response_mask(batch: Mapping[str, Any], response_length: int,
+                   response_mask: torch.Tensor | None) -> torch.Tensor:
+    if response_mask is None:
+        return batch["attention_mask"][:, -response_length:].bool()
+    if not isinstance(response_mask, torch.Tensor) or response_mask.dtype != torch.bool:
+        raise TypeError("response_mask: expected a boolean tensor (True = real response token)")
+    expected = (batch["input_ids"].shape[0], response_length)
+    if tuple(response_mask.shape) != expected:
+        raise ValueError(f"response_mask: shape {tuple(response_mask.shape)}, expected "
+                         f"(B, response_length) = {expected}")
+    return response_mask
+
+
+def compute_pgpo_advantages(
+    model,
+    batch: Mapping[str, Any],
+    rewards: torch.Tensor | None = None,
+    group_ids: torch.Tensor | None = None,
+    *,
+    response_length: int,
+    advantages: torch.Tensor | None = None,
+    config: PGPOConfig | None = None,
+    blind: str = "drop",
+    response_mask: torch.Tensor | None = None,
+    include_markers: bool = False,
+    blacken_p: float = 0.5,
+    generator: torch.Generator | None = None,
+    normalize_std: bool = True,
+    return_logprobs: bool = False,
+) -> PGPOAdvantages:
+    """PGPO token advantages for a rollout batch, usable from any PyTorch loop.
+
+    1. Visual and blind passes (``blind`` in ``"drop"``, ``"mask"``, ``"blacken"``; see
+       :mod:`pgpo_torch.blind_pass`), last hidden states only, under ``torch.no_grad``.
+    2. ``S_t`` (Eq. 1): ``config.estimator == "exact"`` -> the full-vocabulary KL,
+       chunked (:func:`pgpo_torch.dependency_from_hidden_states`); ``"k1"``/``"k2"``/
+       ``"k3"`` -> :func:`pgpo_core.sampled_token_dependency` on the generated tokens'
+       log-probs (k1, which can be negative, is clamped at 0).
+    3. ``A_i`` (Eq. 2): :func:`pgpo_core.group_advantages` of ``rewards`` by
+       ``group_ids``, unless ``advantages`` (``(B,)`` or ``(B, T)``) are given.
+    4. ``A~ = A * w~`` (Eqs. 4-8): :func:`pgpo_core.reshape_advantages` with
+       ``config.weight_kwargs()``.
+
+    Args:
+      model: a ``Qwen2_5_VLForConditionalGeneration`` (the rollout policy).
+      batch: ``input_ids``, ``attention_mask``, ``mm_token_type_ids``, ``pixel_values``,
+        ``image_grid_thw`` of left-padded prompts + right-padded responses.
+      rewards: ``(B,)`` float rewards; with ``group_ids`` ``(B,)`` ints (same prompt, same id).
+      response_length: ``T``, the width of the response block.
+      advantages: precomputed advantages instead of ``rewards``/``group_ids``.
+      config: :class:`pgpo_core.PGPOConfig` (tau, beta, estimator, temperature, chunk_size,
+        ...); the paper's defaults if ``None``.
+      blind: the blind pass. ``include_markers``: also hide the vision start/end markers.
+      blacken_p, generator: patch probability and RNG of ``blind="blacken"``.
+      response_mask: ``(B, T)`` boolean; default: the response block's attention mask.
+      normalize_std: divide by the group std (GRPO, DAPO) or not (Dr. GRPO).
+      return_logprobs: also return the visual pass's response log-probs (``logp_old``).
+
+    Returns:
+      :class:`PGPOAdvantages`.
+    """
+    config = PGPOConfig() if config is None else config
+    if not isinstance(config, PGPOConfig):
+        raise TypeError(f"config: expected a pgpo_core.PGPOConfig, got {type(config).__name__}")
+    if blind not in BLIND_MODES:
+        raise ValueError(f"blind: must be one of {', '.join(map(repr, BLIND_MODES))}; "
+                         f"got {blind!r}")
+    if (advantages is None) == (rewards is None):
+        raise ValueError("rewards: pass either rewards (with group_ids) or advantages, "
+                         "exactly one of them")
+    if rewards is not None and group_ids is None:
+        raise ValueError("group_ids: needed with rewards (responses with equal ids share a "
+                         "prompt)")
+    _check_batch(batch, response_length)
+    mask = _response_mask(batch, response_length, response_mask)
+
+    with torch.no_grad():
+        hidden_visual, hidden_blind = visual_and_blind_outputs(
+            model, batch, response_length=response_length, blind=blind, output="hidden",
+            include_markers=include_markers, p=blacken_p, generator=generator)
+        head = model.lm_head
+        head_kwargs = dict(temperature=config.temperature,
+                           chunk_size=config.chunk_size or mask.numel(),
+                           lm_head_bias=head.bias)
+        tokens = batch["input_ids"][:, -response_length:]
+        old_logprobs = None
+        if return_logprobs or config.estimator != "exact":
+            old_logprobs = token_logprobs_from_hidden_states(hidden_visual, head.weight, tokens,
+                                                             **head_kwargs)
+        if config.estimator == "exact":
+            dependency = dependency_from_hidden_states(hidden_visual, hidden_blind, head.weight,
+                                                       mask, **head_kwargs)
+        else:
+            logp_blind = token_logprobs_from_hidden_states(hidden_blind, head.weight, tokens,
+                                                           **head_kwargs)
+            dependency = pgpo_core.sampled_token_dependency(
+                old_logprobs, logp_blind, mask, estimator=config.estimator,
+                clip=config.estimate_clip)
+            if config.estimator == "k1":
+                dependency = dependency.clamp_min(0.0)
+
+    diagnostics: dict[str, float] = {}
+    if advantages is None:
+        for name, x in (("rewards", rewards), ("group_ids", group_ids)):
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+        groups = pgpo_core.group_advantages(rewards.to(mask.device), group_ids.to(mask.device),
+                                            normalize_std=normalize_std)
+        advantages = groups.advantages
+        diagnostics["reward_mean"] = float(rewards.float().mean())
+        diagnostics["frac_groups_all_equal"] = float(groups.all_equal.float().mean())
+    elif not isinstance(advantages, torch.Tensor):
+        raise TypeError(f"advantages: expected a torch.Tensor, got {type(advantages).__name__}")
+    else:
+        advantages = advantages.to(mask.device)
+
+    weight_kwargs = config.weight_kwargs()
+    token_advantages = pgpo_core.reshape_advantages(advantages, dependency, mask,
+                                                    **weight_kwargs)
+    weights = pgpo_core.token_weights(dependency, mask, **weight_kwargs)
+    stats = pgpo_core.weight_diagnostics(dependency, mask, **weight_kwargs)
+    diagnostics.update({name: float(value) for name, value in stats.items()})
+    return PGPOAdvantages(token_advantages=token_advantages, advantages=advantages,
+                          dependency=dependency, weights=weights, response_mask=mask,
+                          old_logprobs=old_logprobs, diagnostics=diagnostics)
