@@ -150,8 +150,8 @@ def token_visual_dependency_chunked(
 
 
 @functools.partial(jax.jit, static_argnames=("chunk_size", "temperature"))
-def _from_hidden(hidden_visual, hidden_blind, lm_head, response_mask, *, chunk_size,
-                 temperature):
+def _from_hidden(hidden_visual, hidden_blind, lm_head, lm_head_bias, response_mask, *,
+                 chunk_size, temperature):
     batch, length, width = hidden_visual.shape
     n = batch * length
     dtype = _checks.compute_dtype(jnp, jnp.result_type(hidden_visual.dtype, lm_head.dtype))
@@ -162,6 +162,9 @@ def _from_hidden(hidden_visual, hidden_blind, lm_head, response_mask, *, chunk_s
         # (C, H) @ (H, V), accumulated in float32 (or float64): one chunk of logits at a time.
         z_visual = jnp.matmul(h_visual, lm_head, preferred_element_type=dtype)
         z_blind = jnp.matmul(h_blind, lm_head, preferred_element_type=dtype)
+        if lm_head_bias is not None:
+            bias = lm_head_bias.astype(dtype)
+            z_visual, z_blind = z_visual + bias, z_blind + bias
         return _core_kl(z_visual, z_blind, mask, temperature)
 
     kl = _map_token_chunks(chunk_kl, n, chunk_size, jnp.reshape(hidden_visual, (n, width)),
@@ -178,10 +181,11 @@ def dependency_from_hidden_states(
     *,
     chunk_size: int,
     temperature: float = 1.0,
+    lm_head_bias: jax.Array | None = None,
 ) -> jax.Array:
     """Exact ``S_t = KL(pi_I || pi_0)`` (Eq. 1) from last hidden states, never forming ``(T, V)``.
 
-    For each chunk of ``chunk_size`` tokens: ``logits = hidden @ lm_head`` (float32
+    For each chunk of ``chunk_size`` tokens: ``logits = hidden @ lm_head (+ bias)`` (float32
     accumulation for bf16/f16 inputs), then :func:`pgpo_core.token_visual_dependency`
     on that chunk. Peak extra memory is ``O(chunk_size * V)`` instead of ``O(B * T * V)``.
     The result is wrapped in ``jax.lax.stop_gradient``: ``S`` is a constant for the
@@ -196,13 +200,14 @@ def dependency_from_hidden_states(
       response_mask: ``(B, T)`` boolean, True on response tokens.
       chunk_size: tokens per chunk (a positive Python int); need not divide ``B * T``.
       temperature: sampling temperature of both distributions (> 0).
+      lm_head_bias: ``(V,)`` bias of the output projection, if it has one.
 
     Returns:
       ``(B, T)`` float32 (float64 for float64 input) dependencies, >= 0, 0 on padding,
       without gradient.
     """
     _checks.namespace(hidden_visual=hidden_visual, hidden_blind=hidden_blind, lm_head=lm_head,
-                      response_mask=response_mask)
+                      lm_head_bias=lm_head_bias, response_mask=response_mask)
     _checks.check_ndim("hidden_visual", hidden_visual, 3)
     _checks.check_same_shape("hidden_blind", hidden_blind, "hidden_visual", hidden_visual)
     _checks.check_floating("hidden_visual", jnp, hidden_visual)
@@ -215,11 +220,16 @@ def dependency_from_hidden_states(
         raise ValueError(f"lm_head: shape {tuple(lm_head.shape)} must be (H, V) with H = "
                          f"{hidden_visual.shape[2]}, the hidden size of hidden_visual "
                          "(pass a tied (V, H) embedding transposed)")
+    if lm_head_bias is not None:
+        _checks.check_floating("lm_head_bias", jnp, lm_head_bias)
+        if tuple(lm_head_bias.shape) != (lm_head.shape[1],):
+            raise ValueError(f"lm_head_bias: shape {tuple(lm_head_bias.shape)} must be (V,) = "
+                             f"({lm_head.shape[1]},), the vocabulary of lm_head")
     _check_mask(response_mask, hidden_visual.shape[:2], "hidden_visual")
     _check_chunk_size(chunk_size)
     _checks.check_positive("temperature", temperature)
-    out = _from_hidden(hidden_visual, hidden_blind, lm_head, response_mask,
+    out = _from_hidden(hidden_visual, hidden_blind, lm_head, lm_head_bias, response_mask,
                        chunk_size=chunk_size, temperature=temperature)
-    if _validate.concrete(hidden_visual, hidden_blind, lm_head, response_mask):
+    if _validate.concrete(hidden_visual, hidden_blind, lm_head, lm_head_bias, response_mask):
         _validate.kl_result(out, jnp.asarray(response_mask), "hidden_visual/hidden_blind/lm_head")
     return out

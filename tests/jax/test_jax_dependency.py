@@ -87,6 +87,24 @@ def test_hidden_states_bf16_are_computed_in_float32_and_match_core():
     np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5, atol=1e-6)
 
 
+def test_hidden_states_match_the_torch_adapter_with_a_head_bias():
+    import pgpo_torch
+
+    hv, hb, head, mask = _hidden(8, jnp.float32)
+    bias = jnp.asarray(np.random.default_rng(9).normal(size=V), dtype=jnp.float32)
+    got = pgpo_jax.dependency_from_hidden_states(hv, hb, head, mask, chunk_size=5,
+                                                 temperature=1.3, lm_head_bias=bias)
+    t = lambda a: torch.asarray(np.array(a))  # noqa: E731
+    want = pgpo_torch.dependency_from_hidden_states(
+        t(hv), t(hb), t(head).T, t(mask), temperature=1.3, chunk_size=4, lm_head_bias=t(bias))
+    assert want.dtype == torch.float32
+    np.testing.assert_allclose(np.asarray(got), want.numpy(), rtol=1e-5, atol=1e-6)
+    # and the bias matters (the test would notice it being dropped)
+    unbiased = pgpo_jax.dependency_from_hidden_states(hv, hb, head, mask, chunk_size=5,
+                                                      temperature=1.3)
+    assert np.abs(np.asarray(unbiased) - np.asarray(got)).max() > 1e-3
+
+
 def test_hidden_state_dependency_has_no_gradient_and_logits_one_matches_core_gradient():
     hv, hb, head, mask = _hidden(2, jnp.float32)
     grads = jax.jit(jax.grad(lambda h, w: pgpo_jax.dependency_from_hidden_states(
@@ -156,6 +174,9 @@ def test_bad_input_names_the_argument():
     with pytest.raises(TypeError, match="^hidden_blind: dtype"):
         pgpo_jax.dependency_from_hidden_states(hv, hb.astype(jnp.bfloat16), head, mask,
                                                chunk_size=4)
+    with pytest.raises(ValueError, match="^lm_head_bias: shape"):
+        pgpo_jax.dependency_from_hidden_states(hv, hb, head, mask, chunk_size=4,
+                                               lm_head_bias=head[:, 0])
     with pytest.raises(ValueError, match="^response_mask: shape"):
         pgpo_jax.token_visual_dependency_chunked(hv, hb, mask[:, :-1], chunk_size=4)
     with pytest.raises(ValueError, match="^temperature: must be > 0"):
