@@ -1,0 +1,744 @@
+"""The PGPO reference trainer: rollouts, rewards, group advantages, dynamic sampling, the
+blind pass and PGPO reshaping, and DAPO's clipped loss with PPO mini-batch updates.
+
+One RL step (Ye et al., 2026, arXiv 2604.01840, Sec. 3-5; DAPO, Yu et al., 2025)::
+
+    sample prompts -> G responses each (temperature / top-p)         rollout.py
+    rewards 0.9 * accuracy + 0.1 * format                            rewards.py
+    A_i = group-normalised reward; drop all-equal groups             pgpo_core.group_advantages
+      (more rollout rounds until the batch is full)
+    old log-probs + blind pass -> S_t -> A~_{i,t} = A_i * w~_t        pgpo_torch.blind_pass,
+                                                                     pgpo_core (Eqs. 1, 4-8)
+    for each mini-batch: clipped surrogate (0.2 / 0.28, token-mean)  pgpo_core.policy_loss
+      AdamW step with gradient clipping; NaN/inf steps are skipped
+
+Every equation lives in ``pgpo_core``; this module only moves tensors between the model
+and it. The tiny default (no ``model.path``) gets a short supervised warm-up on the
+synthetic task first, so that RL starts with some reward signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import pgpo_core
+from reference_impl import checkpoint as ckpt
+from reference_impl.config import Config
+from reference_impl.distributed import (DistEnv, all_reduce, any_process, unwrap, wrap_model)
+from reference_impl.logging_utils import MetricsLogger
+from reference_impl.rewards import verifiable_rewards
+from reference_impl.rollout import (RolloutBatch, concat_batches, generate_rollouts,
+                                    pad_token_id, response_logprobs, teacher_forced_batch)
+
+# Size of the built-in tiny Qwen2.5-VL (pgpo_torch.tiny), chosen so that the default run
+# (warm-up + RL + evaluations) finishes in minutes on 2 CPU cores and still learns.
+TINY_MODEL = dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                  intermediate_size=128, vision_hidden_size=32, vision_depth=2)
+
+WARMUP_TARGET = "<think>I look at the image.</think> \\boxed{{{answer}}}"
+"""Supervised warm-up response for the synthetic task (the answer read off the image)."""
+
+
+def resolve_dtype(cfg: Config, device: torch.device) -> torch.dtype:
+    if cfg.model.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.model.dtype]
+
+
+def build_policy(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, Any]:
+    """``(model, processor)``: the tiny Qwen2.5-VL built from a config, or a local checkpoint."""
+    dtype = resolve_dtype(cfg, device)
+    if cfg.model.path is None:
+        from pgpo_torch.tiny import build_tiny_model, build_tiny_processor
+
+        processor = build_tiny_processor(min_pixels=cfg.data.min_pixels,
+                                         max_pixels=cfg.data.max_pixels)
+        model = build_tiny_model(processor, seed=cfg.train.seed, dtype=dtype, **TINY_MODEL)
+    else:
+        from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+        processor = AutoProcessor.from_pretrained(
+            cfg.model.path, local_files_only=True, min_pixels=cfg.data.min_pixels,
+            max_pixels=cfg.data.max_pixels)
+        attn = cfg.model.attn_implementation
+        if attn == "auto":
+            attn = "sdpa"
+            if device.type == "cuda":
+                import importlib.util
+                if importlib.util.find_spec("flash_attn") is not None:
+                    attn = "flash_attention_2"
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            cfg.model.path, local_files_only=True, dtype=dtype, attn_implementation=attn)
+    model.to(device)
+    if cfg.model.freeze_vision_tower:
+        for p in model.model.visual.parameters():
+            p.requires_grad_(False)
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if cfg.lora.enabled:
+        from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+        model = get_peft_model(model, PeftLoraConfig(
+            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+            target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM"))
+    model.train()
+    return model, processor
+
+
+def build_datasets(cfg: Config):
+    """``(train, heldout)`` samplers of :class:`reference_impl.data.Example`."""
+    from reference_impl import data as data_mod
+
+    if cfg.data.source == "synthetic":
+        train = data_mod.SyntheticVisualTask(cfg.train.seed, image_size=cfg.data.image_size)
+        return train, train.heldout(cfg.data.eval_size)
+    common = dict(question_keys=(cfg.data.prompt_column,) + data_mod.QUESTION_KEYS,
+                  answer_keys=(cfg.data.answer_column,) + data_mod.ANSWER_KEYS,
+                  image_keys=(cfg.data.image_column,) + data_mod.IMAGE_KEYS)
+    train = data_mod.LocalFileDataset(cfg.data.source, seed=cfg.train.seed,
+                                      shuffle=cfg.data.shuffle, **common)
+    if cfg.data.eval_source is not None:
+        heldout = data_mod.LocalFileDataset(cfg.data.eval_source, seed=cfg.train.seed,
+                                            shuffle=False, limit=cfg.data.eval_size, **common)
+    else:  # hold out the last eval_size rows; train on the rest
+        heldout = _subset(train, range(max(len(train) - cfg.data.eval_size, 0), len(train)))
+        train = _subset(train, range(0, max(len(train) - cfg.data.eval_size, 0)),
+                        seed=cfg.train.seed, shuffle=cfg.data.shuffle)
+    return train, heldout
+
+
+def _subset(base, indices, *, seed: int = 0, shuffle: bool = False):
+    """A slice of ``base`` as a resumable :class:`reference_impl.data.ExampleSampler`."""
+    from reference_impl.data import ExampleSampler
+
+    class Subset(ExampleSampler):
+        def __init__(self) -> None:
+            self._indices = list(indices)
+            self._seed, self._shuffle = seed, shuffle
+            self.skipped = getattr(base, "skipped", {})
+
+        def __len__(self) -> int:
+            return len(self._indices)
+
+        def __getitem__(self, i):
+            return base[self._indices[int(i)]]
+
+    return Subset()
+
+
+def _lr_lambda(schedule: str, warmup: int, total: int):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant" or total <= warmup:
+            return 1.0
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        if schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return f
+
+
+class Trainer:
+    """Runs the whole training: warm-up, RL steps, evaluation, checkpoints, report."""
+
+    def __init__(self, cfg: Config, env: DistEnv) -> None:
+        self.cfg, self.env = cfg, env
+        self.device = env.device
+        _seed_everything(cfg.train.seed + env.rank)
+        self.pgpo = cfg.pgpo_config()
+        self.reshape = cfg.algo.reweights_tokens
+        self.dynamic_sampling = cfg.algo.uses_dynamic_sampling
+        model, self.processor = build_policy(cfg, self.device)
+        self.model, self.wrap_kind = wrap_model(model, env, fsdp=cfg.dist.fsdp,
+                                                cpu_offload=cfg.dist.cpu_offload)
+        self.pad_id = pad_token_id(self.processor)
+        self.train_data, self.heldout = build_datasets(cfg)
+        if self.total_steps < 1:
+            raise ValueError("train.epochs: gives 0 RL steps for this data")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                           eps=cfg.optim.adam_eps,
+                                           weight_decay=cfg.optim.weight_decay)
+        updates = self.total_steps * self.minibatches_per_step * cfg.optim.ppo_epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(cfg.optim.lr_schedule, cfg.optim.lr_warmup_steps, updates))
+        self.step = 0
+        self.consecutive_nonfinite = 0
+        self.warmup_done = cfg.model.sft_warmup_steps == 0
+        self.output_dir = Path(cfg.train.output_dir)
+        self.ckpt_dir = self.output_dir / "checkpoints"
+        self.last_samples: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ sizes
+
+    @property
+    def total_steps(self) -> int:
+        t = self.cfg.train
+        if t.total_steps is not None:
+            return t.total_steps
+        per_step = self.cfg.rollout.prompts_per_step * self.env.world_size
+        return int(math.ceil(t.epochs * len(self.train_data) / per_step))
+
+    @property
+    def minibatches_per_step(self) -> int:
+        return self.cfg.rollout.prompts_per_step // self.cfg.optim.mini_batch_size
+
+    @property
+    def policy(self) -> Any:
+        """The Hugging Face model (unwrapped from DDP) for generation and helpers."""
+        return unwrap(self.model)
+
+    # ------------------------------------------------------------------ data
+
+    def _next_examples(self, n: int):
+        """``n`` examples for this process: every rank draws ``n * world`` and keeps its slice,
+        so the data position is the same on every rank."""
+        drawn = self.train_data.sample(n * self.env.world_size)
+        return drawn[self.env.rank * n:(self.env.rank + 1) * n]
+
+    def _rollout(self, examples, *, group_size: int, temperature: float, top_p: float,
+                 max_new_tokens: int | None = None) -> RolloutBatch:
+        return generate_rollouts(
+            self.policy, self.processor, [e.prompt for e in examples], [e.image for e in examples],
+            [e.answer for e in examples], group_size=group_size,
+            max_new_tokens=max_new_tokens or self.cfg.rollout.max_response_length,
+            temperature=temperature, top_p=top_p, device=self.device,
+            synced_gpus=self.wrap_kind == "fsdp2")
+
+    def _rewards(self, batch: RolloutBatch):
+        parts = verifiable_rewards(batch.texts, batch.answers,
+                                   accuracy_weight=self.cfg.reward.accuracy_weight,
+                                   format_weight=self.cfg.reward.format_weight)
+        as_t = lambda xs: torch.tensor(xs, dtype=torch.float32, device=self.device)  # noqa: E731
+        return (as_t([p.reward for p in parts]), as_t([p.accuracy for p in parts]),
+                as_t([p.format for p in parts]))
+
+    # ------------------------------------------------------------------ warm-up
+
+    def warmup(self, logger: MetricsLogger, stop: ckpt.GracefulExit) -> bool:
+        """Supervised warm-up of the tiny model on the synthetic task; False if stopped."""
+        steps = self.cfg.model.sft_warmup_steps
+        if self.warmup_done or steps == 0:
+            return True
+        r = self.cfg.rollout
+        batch_size = r.prompts_per_step * r.samples_per_prompt
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.cfg.model.sft_warmup_lr, weight_decay=0.0)
+        for i in range(steps):
+            if any_process(stop.requested, self.device):
+                return False
+            examples = self._next_examples(batch_size)
+            batch = teacher_forced_batch(
+                self.processor, [e.prompt for e in examples], [e.image for e in examples],
+                [WARMUP_TARGET.format(answer=e.answer) for e in examples], device=self.device)
+            with self._autocast():
+                logp, _ = response_logprobs(self.model, batch)
+            tokens = all_reduce(batch.response_mask.sum().float()) / self.env.world_size
+            loss = -(logp * batch.response_mask).sum() / tokens
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.optim.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+            opt.step()
+            value = float(all_reduce(loss.detach().reshape(1)).item()) / self.env.world_size
+            logger.log(0, {"sft_step": i + 1, "sft_loss": value}, kind="sft")
+            logger.progress(0, sft=f"{i + 1}/{steps}", loss=value)
+        del opt
+        self.warmup_done = True
+        return True
+
+    # ------------------------------------------------------------------ RL step
+
+    def collect(self) -> tuple[RolloutBatch | None, dict[str, torch.Tensor], dict[str, float]]:
+        """Rollout rounds until ``prompts_per_step`` informative groups are kept (dynamic
+        sampling) or the round budget is spent. Returns the kept batch (None if nothing
+        is kept), its per-response tensors and the rollout metrics (over all samples)."""
+        r, a = self.cfg.rollout, self.cfg.algo
+        kept: list[RolloutBatch] = []
+        kept_cols: dict[str, list[torch.Tensor]] = {"advantages": [], "rewards": []}
+        n_kept = 0
+        stats = {"reward": [], "accuracy": [], "format": [], "length": [], "truncated": []}
+        rounds = 0
+        groups_seen = 0
+        while True:
+            rounds += 1
+            examples = self._next_examples(r.prompts_per_step)
+            batch = self._rollout(examples, group_size=r.samples_per_prompt,
+                                  temperature=r.temperature, top_p=r.top_p)
+            reward, accuracy, fmt = self._rewards(batch)
+            lengths = batch.response_mask.sum(-1).float()
+            ended = (batch.responses == _eos_id(self.processor)) & batch.response_mask
+            stats["reward"].append(reward)
+            stats["accuracy"].append(accuracy)
+            stats["format"].append(fmt)
+            stats["length"].append(lengths)
+            stats["truncated"].append((~ended.any(-1)).float())
+            ga = pgpo_core.group_advantages(reward, batch.group_ids)
+            groups_seen += r.prompts_per_step
+            keep = ~ga.all_equal if self.dynamic_sampling else torch.ones_like(ga.all_equal)
+            group_keep = torch.zeros(r.prompts_per_step, dtype=torch.bool, device=self.device)
+            group_keep[batch.group_ids[keep]] = True
+            # Take whole groups, no more than the batch still needs.
+            room = r.prompts_per_step - n_kept
+            chosen = torch.nonzero(group_keep).flatten()[:room]
+            if len(chosen):
+                rows = torch.nonzero(torch.isin(batch.group_ids, chosen)).flatten()
+                kept.append(batch.select(rows))
+                kept_cols["advantages"].append(ga.advantages[rows])
+                kept_cols["rewards"].append(reward[rows])
+                n_kept += len(chosen)
+            need_more = self.dynamic_sampling and n_kept < r.prompts_per_step
+            if not any_process(need_more and rounds < a.max_sampling_rounds, self.device):
+                break
+        cat = {k: torch.cat(v) for k, v in stats.items()}
+        metrics = {
+            "reward": cat["reward"].mean().item(), "accuracy": cat["accuracy"].mean().item(),
+            "format": cat["format"].mean().item(),
+            "response_length": cat["length"].mean().item(),
+            "response_length_max": cat["length"].max().item(),
+            "truncated_frac": cat["truncated"].mean().item(),
+            "sampling_rounds": float(rounds),
+            "kept_groups_frac": n_kept / groups_seen,
+        }
+        if not kept:
+            return None, {}, metrics
+        batch = concat_batches(kept, pad_token_id=self.pad_id)
+        cols = {k: torch.cat(v) for k, v in kept_cols.items()}
+        return batch, cols, metrics
+
+    @torch.no_grad()
+    def score(self, batch: RolloutBatch, advantages: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Old log-probs, token advantages ``(N, T)`` and (PGPO) the token dependency.
+
+        With PGPO the visual pass (old log-probs) and the blind pass run on the rollout
+        policy; ``S`` is Eq. 1 exactly (``estimator="exact"``) or its k1/k2/k3 estimate,
+        and ``A~ = A * w~`` comes from :func:`pgpo_core.reshape_advantages`."""
+        mb = self.cfg.optim.micro_batch_size
+        t = batch.response_mask.shape[1]
+        old, deps = [], []
+        for start in range(0, batch.size, mb):
+            rows = list(range(start, min(start + mb, batch.size)))
+            sub = batch.select(rows)
+            with self._autocast():
+                if not self.reshape:
+                    logp, _ = response_logprobs(self.model, sub,
+                                                temperature=self.pgpo.temperature)
+                    old.append(logp)
+                    continue
+                logits_v, logits_b = self._visual_and_blind_logits(sub, t)
+            logp_v = _token_logp(logits_v, sub.responses, self.pgpo.temperature)
+            old.append(logp_v)
+            if self.pgpo.estimator == "exact":
+                dep = pgpo_core.token_visual_dependency(
+                    logits_v.float(), logits_b.float(), sub.response_mask,
+                    temperature=self.pgpo.temperature, chunk_size=self.pgpo.chunk_size)
+            else:
+                logp_b = _token_logp(logits_b, sub.responses, self.pgpo.temperature)
+                dep = pgpo_core.sampled_token_dependency(
+                    logp_v, logp_b, sub.response_mask, estimator=self.pgpo.estimator,
+                    clip=self.pgpo.estimate_clip)
+                if self.pgpo.estimator == "k1":
+                    dep = dep.clamp_min(0.0)
+            deps.append(dep)
+        old_logp = torch.cat(old)
+        mask = batch.response_mask
+        if not self.reshape:
+            return old_logp, advantages[:, None] * mask, None
+        dependency = torch.cat(deps)
+        token_adv = pgpo_core.reshape_advantages(advantages, dependency, mask,
+                                                 **self.pgpo.weight_kwargs())
+        return old_logp, token_adv, dependency
+
+    def _visual_and_blind_logits(self, batch: RolloutBatch, t: int):
+        """Response-aligned ``(B, T, V)`` logits of the visual and the blind pass."""
+        from pgpo_torch import blind_pass
+
+        inputs = batch.model_inputs()
+        a = self.cfg.algo
+        positions = (blind_pass.mrope_position_ids(self.policy, inputs)
+                     if a.blind_pass != "blacken" else None)
+        blind = blind_pass.blind_inputs(self.policy, inputs, response_length=t,
+                                        blind=a.blind_pass, p=a.blacken_probability,
+                                        position_ids=positions)
+        visual = self.model(**inputs, logits_to_keep=t + 1, use_cache=False).logits[:, :-1]
+        blind_logits = self.model(**blind, logits_to_keep=t + 1, use_cache=False).logits[:, :-1]
+        return visual, blind_logits
+
+    def update(self, batch: RolloutBatch, old_logp: torch.Tensor, token_adv: torch.Tensor
+               ) -> dict[str, float]:
+        """PPO mini-batch updates over the kept groups; returns averaged loss metrics."""
+        o = self.cfg.optim
+        groups = torch.unique(batch.group_ids)
+        n_local = len(groups)
+        n_global_min = int(all_reduce(torch.tensor([n_local], device=self.device), "min").item())
+        n_chunks = max(min(self.minibatches_per_step, n_global_min), 1)
+        sums: dict[str, float] = {}
+        count = 0
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        for _ in range(o.ppo_epochs):
+            order = groups[torch.randperm(n_local, device="cpu").to(groups.device)]
+            for chunk in torch.tensor_split(order, n_chunks):
+                rows = torch.nonzero(torch.isin(batch.group_ids, chunk)).flatten()
+                metrics = self._minibatch_step(batch, rows, old_logp, token_adv, params)
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+        return {k: v / max(count, 1) for k, v in sums.items()}
+
+    def _minibatch_step(self, batch, rows, old_logp, token_adv, params) -> dict[str, float]:
+        o, agg = self.cfg.optim, self.pgpo.aggregation
+        mask = batch.response_mask[rows]
+        # Normaliser of the aggregation over the whole mini-batch on every rank; the
+        # gradient averaging of DDP/FSDP divides by world_size, so multiply it back.
+        local = mask.sum() if agg == "token-mean" else torch.tensor(len(rows))
+        normalizer = float(all_reduce(local.float().reshape(1).to(self.device)).item())
+        normalizer = max(normalizer / self.env.world_size, 1e-8)
+        n_micro = max(math.ceil(len(rows) / o.micro_batch_size), 1)
+        n_micro_all = int(all_reduce(torch.tensor([n_micro], device=self.device), "max").item())
+        self.optimizer.zero_grad(set_to_none=True)
+        nonfinite = False
+        acc: dict[str, float] = {}
+        ent_sum, ent_count = 0.0, 0.0
+        for m in range(n_micro_all):
+            dummy = m >= n_micro  # keep collectives in step with ranks that have more rows
+            mrows = rows[(0 if dummy else m) * o.micro_batch_size:
+                         ((0 if dummy else m) + 1) * o.micro_batch_size]
+            sub = batch.select(mrows)
+            sync = m == n_micro_all - 1
+            with self._no_sync(not sync), self._autocast():
+                logp, entropy = response_logprobs(self.model, sub,
+                                                  temperature=self.pgpo.temperature,
+                                                  with_entropy=True)
+            sub_mask = sub.response_mask
+            if not bool(torch.isfinite(logp[sub_mask]).all()):
+                nonfinite = True
+                loss = logp.sum() * 0.0
+                metrics = {}
+            else:
+                loss, metrics = pgpo_core.policy_loss(
+                    logp, old_logp[mrows], token_adv[mrows], sub_mask,
+                    **self.pgpo.loss_kwargs(), normalizer=normalizer)
+                if not bool(torch.isfinite(loss)):
+                    nonfinite = True
+                    loss = logp.sum() * 0.0
+            if dummy:
+                loss = loss * 0.0
+            with self._no_sync(not sync):
+                loss.backward()
+            if not dummy:
+                acc["loss"] = acc.get("loss", 0.0) + float(loss.detach())
+                for k in ("clip_frac", "clip_frac_low", "clip_frac_high", "approx_kl"):
+                    if k in metrics:
+                        acc[k] = acc.get(k, 0.0) + float(metrics[k]) * float(sub_mask.sum())
+                ent_sum += float(entropy[sub_mask].sum())
+                ent_count += float(sub_mask.sum())
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            params, o.grad_clip if o.grad_clip is not None else float("inf"))
+        grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+        nonfinite = nonfinite or not bool(torch.isfinite(grad_norm))
+        if any_process(nonfinite, self.device):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.consecutive_nonfinite += 1
+            skipped = 1.0
+            if self.consecutive_nonfinite > o.max_nonfinite_steps:
+                raise FloatingPointError(
+                    f"optim.max_nonfinite_steps: {self.consecutive_nonfinite} consecutive "
+                    "updates had a NaN/inf loss or gradient; stopping")
+        else:
+            self.optimizer.step()
+            self.consecutive_nonfinite = 0
+            skipped = 0.0
+        self.scheduler.step()
+        tokens = max(ent_count, 1.0)
+        out = {"loss": acc.get("loss", 0.0), "entropy": ent_sum / tokens,
+               "grad_norm": float(grad_norm), "nonfinite_skipped": skipped,
+               "lr": self.optimizer.param_groups[0]["lr"]}
+        for k in ("clip_frac", "clip_frac_low", "clip_frac_high", "approx_kl"):
+            out[k] = acc.get(k, 0.0) / tokens
+        return out
+
+    def rl_step(self) -> dict[str, float]:
+        start = time.perf_counter()
+        batch, cols, metrics = self.collect()
+        has_batch = batch is not None
+        if not any_process(not has_batch, self.device):
+            t_roll = time.perf_counter()
+            old_logp, token_adv, dependency = self.score(batch, cols["advantages"])
+            metrics.update(self.update(batch, old_logp, token_adv))
+            metrics["updated"] = 1.0
+            if dependency is not None:
+                diag = pgpo_core.weight_diagnostics(dependency, batch.response_mask,
+                                                    **self.pgpo.weight_kwargs())
+                metrics.update({k: float(v) for k, v in diag.items()})
+            metrics["time_update"] = time.perf_counter() - t_roll
+        else:
+            # Some rank has no informative group after all rounds: nobody updates, so
+            # that every rank runs the same collectives.
+            metrics["updated"] = 0.0
+            self.scheduler.step()
+        metrics["time_step"] = time.perf_counter() - start
+        return self._mean_over_ranks(metrics)
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self, *, keep_samples: int = 0) -> dict[str, float]:
+        """avg@k accuracy (and reward, format) on the held-out split, sampled at the
+        evaluation temperature. Uses its own RNG stream: training is unaffected."""
+        e = self.cfg.eval
+        examples = list(self.heldout)
+        if e.num_prompts is not None:
+            examples = examples[:e.num_prompts]
+        mine = examples[self.env.rank::self.env.world_size]
+        sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        samples: list[dict[str, Any]] = []
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.step * 7919 + self.env.rank)
+            bs = max(self.cfg.optim.micro_batch_size // e.k, 1) * 4
+            for i in range(0, max(len(mine), 1), bs):
+                chunk = mine[i:i + bs]
+                if not chunk and self.wrap_kind != "fsdp2":
+                    break
+                chunk = chunk or examples[:1]  # FSDP: every rank must run generate
+                batch = self._rollout(chunk, group_size=e.k, temperature=e.temperature,
+                                      top_p=e.top_p)
+                reward, accuracy, fmt = self._rewards(batch)
+                if i < len(mine):
+                    sums += torch.stack([accuracy.sum(), reward.sum(), fmt.sum(),
+                                         torch.tensor(float(len(accuracy)))]).double()
+                if len(samples) < keep_samples:
+                    samples.extend(self._samples(batch, reward, chunk, e.k,
+                                                 keep_samples - len(samples)))
+        sums = all_reduce(sums)
+        n = max(sums[3].item(), 1.0)
+        self.last_samples = samples
+        return {f"accuracy_avg@{e.k}": sums[0].item() / n, "reward": sums[1].item() / n,
+                "format": sums[2].item() / n, "responses": n}
+
+    def _samples(self, batch: RolloutBatch, reward, examples, k: int, limit: int):
+        """Responses for the HTML report, with each token's visual dependency (Eq. 1)."""
+        rows = list(range(0, batch.size, k))[:limit]
+        sub = batch.select(rows)
+        t = sub.response_mask.shape[1]
+        with self._autocast():
+            logits_v, logits_b = self._visual_and_blind_logits(sub, t)
+        dep = pgpo_core.token_visual_dependency(logits_v.float(), logits_b.float(),
+                                                sub.response_mask,
+                                                temperature=self.pgpo.temperature)
+        tok = self.processor.tokenizer
+        out = []
+        for j, r in enumerate(rows):
+            m = sub.response_mask[j]
+            ids = sub.responses[j][m].tolist()
+            out.append({"question": examples[r // k].question, "answer": batch.answers[r],
+                        "reward": float(reward[r]), "image": examples[r // k].image,
+                        "tokens": [tok.decode([i]) for i in ids],
+                        "dependency": dep[j][m].tolist()})
+        return out
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs (gathered on the main process)."""
+        if self.wrap_kind == "fsdp2":
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                                 get_state_dict)
+            model_state, optim_state = get_state_dict(
+                self.model, self.optimizer,
+                options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        else:
+            model_state = self.policy.state_dict()
+            optim_state = self.optimizer.state_dict()
+        rng = ckpt.capture_rng_state()
+        if self.env.distributed:
+            import torch.distributed as dist
+            gathered: list[Any] = [None] * self.env.world_size
+            dist.all_gather_object(gathered, rng)
+            rng = {"per_rank": gathered}
+        else:
+            rng = {"per_rank": [rng]}
+        return dict(model_state=model_state, optimizer_state=optim_state,
+                    scheduler_state=self.scheduler.state_dict(), rng_state=rng,
+                    data_state=self.train_data.state_dict(),
+                    extra={"step": self.step, "consecutive_nonfinite": self.consecutive_nonfinite,
+                           "warmup_done": self.warmup_done, "world_size": self.env.world_size,
+                           "algo": self.cfg.algo.name})
+
+    def save(self) -> Path | None:
+        state = self.state()
+        path = ckpt.save_checkpoint(self.ckpt_dir, self.step, keep_last=self.cfg.checkpoint.keep_last,
+                                    is_main_process=self.env.is_main, **state)
+        if self.env.distributed:
+            import torch.distributed as dist
+            dist.barrier()
+        return path
+
+    def resume(self) -> bool:
+        """Load ``checkpoint.resume`` ('auto': the latest under output_dir, if any)."""
+        where = self.cfg.checkpoint.resume
+        if where is None:
+            return False
+        if where == "auto":
+            found = ckpt.find_latest(self.ckpt_dir) if self.ckpt_dir.exists() else None
+            if found is None:
+                return False
+            where = found
+        c = ckpt.load_checkpoint(where, map_location="cpu")
+        extra = c.extra or {}
+        if extra.get("world_size", 1) != self.env.world_size:
+            raise ValueError(f"checkpoint.resume: saved with {extra.get('world_size')} "
+                             f"processes, resumed with {self.env.world_size}")
+        if self.wrap_kind == "fsdp2":
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                                 set_state_dict)
+            set_state_dict(self.model, self.optimizer, model_state_dict=c.model_state,
+                           optim_state_dict=c.optimizer_state,
+                           options=StateDictOptions(full_state_dict=True))
+        else:
+            self.policy.load_state_dict(c.model_state)
+            self.optimizer.load_state_dict(c.optimizer_state)
+        self.scheduler.load_state_dict(c.scheduler_state)
+        ckpt.restore_rng_state(c.rng_state["per_rank"][self.env.rank], strict=False)
+        self.train_data.load_state_dict(c.data_state)
+        self.step = int(extra["step"])
+        self.consecutive_nonfinite = int(extra.get("consecutive_nonfinite", 0))
+        self.warmup_done = bool(extra.get("warmup_done", True))
+        return True
+
+    # ------------------------------------------------------------------ main loop
+
+    def fit(self) -> dict[str, Any]:
+        """Warm-up, RL steps with periodic evaluation and checkpoints, final report.
+
+        Returns a summary: steps run, final evaluation, whether a stop signal ended it."""
+        cfg = self.cfg
+        resumed = self.resume()
+        logger = MetricsLogger(str(self.output_dir), enabled=self.env.is_main and cfg.logging.jsonl,
+                               tensorboard=cfg.logging.tensorboard,
+                               progress_total=self.total_steps,
+                               progress=cfg.logging.progress_bar, initial=self.step)
+        if resumed:
+            logger.truncate_after(self.step + 1)
+            logger.write(f"resumed from step {self.step}")
+        summary: dict[str, Any] = {"resumed_from": self.step if resumed else None,
+                                   "stopped_by_signal": False}
+        with ckpt.GracefulExit() as stop:
+            if not resumed and cfg.eval.at_start:
+                ev = self.evaluate()
+                logger.log(self.step, {**ev, "phase": "untrained"}, kind="eval")
+                logger.write(f"eval (untrained): {_fmt(ev)}")
+                summary["eval_untrained"] = ev
+            if not self.warmup(logger, stop):
+                summary["stopped_by_signal"] = True
+                logger.write("stop signal during warm-up: exiting without a checkpoint")
+                logger.close()
+                return summary
+            if not resumed and cfg.model.sft_warmup_steps and cfg.eval.at_start:
+                ev = self.evaluate()
+                logger.log(self.step, {**ev, "phase": "warmed_up"}, kind="eval")
+                logger.write(f"eval (after warm-up): {_fmt(ev)}")
+                summary["eval_warmed_up"] = ev
+            while self.step < self.total_steps:
+                if any_process(stop.requested, self.device):
+                    summary["stopped_by_signal"] = True
+                    break
+                metrics = self.rl_step()
+                self.step += 1
+                if self.step % cfg.logging.log_every == 0 or self.step == self.total_steps:
+                    logger.log(self.step, metrics)
+                logger.progress(1, reward=metrics["reward"], acc=metrics["accuracy"])
+                if cfg.eval.every and self.step % cfg.eval.every == 0 \
+                        and self.step != self.total_steps:
+                    ev = self.evaluate()
+                    logger.log(self.step, ev, kind="eval")
+                    logger.write(f"eval @ step {self.step}: {_fmt(ev)}")
+                if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
+                    self.save()
+            self.save()
+            if summary["stopped_by_signal"]:
+                logger.write(f"stop signal: saved step {self.step} and exiting")
+                logger.close()
+                summary["steps"] = self.step
+                return summary
+            ev = self.evaluate(keep_samples=cfg.logging.html_samples if cfg.logging.html_report else 0)
+            logger.log(self.step, {**ev, "phase": "final"}, kind="eval")
+            logger.write(f"eval (final) @ step {self.step}: {_fmt(ev)}")
+            summary["eval_final"] = ev
+        summary["steps"] = self.step
+        logger.close()
+        if self.env.is_main:
+            self._report(logger.path)
+        return summary
+
+    def _report(self, metrics_path: str) -> None:
+        from reference_impl import report
+
+        if self.cfg.logging.plot and os.path.exists(metrics_path):
+            report.plot_learning_curves(metrics_path, self.output_dir / "learning_curves.png")
+        if self.cfg.logging.html_report and self.last_samples:
+            report.write_samples_html(self.last_samples, self.output_dir / "samples.html",
+                                      title=f"{self.cfg.algo.name}: held-out samples at step "
+                                            f"{self.step}")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _autocast(self):
+        if self.device.type == "cuda" and resolve_dtype(self.cfg, self.device) == torch.bfloat16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _no_sync(self, skip_sync: bool):
+        if skip_sync and self.wrap_kind == "ddp":
+            return self.model.no_sync()
+        if self.wrap_kind == "fsdp2":
+            self.model.set_requires_gradient_sync(not skip_sync)
+        return contextlib.nullcontext()
+
+    def _mean_over_ranks(self, metrics: dict[str, float]) -> dict[str, float]:
+        if not self.env.distributed:
+            return metrics
+        keys = sorted(metrics)
+        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64,
+                              device=self.device)
+        values = all_reduce(values) / self.env.world_size
+        return dict(zip(keys, values.tolist()))
+
+
+def _token_logp(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    return torch.gather(torch.log_softmax(logits, -1), -1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def _eos_id(processor) -> int:
+    from reference_impl.rollout import end_of_turn_id
+    return end_of_turn_id(processor)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in metrics.items())
+
+
+__all__ = ["TINY_MODEL", "Trainer", "WARMUP_TARGET", "build_datasets", "build_policy",
+           "resolve_dtype"]
