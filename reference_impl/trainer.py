@@ -7,7 +7,7 @@ One RL step (Ye et al., 2026, arXiv 2604.01840, Sec. 3-5; DAPO, Yu et al., 2025)
     rewards 0.9 * accuracy + 0.1 * format                            rewards.py
     A_i = group-normalised reward; drop all-equal groups             pgpo_core.group_advantages
       (more rollout rounds until the batch is full)
-    old log-probs + blind pass -> S_t -> A~_{i,t} = A_i * w~_t        pgpo_torch.blind_pass,
+    old log-probs + blind pass -> S_t -> A~_{i,t} = A_i * w~_t        pgpo_torch.compute_pgpo_advantages,
                                                                      pgpo_core (Eqs. 1, 4-8)
     for each mini-batch: clipped surrogate (0.2 / 0.28, token-mean)  pgpo_core.policy_loss
       AdamW step with gradient clipping; NaN/inf steps are skipped
@@ -24,6 +24,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -323,12 +324,13 @@ class Trainer:
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Old log-probs, token advantages ``(N, T)`` and (PGPO) the token dependency.
 
-        With PGPO the visual pass (old log-probs) and the blind pass run on the rollout
-        policy; ``S`` is Eq. 1 exactly (``estimator="exact"``) or its k1/k2/k3 estimate,
-        and ``A~ = A * w~`` comes from :func:`pgpo_core.reshape_advantages`."""
+        With PGPO, :func:`pgpo_torch.compute_pgpo_advantages` runs the visual pass (which
+        gives the old log-probs) and the blind pass on the rollout policy, computes ``S``
+        (Eq. 1, exact and chunked from hidden states, or its k1/k2/k3 estimate) and
+        ``A~ = A * w~`` (Eqs. 4-8) with pgpo_core. Without PGPO only the old log-probs
+        are computed and ``A`` is broadcast over the response tokens."""
         mb = self.cfg.optim.micro_batch_size
-        t = batch.response_mask.shape[1]
-        old, deps = [], []
+        old, deps, token_adv = [], [], []
         for start in range(0, batch.size, mb):
             rows = list(range(start, min(start + mb, batch.size)))
             sub = batch.select(rows)
@@ -337,45 +339,26 @@ class Trainer:
                     logp, _ = response_logprobs(self.model, sub,
                                                 temperature=self.pgpo.temperature)
                     old.append(logp)
+                    token_adv.append(advantages[rows][:, None] * sub.response_mask)
                     continue
-                logits_v, logits_b = self._visual_and_blind_logits(sub, t)
-            logp_v = _token_logp(logits_v, sub.responses, self.pgpo.temperature)
-            old.append(logp_v)
-            if self.pgpo.estimator == "exact":
-                dep = pgpo_core.token_visual_dependency(
-                    logits_v.float(), logits_b.float(), sub.response_mask,
-                    temperature=self.pgpo.temperature, chunk_size=self.pgpo.chunk_size)
-            else:
-                logp_b = _token_logp(logits_b, sub.responses, self.pgpo.temperature)
-                dep = pgpo_core.sampled_token_dependency(
-                    logp_v, logp_b, sub.response_mask, estimator=self.pgpo.estimator,
-                    clip=self.pgpo.estimate_clip)
-                if self.pgpo.estimator == "k1":
-                    dep = dep.clamp_min(0.0)
-            deps.append(dep)
-        old_logp = torch.cat(old)
-        mask = batch.response_mask
-        if not self.reshape:
-            return old_logp, advantages[:, None] * mask, None
-        dependency = torch.cat(deps)
-        token_adv = pgpo_core.reshape_advantages(advantages, dependency, mask,
-                                                 **self.pgpo.weight_kwargs())
-        return old_logp, token_adv, dependency
+                result = self._pgpo_advantages(sub, advantages[rows], self.pgpo)
+            old.append(result.old_logprobs.float())
+            deps.append(result.dependency)
+            token_adv.append(result.token_advantages)
+        dependency = torch.cat(deps) if deps else None
+        return torch.cat(old), torch.cat(token_adv), dependency
 
-    def _visual_and_blind_logits(self, batch: RolloutBatch, t: int):
-        """Response-aligned ``(B, T, V)`` logits of the visual and the blind pass."""
-        from pgpo_torch import blind_pass
+    def _pgpo_advantages(self, batch: RolloutBatch, advantages: torch.Tensor, config):
+        """:func:`pgpo_torch.compute_pgpo_advantages` on one micro-batch."""
+        from pgpo_torch import compute_pgpo_advantages
 
-        inputs = batch.model_inputs()
         a = self.cfg.algo
-        positions = (blind_pass.mrope_position_ids(self.policy, inputs)
-                     if a.blind_pass != "blacken" else None)
-        blind = blind_pass.blind_inputs(self.policy, inputs, response_length=t,
-                                        blind=a.blind_pass, p=a.blacken_probability,
-                                        position_ids=positions)
-        visual = self.model(**inputs, logits_to_keep=t + 1, use_cache=False).logits[:, :-1]
-        blind_logits = self.model(**blind, logits_to_keep=t + 1, use_cache=False).logits[:, :-1]
-        return visual, blind_logits
+        with self._unsharded():
+            return compute_pgpo_advantages(
+                self.policy, batch.model_inputs(), advantages=advantages,
+                response_length=batch.response_mask.shape[1], config=config,
+                blind=a.blind_pass, blacken_p=a.blacken_probability,
+                response_mask=batch.response_mask, return_logprobs=True)
 
     def update(self, batch: RolloutBatch, old_logp: torch.Tensor, token_adv: torch.Tensor
                ) -> dict[str, float]:
@@ -442,7 +425,7 @@ class Trainer:
                 acc["loss"] = acc.get("loss", 0.0) + float(loss.detach())
                 for k in ("clip_frac", "clip_frac_low", "clip_frac_high", "approx_kl"):
                     if k in metrics:
-                        acc[k] = acc.get(k, 0.0) + float(metrics[k]) * float(sub_mask.sum())
+                        acc[k] = acc.get(k, 0.0) + float(metrics[k].detach()) * float(sub_mask.sum())
                 ent_sum += float(entropy[sub_mask].sum())
                 ent_count += float(sub_mask.sum())
         grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -461,7 +444,8 @@ class Trainer:
             self.optimizer.step()
             self.consecutive_nonfinite = 0
             skipped = 0.0
-        self.scheduler.step()
+        self._scheduler_step()
+        self._updates_this_step += 1
         tokens = max(ent_count, 1.0)
         out = {"loss": acc.get("loss", 0.0), "entropy": ent_sum / tokens,
                "grad_norm": float(grad_norm), "nonfinite_skipped": skipped,
@@ -471,7 +455,9 @@ class Trainer:
         return out
 
     def rl_step(self) -> dict[str, float]:
+        """One RL step: collect, score, update. Returns metrics averaged over processes."""
         start = time.perf_counter()
+        self._updates_this_step = 0
         batch, cols, metrics = self.collect()
         has_batch = batch is not None
         if not any_process(not has_batch, self.device):
@@ -488,7 +474,11 @@ class Trainer:
             # Some rank has no informative group after all rounds: nobody updates, so
             # that every rank runs the same collectives.
             metrics["updated"] = 0.0
-            self.scheduler.step()
+        # Keep the schedule a function of the RL step: count the planned updates that
+        # dynamic sampling left out (fewer groups than mini-batches) as taken.
+        for _ in range(self.minibatches_per_step * self.cfg.optim.ppo_epochs
+                       - self._updates_this_step):
+            self._scheduler_step()
         metrics["time_step"] = time.perf_counter() - start
         return self._mean_over_ranks(metrics)
 
@@ -532,12 +522,10 @@ class Trainer:
         """Responses for the HTML report, with each token's visual dependency (Eq. 1)."""
         rows = list(range(0, batch.size, k))[:limit]
         sub = batch.select(rows)
-        t = sub.response_mask.shape[1]
         with self._autocast():
-            logits_v, logits_b = self._visual_and_blind_logits(sub, t)
-        dep = pgpo_core.token_visual_dependency(logits_v.float(), logits_b.float(),
-                                                sub.response_mask,
-                                                temperature=self.pgpo.temperature)
+            dep = self._pgpo_advantages(
+                sub, torch.zeros(sub.size, device=self.device),
+                self.pgpo.replace(estimator="exact")).dependency
         tok = self.processor.tokenizer
         out = []
         for j, r in enumerate(rows):
@@ -700,6 +688,26 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _scheduler_step(self) -> None:
+        """Advance the schedule once per planned update, taken or skipped (NaN/inf,
+        nothing to learn from), so the learning rate depends on the step only."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.scheduler.step()
+
+    @contextlib.contextmanager
+    def _unsharded(self):
+        """Under FSDP2, gather the root's parameters (embeddings, LM head) while the
+        adapter calls ``model.model`` and ``model.lm_head`` directly."""
+        if self.wrap_kind != "fsdp2":
+            yield
+            return
+        self.model.unshard()
+        try:
+            yield
+        finally:
+            self.model.reshard()
+
     def _no_sync(self, skip_sync: bool):
         if skip_sync and self.wrap_kind == "ddp":
             return self.model.no_sync()
@@ -715,13 +723,6 @@ class Trainer:
                               device=self.device)
         values = all_reduce(values) / self.env.world_size
         return dict(zip(keys, values.tolist()))
-
-
-def _token_logp(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    return torch.gather(torch.log_softmax(logits, -1), -1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
 def _eos_id(processor) -> int:

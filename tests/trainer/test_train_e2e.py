@@ -1,0 +1,138 @@
+"""End-to-end runs of the reference trainer on the tiny Qwen2.5-VL (CPU, a few steps)."""
+
+import json
+import math
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _tiny_run import tiny_args  # noqa: E402
+
+from reference_impl import trainer as trainer_mod  # noqa: E402
+from reference_impl.config import load_config  # noqa: E402
+from reference_impl.distributed import DistEnv  # noqa: E402
+from reference_impl.rewards import RewardBreakdown  # noqa: E402
+from reference_impl.train import main  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+TRAIN_KEYS = ("reward", "accuracy", "format", "response_length", "clip_frac", "entropy",
+              "grad_norm", "loss", "dependency_mean", "frac_above_tau", "weight_max",
+              "weight_mean", "kept_groups_frac", "lr")
+
+
+def varied_rewards(texts, answers, **_):
+    """A reward that differs within groups (the untrained model never answers right):
+    1 for a response of even character length, else 0."""
+    return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
+            for t in texts]
+
+
+def _rows(out, kind):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [r for r in map(json.loads, f) if r["kind"] == kind]
+
+
+def test_two_pgpo_steps_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    out = tmp_path / "run"
+    summary = main(tiny_args(out, "train.total_steps=2", "algo.dynamic_sampling=false"))
+    assert summary["steps"] == 2 and summary["stopped_by_signal"] is False
+    train = _rows(out, "train")
+    assert [r["step"] for r in train] == [1, 2]
+    for r in train:
+        for key in TRAIN_KEYS:
+            assert isinstance(r[key], float) and math.isfinite(r[key]), (key, r)
+        assert r["updated"] == 1.0 and r["nonfinite_skipped"] == 0.0
+        assert 1.0 <= r["response_length"] <= 6.0  # rollout.max_response_length
+        assert 0.0 <= r["clip_frac"] <= 1.0
+        # The image changes the untrained model's predictions: S > 0 somewhere.
+        assert r["dependency_max"] > 0.0
+        # Eq. 7 (mass conservation) holds for the weights that reached the loss.
+        assert r["weight_mean"] == pytest.approx(1.0, abs=1e-5)
+        assert r["lr"] == pytest.approx(1e-4)
+    final = _rows(out, "eval")[-1]
+    assert final["phase"] == "final" and final["responses"] == 2.0  # 2 prompts x k=1
+    # Report files.
+    assert (out / "learning_curves.png").stat().st_size > 1000
+    page = (out / "samples.html").read_text()
+    assert page.count('<div class="card">') == 2 and 'title="S=' in page
+    assert (out / "checkpoints" / "latest").read_text().strip() == "step_00000002"
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["steps"] == 2
+
+
+def _trainer(tmp_path, *extra):
+    cfg = load_config(tiny_args(tmp_path / "t", "train.total_steps=5", *extra))
+    return trainer_mod.Trainer(cfg, DistEnv())
+
+
+def _params(trainer):
+    return {k: v.detach().clone() for k, v in trainer.policy.state_dict().items()}
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nonfinite_loss_skips_the_update_and_stops_after_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    real = trainer_mod.response_logprobs
+
+    def nan_when_training(model, batch, **kw):
+        logp, ent = real(model, batch, **kw)
+        return (logp * float("nan") if torch.is_grad_enabled() else logp), ent
+
+    monkeypatch.setattr(trainer_mod, "response_logprobs", nan_when_training)
+    t = _trainer(tmp_path, "algo.dynamic_sampling=false", "optim.max_nonfinite_steps=2")
+    before = _params(t)
+    m = t.rl_step()
+    assert m["updated"] == 1.0 and m["nonfinite_skipped"] == 1.0
+    assert _same(before, _params(t))  # no optimiser step: weights bit-identical
+    assert t.consecutive_nonfinite == 2  # two mini-batches, both skipped
+    with pytest.raises(FloatingPointError, match="max_nonfinite_steps"):
+        t.rl_step()
+
+
+def test_dynamic_sampling_drops_all_equal_groups(tmp_path):
+    # The untrained model never answers in format: every reward is 0, every group is
+    # all-equal, so dynamic sampling keeps nothing after max_sampling_rounds rounds.
+    t = _trainer(tmp_path, "algo.max_sampling_rounds=2")
+    before = _params(t)
+    m = t.rl_step()
+    assert m["reward"] == 0.0 and m["kept_groups_frac"] == 0.0
+    assert m["sampling_rounds"] == 2.0 and m["updated"] == 0.0
+    assert _same(before, _params(t))
+    assert t.train_data.position == 2 * 2  # two rounds of prompts_per_step prompts
+
+
+def test_micro_batching_does_not_change_the_gradient(tmp_path, monkeypatch):
+    """Gradient accumulation over micro-batches divides by the whole mini-batch's token
+    count, so the gradient reaching AdamW with micro_batch_size=1 equals the one with
+    micro_batch_size=4 (one mini-batch of 2 groups x 2 responses). DAPO, so that the
+    comparison is not blurred by float noise in tiny dependencies."""
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    grads = []
+    for micro in (4, 1):
+        t = _trainer(tmp_path, "algo.name=dapo", "algo.dynamic_sampling=false",
+                     "optim.mini_batch_size=2",
+                     f"optim.micro_batch_size={micro}", "optim.grad_clip=none")
+        seen = []
+        real_step = t.optimizer.step
+
+        def recording_step(*a, _real=real_step, _seen=seen, _t=t, **kw):
+            _seen.append([p.grad.clone() for p in _t.policy.parameters() if p.grad is not None])
+            return _real(*a, **kw)
+
+        t.optimizer.step = recording_step
+        t.rl_step()
+        assert len(seen) == 1  # one mini-batch: one optimiser step
+        grads.append(seen[0])
+    assert len(grads[0]) == len(grads[1]) > 0
+    assert any(g.abs().max() > 0 for g in grads[0])
+    for a, b in zip(*grads):
+        # Only float32 summation order differs; a wrong normaliser would be off by O(1).
+        assert float((a - b).norm()) <= 1e-5 * float(a.norm()) + 1e-12
