@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
-import torch  # noqa: F401  (a hard requirement of these tests: no skip)
+import torch  # a hard requirement of these tests: no skip
 
-from pgpo_torch.tiny import build_tiny_model, build_tiny_processor  # noqa: E402
+from pgpo_torch.tiny import build_tiny_model, build_tiny_processor
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Tiny shapes run fastest on one thread; with several OpenMP threads on a shared,
+    busy 2-core machine a 64-wide matmul can be hundreds of times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +37,8 @@ def tiny_processor():
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_processor):
-    return build_tiny_model(tiny_processor, seed=0)
+    with one_torch_thread():
+        return build_tiny_model(tiny_processor, seed=0)
 
 
 def make_image(seed: int, height: int = 56, width: int = 56):
