@@ -60,6 +60,7 @@ class PGPOConfig:
         _checks.check_choice("estimator", self.estimator, DEPENDENCY_ESTIMATORS)
         _checks.check_positive("temperature", self.temperature)
         if self.chunk_size is not None and (not isinstance(self.chunk_size, int)
+                                            or isinstance(self.chunk_size, bool)
                                             or self.chunk_size < 1):
             raise ValueError(f"chunk_size: must be a positive int or None, got {self.chunk_size!r}")
         if self.estimate_clip is not None:

@@ -112,8 +112,9 @@ def token_visual_dependency(
         kl = _kl_rows(xp, z_visual, z_blind, dtype, temperature)
     else:
         parts = [
-            _kl_rows(xp, z_visual[i : i + chunk_size, ...], z_blind[i : i + chunk_size, ...],
-                     dtype, temperature)
+            # the array API leaves out-of-bounds slice stops unspecified: stop at n
+            _kl_rows(xp, z_visual[i : min(i + chunk_size, n), ...],
+                     z_blind[i : min(i + chunk_size, n), ...], dtype, temperature)
             for i in range(0, n, chunk_size)
         ]
         kl = xp.concat(parts, axis=0)

@@ -173,6 +173,7 @@ def policy_loss(
         _checks.check_positive("norm_length", norm_length)
     _checks.check_finite("logp", xp, logp, response_mask)
     _checks.check_finite("logp_old", xp, logp_old, response_mask)
+    _checks.check_finite("advantages", xp, advantages, response_mask)
 
     dtype = _checks.compute_dtype(xp, xp.result_type(logp.dtype, logp_old.dtype,
                                                      advantages.dtype))
@@ -202,7 +203,8 @@ def policy_loss(
         "clip_frac_low": _masked_mean(xp, as_float(clipped_low), response_mask),
         "clip_frac_high": _masked_mean(xp, as_float(clipped_high), response_mask),
         "dual_clip_frac": _masked_mean(xp, as_float(dual_active), response_mask),
-        "approx_kl": _masked_mean(xp, xp.expm1(-log_ratio) + log_ratio, response_mask),
+        # k3 with x ~ pi_old and r = pi / pi_old: (r - 1) - log r
+        "approx_kl": _masked_mean(xp, xp.expm1(log_ratio) - log_ratio, response_mask),
         "ratio_mean": _masked_mean(xp, ratio, response_mask),
         "ratio_max": xp.max(xp.where(response_mask, ratio, zero)),
         "advantage_mean": _masked_mean(xp, adv_full, response_mask),
