@@ -1,0 +1,456 @@
+"""Atomic checkpoints, exact resume and clean shutdown on SIGTERM.
+
+Layout of a checkpoint folder::
+
+    output_dir/checkpoints/
+        latest                   # one line: the name of the newest complete checkpoint
+        step_00000040/
+            model.pt  optimizer.pt  scheduler.pt  rng.pt  data.pt  extra.pt
+            manifest.json        # step, and the size and SHA-256 of every file
+
+A checkpoint is written into a hidden temporary folder next to its final place, each
+file is flushed to disk, the manifest is written last, and only then is the folder
+renamed to ``step_<N>`` and the ``latest`` pointer replaced (write to a temporary
+file, fsync, ``os.replace``). A process killed at any moment therefore leaves either
+the previous checkpoint as the latest or the new one complete; leftovers of an
+interrupted write are hidden ``.tmp-*`` folders that :func:`find_latest` ignores and
+the next :func:`save_checkpoint` removes. Sizes are checked when looking for the
+latest checkpoint and SHA-256 sums when loading, so a truncated or damaged file is
+reported instead of being loaded.
+
+Distributed runs: only the main process writes (``is_main_process``); gathering a
+sharded (FSDP) state dict onto it is the trainer's job, as is agreeing across ranks
+on a stop request from :class:`GracefulExit`.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+import numpy as np
+import torch
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LATEST = "latest"
+PARTS = ("model", "optimizer", "scheduler", "rng", "data", "extra")
+_NAME = re.compile(r"^step_(\d+)$")
+_TMP_PREFIX = ".tmp-"
+
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, incomplete or damaged."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Checkpoint:
+    """What :func:`load_checkpoint` returns: the step and each saved state (None if not saved)."""
+
+    path: Path
+    step: int
+    model_state: Any
+    optimizer_state: Any
+    scheduler_state: Any
+    rng_state: Any
+    data_state: Any
+    extra: Any
+
+
+# ------------------------------------------------------------------ file helpers
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or file creation inside ``path`` durable (POSIX only)."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically: readers see the old or the new content,
+    never a mix, even if the process dies half-way."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_name(step: int) -> str:
+    """Folder name of the checkpoint of ``step`` (zero-padded so names sort by step)."""
+    return f"step_{step:08d}"
+
+
+# ---------------------------------------------------------------------- listing
+
+def list_checkpoints(directory: PathLike) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every ``step_<N>`` folder in ``directory``, oldest first
+    (complete or not; temporary folders excluded)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for child in directory.iterdir():
+        match = _NAME.match(child.name)
+        if match and child.is_dir():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    manifest_path = path / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no {MANIFEST} (incomplete checkpoint)") from None
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{manifest_path}: unreadable manifest: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{manifest_path}: not a version-{FORMAT_VERSION} manifest")
+    return manifest
+
+
+def verify_checkpoint(path: PathLike, *, checksums: bool = True) -> dict[str, Any]:
+    """Check that the checkpoint folder ``path`` is complete: a manifest, and every file it
+    lists present with its recorded size (and SHA-256 when ``checksums``). Returns the
+    manifest; raises :class:`CheckpointError` naming the first problem."""
+    path = Path(path)
+    manifest = _read_manifest(path)
+    for part, entry in manifest["files"].items():
+        file = path / entry["file"]
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing ({part} state)")
+        size = file.stat().st_size
+        if size != entry["bytes"]:
+            raise CheckpointError(f"{file}: {size} bytes, manifest says {entry['bytes']} "
+                                  "(truncated or overwritten)")
+        if checksums and _sha256(file) != entry["sha256"]:
+            raise CheckpointError(f"{file}: SHA-256 differs from the manifest (damaged file)")
+    return manifest
+
+
+def find_latest(directory: PathLike, *, checksums: bool = False) -> Optional[Path]:
+    """The newest complete checkpoint under ``directory``, or None if there is none.
+
+    The ``latest`` pointer is followed when it names a complete checkpoint; otherwise
+    (missing pointer, or its target incomplete) the ``step_<N>`` folders are tried from
+    the highest step down, with a warning for each incomplete one skipped. A
+    ``directory`` that is itself a checkpoint is returned as is (when complete).
+    """
+    directory = Path(directory)
+    if (directory / MANIFEST).exists():
+        verify_checkpoint(directory, checksums=checksums)
+        return directory
+    pointer = directory / LATEST
+    tried = None
+    if pointer.is_file():
+        name = pointer.read_text().strip()
+        if _NAME.match(name):
+            tried = name
+            try:
+                verify_checkpoint(directory / name, checksums=checksums)
+                return directory / name
+            except CheckpointError as err:
+                warnings.warn(f"latest checkpoint unusable, looking for an older one: {err}",
+                              RuntimeWarning, stacklevel=2)
+    for _, path in reversed(list_checkpoints(directory)):
+        if path.name == tried:
+            continue
+        try:
+            verify_checkpoint(path, checksums=checksums)
+            return path
+        except CheckpointError as err:
+            warnings.warn(f"skipping incomplete checkpoint: {err}", RuntimeWarning, stacklevel=2)
+    return None
+
+
+# ------------------------------------------------------------------ save / load
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    for child in directory.iterdir():
+        if child.name.startswith(_TMP_PREFIX):
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+
+
+def save_checkpoint(
+    directory: PathLike,
+    step: int,
+    *,
+    model_state: Any,
+    optimizer_state: Any = None,
+    scheduler_state: Any = None,
+    rng_state: Any = None,
+    data_state: Any = None,
+    extra: Any = None,
+    keep_last: Optional[int] = None,
+    is_main_process: bool = True,
+) -> Optional[Path]:
+    """Write the checkpoint of ``step`` to ``directory/step_<N>`` atomically and point
+    ``directory/latest`` at it; return its path (None on non-main processes, which
+    write nothing).
+
+    Each state is saved with ``torch.save`` to its own file (``model.pt``, ...), so keep
+    them to tensors, numbers, strings, lists, tuples and dicts: those load back with
+    ``torch.load(weights_only=True)``. States given as None are not written and load
+    back as None. Saving a step that already has a checkpoint replaces it. With
+    ``keep_last``, older checkpoints beyond the newest ``keep_last`` are deleted
+    afterwards (see :func:`prune_checkpoints`).
+    """
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ValueError(f"step: expected an int >= 0, got {step!r}")
+    if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 1):
+        raise ValueError(f"keep_last: expected an int >= 1 or None, got {keep_last!r}")
+    if model_state is None:
+        raise ValueError("model_state: required, got None")
+    if not is_main_process:
+        return None
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(directory)
+    name = checkpoint_name(step)
+    final = directory / name
+    states = dict(model=model_state, optimizer=optimizer_state, scheduler=scheduler_state,
+                  rng=rng_state, data=data_state, extra=extra)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}-", dir=directory))
+    displaced = None
+    try:
+        files = {}
+        for part, state in states.items():
+            if state is None:
+                continue
+            file = tmp / f"{part}.pt"
+            torch.save(state, file)
+            _fsync_file(file)
+            files[part] = {"file": file.name, "bytes": file.stat().st_size,
+                           "sha256": _sha256(file)}
+        manifest = {"format_version": FORMAT_VERSION, "step": step,
+                    "saved_at_unix": time.time(), "files": files}
+        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving a step: move the old one aside, then swap
+            displaced = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}old-{name}-", dir=directory))
+            os.replace(final, displaced / name)
+        os.replace(tmp, final)
+        _fsync_dir(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_text(directory / LATEST, name + "\n")
+    if displaced is not None:
+        shutil.rmtree(displaced, ignore_errors=True)
+    if keep_last is not None:
+        prune_checkpoints(directory, keep_last=keep_last)
+    return final
+
+
+def prune_checkpoints(directory: PathLike, *, keep_last: int) -> list[Path]:
+    """Delete all but the ``keep_last`` highest-step checkpoints; the one ``latest``
+    points to is always kept. Returns the deleted paths."""
+    if not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1:
+        raise ValueError(f"keep_last: expected an int >= 1, got {keep_last!r}")
+    directory = Path(directory)
+    pointer = directory / LATEST
+    protected = pointer.read_text().strip() if pointer.is_file() else None
+    checkpoints = list_checkpoints(directory)
+    deleted = []
+    for _, path in checkpoints[:max(len(checkpoints) - keep_last, 0)]:
+        if path.name == protected:
+            continue
+        # Rename first, so a kill during the deletion leaves a hidden temporary folder
+        # (removed by the next save) rather than a half-deleted step_<N>.
+        doomed = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}pruned-{path.name}-", dir=directory))
+        os.replace(path, doomed / path.name)
+        shutil.rmtree(doomed)
+        deleted.append(path)
+    return deleted
+
+
+def load_checkpoint(path_or_dir: PathLike, *, map_location: Any = "cpu",
+                    checksums: bool = True, weights_only: bool = True) -> Checkpoint:
+    """Load a checkpoint folder, or the latest complete one under a parent directory.
+
+    Every file is checked against the manifest (size, and SHA-256 when ``checksums``)
+    before it is unpickled; ``weights_only=True`` restricts unpickling to tensors and
+    plain containers. Raises ``FileNotFoundError`` when there is no checkpoint and
+    :class:`CheckpointError` when it is incomplete or damaged.
+    """
+    given = Path(path_or_dir)
+    if not given.exists():
+        raise FileNotFoundError(f"path_or_dir: no such checkpoint or directory: {given}")
+    path = given if (given / MANIFEST).exists() or _NAME.match(given.name) else find_latest(given)
+    if path is None:
+        raise FileNotFoundError(f"path_or_dir: no complete checkpoint under {given}")
+    manifest = verify_checkpoint(path, checksums=checksums)
+    states = {part: None for part in PARTS}
+    for part, entry in manifest["files"].items():
+        try:
+            states[part] = torch.load(path / entry["file"], map_location=map_location,
+                                      weights_only=weights_only)
+        except Exception as err:
+            raise CheckpointError(f"{path / entry['file']}: cannot be loaded: {err}") from err
+    return Checkpoint(path=path, step=int(manifest["step"]), model_state=states["model"],
+                      optimizer_state=states["optimizer"], scheduler_state=states["scheduler"],
+                      rng_state=states["rng"], data_state=states["data"], extra=states["extra"])
+
+
+# -------------------------------------------------------------------------- RNG
+
+def capture_rng_state() -> dict[str, Any]:
+    """The state of every global generator a training step draws from: python ``random``,
+    numpy's legacy global generator, torch's CPU generator and each CUDA device's.
+    Plain values and tensors only, so it saves and loads with ``weights_only=True``."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    return {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def restore_rng_state(state: dict[str, Any], *, strict: bool = True) -> None:
+    """Put back the generators saved by :func:`capture_rng_state`.
+
+    With ``strict`` a state saved with CUDA generators cannot be restored on a machine
+    with a different number of CUDA devices (ValueError); ``strict=False`` restores the
+    CPU generators and warns that the CUDA ones were not restored.
+    """
+    missing = {"python", "numpy", "torch", "cuda"} - set(state)
+    if missing:
+        raise ValueError(f"state: not a capture_rng_state() result, missing {sorted(missing)}")
+    cuda_states = state["cuda"]
+    here = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if cuda_states is not None and len(cuda_states) != here:
+        message = (f"state['cuda']: saved with {len(cuda_states)} CUDA generator(s), "
+                   f"this machine has {here}")
+        if strict:
+            raise ValueError(message + "; pass strict=False to restore the CPU generators only")
+        warnings.warn(message + "; CUDA generators not restored", RuntimeWarning, stacklevel=2)
+        cuda_states = None
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    npst = state["numpy"]
+    keys = np.asarray(npst["keys"].numpy() if torch.is_tensor(npst["keys"]) else npst["keys"],
+                      dtype=np.uint32)
+    np.random.set_state((npst["kind"], keys, npst["pos"], npst["has_gauss"], npst["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if cuda_states is not None:
+        torch.cuda.set_rng_state_all(cuda_states)
+
+
+# ---------------------------------------------------------------------- signals
+
+class GracefulExit:
+    """Turn SIGTERM/SIGINT into a flag that the training loop polls, so it can save a
+    checkpoint and leave cleanly instead of dying mid-step::
+
+        with GracefulExit() as stop:
+            for step in range(start, total):
+                train_step()
+                if stop.requested:
+                    save_checkpoint(...)
+                    break
+
+    A second signal of the same kind while a stop is pending gets the previous
+    behaviour (for Ctrl-C: ``KeyboardInterrupt``; for a default SIGTERM: termination),
+    so a stuck run can still be killed. The previous handlers come back on exit.
+    Handlers can only be installed from the main thread (RuntimeError otherwise).
+    """
+
+    def __init__(self, signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        self.signals = tuple(signals)
+        if not self.signals:
+            raise ValueError("signals: expected at least one signal")
+        self.requested = False
+        self.signum: Optional[int] = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def signal_name(self) -> Optional[str]:
+        """Name of the signal that requested the stop (``"SIGTERM"``), or None."""
+        return None if self.signum is None else signal.Signals(self.signum).name
+
+    def request(self, signum: Optional[int] = None) -> None:
+        """Set the flag by hand (e.g. when another rank received the signal)."""
+        self.requested = True
+        if signum is not None:
+            self.signum = signum
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self.requested:
+            self.request(signum)
+            return
+        previous = self._previous.get(signum, signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:  # SIG_DFL (or unknown): do what it would have done
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    def __enter__(self) -> "GracefulExit":
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("GracefulExit: signal handlers can only be installed from "
+                               "the main thread")
+        for sig in self.signals:
+            self._previous[sig] = signal.getsignal(sig)
+        for sig in self.signals:
+            signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+
+
+__all__ = [
+    "Checkpoint", "CheckpointError", "GracefulExit", "atomic_write_bytes", "atomic_write_text",
+    "capture_rng_state", "checkpoint_name", "find_latest", "list_checkpoints",
+    "load_checkpoint", "prune_checkpoints", "restore_rng_state", "save_checkpoint",
+    "verify_checkpoint",
+]
