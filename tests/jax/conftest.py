@@ -8,7 +8,6 @@ backend test has run, so these tests set every dtype explicitly, and the
 from __future__ import annotations
 
 import jax
-import numpy as np
 import pytest
 
 
@@ -18,10 +17,3 @@ def set_x64():
     before = jax.config.jax_enable_x64
     yield lambda on: jax.config.update("jax_enable_x64", on)
     jax.config.update("jax_enable_x64", before)
-
-
-def ragged_mask(rng: np.random.Generator, batch: int, length: int) -> np.ndarray:
-    """``(batch, length)`` boolean mask, response lengths 1..length, one row full."""
-    lengths = rng.integers(1, length + 1, size=batch)
-    lengths[0] = length
-    return np.arange(length)[None, :] < lengths[:, None]

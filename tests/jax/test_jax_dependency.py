@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import ragged_mask
+from jax_test_data import ragged_mask
 
 import pgpo_core
 import pgpo_jax
