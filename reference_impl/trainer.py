@@ -43,7 +43,7 @@ from reference_impl.rollout import (RolloutBatch, concat_batches, generate_rollo
 # Size of the built-in tiny Qwen2.5-VL (pgpo_torch.tiny), chosen so that the default run
 # (warm-up + RL + evaluations) finishes in minutes on 2 CPU cores and still learns.
 TINY_MODEL = dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                  intermediate_size=128, vision_hidden_size=32, vision_depth=2)
+                  intermediate_size=128, vision_hidden_size=64, vision_depth=2)
 
 WARMUP_TARGET = "<think>I look at the image.</think> \\boxed{{{answer}}}"
 """Supervised warm-up response for the synthetic task (the answer read off the image)."""
