@@ -252,20 +252,25 @@ def build_tiny_config(processor=None, *, hidden_size: int = 64, num_layers: int 
 
 
 def build_tiny_model(processor=None, *, seed: int = 0, hidden_size: int = 64,
-                     num_layers: int = 2, dtype: torch.dtype = torch.float32, **config_kwargs):
+                     num_layers: int = 2, dtype: torch.dtype = torch.float32,
+                     attn_implementation: str = "eager", **config_kwargs):
     """A randomly initialised tiny ``Qwen2_5_VLForConditionalGeneration`` in eval mode.
 
     Deterministic for a given ``seed`` (the global torch RNG state is restored after).
-    Extra keyword arguments go to :func:`build_tiny_config`. Uses eager attention, so
-    that 4-D attention masks (used by the masked blind pass) are honoured exactly.
+    Extra keyword arguments go to :func:`build_tiny_config`. ``attn_implementation``:
+    ``"eager"`` (default) or ``"sdpa"``; both honour the 4-D additive masks of the masked
+    blind pass.
     """
+    if attn_implementation not in ("eager", "sdpa"):
+        raise ValueError(f"attn_implementation: must be 'eager' or 'sdpa', got "
+                         f"{attn_implementation!r}")
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     if not isinstance(seed, int):
         raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
     config = build_tiny_config(processor, hidden_size=hidden_size, num_layers=num_layers,
                                **config_kwargs)
-    config._attn_implementation = "eager"
+    config._attn_implementation = attn_implementation
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)

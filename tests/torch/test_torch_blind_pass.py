@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
@@ -32,11 +34,22 @@ def rollout(tiny_processor, rollout_factory):
     return rollout_factory(tiny_processor, QUESTIONS, _responses((7, 3, 5)), image_sizes=SIZES)
 
 
+@pytest.fixture(scope="module")
+def sdpa_model(tiny_processor):
+    from pgpo_torch.tiny import build_tiny_model
+
+    return build_tiny_model(tiny_processor, seed=0, attn_implementation="sdpa")
+
+
 @pytest.mark.parametrize("include_markers", [False, True])
 @pytest.mark.parametrize("lengths", [(7, 3, 5), (1, 9, 4)])
-def test_mask_and_drop_give_the_same_response_logits(tiny_model, tiny_processor,
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_mask_and_drop_give_the_same_response_logits(tiny_model, sdpa_model, tiny_processor,
                                                      rollout_factory, include_markers,
-                                                     lengths):
+                                                     lengths, attention):
+    if attention == "sdpa":
+        assert sdpa_model.config._attn_implementation == "sdpa"
+        tiny_model = sdpa_model
     batch, T, rmask = rollout_factory(tiny_processor, QUESTIONS, _responses(lengths, seed=1),
                                       image_sizes=SIZES)
     with torch.no_grad():
@@ -191,3 +204,7 @@ def test_bad_batches_are_refused(tiny_model, rollout):
         blind_inputs(tiny_model, batch, response_length=T, blind="blank")
     with pytest.raises(ValueError, match="output"):
         response_outputs(tiny_model, visual_inputs(batch), response_length=T, output="probs")
+    flash = types.SimpleNamespace(config=types.SimpleNamespace(
+        _attn_implementation="flash_attention_2"))
+    with pytest.raises(ValueError, match="drop_visual_tokens"):
+        mask_visual_attention(flash, batch)

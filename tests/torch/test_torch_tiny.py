@@ -147,3 +147,5 @@ def test_build_tiny_qwen2_5_vl_and_bad_arguments():
         build_tiny_model(processor, seed=1.5)
     with pytest.raises(ValueError, match="vocab_size"):
         build_tiny_model(processor, vocab_size=10)
+    with pytest.raises(ValueError, match="attn_implementation"):
+        build_tiny_model(processor, attn_implementation="flash_attention_2")
