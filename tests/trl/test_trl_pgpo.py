@@ -29,6 +29,16 @@ SIZES = ((56, 56), (84, 112))  # 4 and 12 visual tokens
 MODEL_SEED = 0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny matrices gain nothing from intra-op threads, and on a busy 2-core machine the
+    threads' synchronisation makes each op ~100x slower. Restored after the module."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def processor():
     return build_tiny_processor()
@@ -39,10 +49,14 @@ def _image(seed: int, height: int, width: int) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
 
 
-def _dataset(with_images: bool = True) -> Dataset:
+def _dataset(images_per_row: int = 1) -> Dataset:
+    """Two conversational prompts with 0, 1 ("image" column) or more ("images") images."""
     columns = {"prompt": [[{"role": "user", "content": q}] for q in QUESTIONS]}
-    if with_images:
+    if images_per_row == 1:
         columns["image"] = [_image(i, *hw) for i, hw in enumerate(SIZES)]
+    elif images_per_row > 1:
+        columns["images"] = [[_image(10 * i + j, *SIZES[(i + j) % 2])
+                              for j in range(images_per_row)] for i in range(len(QUESTIONS))]
     return Dataset.from_dict(columns)
 
 
@@ -66,6 +80,7 @@ def _args(tmp_path, config_class=PGPOConfig, **overrides):
         steps_per_generation=2, max_completion_length=8, max_steps=2, learning_rate=5e-2,
         report_to=[], use_cpu=True, logging_steps=1, save_strategy="no", seed=7,
         dataloader_num_workers=0, loss_type="dapo", epsilon=0.2, epsilon_high=0.28, beta=0.0,
+        gradient_checkpointing=False,
     )
     settings.update(overrides)
     return config_class(**settings)
@@ -103,9 +118,9 @@ def _clone(batch):
     return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def _train(trainer_class, model, processor, args):
+def _train(trainer_class, model, processor, args, images_per_row: int = 1):
     trainer = trainer_class(model=model, reward_funcs=_reward, args=args,
-                            train_dataset=_dataset(), processing_class=processor)
+                            train_dataset=_dataset(images_per_row), processing_class=processor)
     trainer.train()
     return trainer
 
@@ -122,6 +137,8 @@ def _reference_dependency(processor, out, *, estimator: str, temperature: float,
     model = build_tiny_model(processor, seed=MODEL_SEED)
     image_token = model.config.image_token_id
     patches = out["image_grid_thw"].prod(-1)
+    image_bounds = np.cumsum([0, *out["num_images"]])
+    patch_bounds = np.cumsum([0, *patches.tolist()])
     reference = torch.zeros(out["completion_ids"].shape, dtype=torch.float32)
     for row in range(out["completion_ids"].shape[0]):
         prompt = out["prompt_ids"][row][out["prompt_mask"][row].bool()]
@@ -129,9 +146,9 @@ def _reference_dependency(processor, out, *, estimator: str, temperature: float,
         completion = out["completion_ids"][row][:n]
         ids = torch.cat([prompt, completion])
         visual_token = ids == image_token
-        grid = out["image_grid_thw"][row:row + 1]
-        first = int(patches[:row].sum())
-        pixels = out["pixel_values"][first:first + int(patches[row])]
+        first_image, end_image = image_bounds[row], image_bounds[row + 1]
+        grid = out["image_grid_thw"][first_image:end_image]
+        pixels = out["pixel_values"][patch_bounds[first_image]:patch_bounds[end_image]]
         types = visual_token.long()[None]
         logits_visual = model(input_ids=ids[None], pixel_values=pixels, image_grid_thw=grid,
                               mm_token_type_ids=types).logits[0]
@@ -144,9 +161,9 @@ def _reference_dependency(processor, out, *, estimator: str, temperature: float,
                                  position_ids=positions[:, :, text]).logits[0]
             p_blind = p - int(visual_token.sum())
         else:
-            height, width = (int(v) * 14 for v in grid[0, 1:])
-            black = processor.image_processor(images=[Image.new("RGB", (width, height))],
-                                              return_tensors="pt")
+            black = processor.image_processor(
+                images=[Image.new("RGB", (int(w) * 14, int(h) * 14)) for _, h, w in grid],
+                return_tensors="pt")
             assert torch.equal(black["image_grid_thw"], grid)
             logits_blind = model(input_ids=ids[None], pixel_values=black["pixel_values"],
                                  image_grid_thw=grid, mm_token_type_ids=types).logits[0]
@@ -224,7 +241,7 @@ def test_setups_without_images_or_pgpo_config_are_refused(tmp_path, processor):
     with pytest.raises(ValueError, match=r"^train_dataset: PGPO needs images, but the dataset has "
                                          r"no 'image' or 'images' column"):
         PGPOTrainer(model=model, reward_funcs=_reward, args=_args(tmp_path),
-                    train_dataset=_dataset(with_images=False), processing_class=processor)
+                    train_dataset=_dataset(images_per_row=0), processing_class=processor)
     with pytest.raises(TypeError, match=r"^args: PGPOTrainer needs a pgpo_torch.trl.PGPOConfig"):
         PGPOTrainer(model=model, reward_funcs=_reward,
                     args=_args(tmp_path, config_class=trl.GRPOConfig),
@@ -244,14 +261,17 @@ def test_setups_without_images_or_pgpo_config_are_refused(tmp_path, processor):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("estimator, blind", [("exact", "drop"), ("k3", "mask")])
+@pytest.mark.parametrize("estimator, blind, images_per_row", [
+    ("exact", "drop", 1), ("k3", "mask", 2)])
 def test_training_runs_and_the_loss_sees_pgpo_advantages(tmp_path, monkeypatch, processor,
-                                                         estimator, blind):
+                                                         estimator, blind, images_per_row):
     rec = Recorder(monkeypatch)
-    args = _args(tmp_path, pgpo_estimator=estimator, pgpo_blind_pass=blind, pgpo_chunk_size=5)
+    # The first case keeps TRL's default gradient checkpointing (the passes switch it off).
+    args = _args(tmp_path, pgpo_estimator=estimator, pgpo_blind_pass=blind, pgpo_chunk_size=5,
+                 gradient_checkpointing=estimator == "exact")
     model = _model(processor)
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = _train(PGPOTrainer, model, processor, args)
+    trainer = _train(PGPOTrainer, model, processor, args, images_per_row)
 
     # Training ran: 2 optimizer steps on one rollout batch, finite losses, weights moved.
     assert trainer.state.global_step == 2
@@ -260,6 +280,7 @@ def test_training_runs_and_the_loss_sees_pgpo_advantages(tmp_path, monkeypatch, 
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
     raw, out = rec.trl_outputs[0], rec.pgpo_outputs[0]
+    assert raw["num_images"] == [images_per_row] * 4
     mask = raw["completion_mask"].bool()
     lengths = mask.sum(-1)
     assert lengths.min() < lengths.max()  # right padding is exercised
