@@ -54,7 +54,9 @@ Refused, with a ``ValueError``/``TypeError`` at construction:
   ``"image"``/``"images"`` column. PGPO needs images. (A batch that happens to hold no
   image at all gets the base algorithm's advantages, ``S = 0``, with a warning.)
 - a model other than Qwen2.5-VL (the blind-pass builders are written for its mRoPE and
-  ``mm_token_type_ids``), and ``args`` that are a plain ``GRPOConfig``.
+  ``mm_token_type_ids``), ``args`` that are a plain ``GRPOConfig``, and
+  ``pgpo_blind_pass="mask"`` with flash attention (no 4-D masks; ``"drop"`` gives the same
+  logits).
 
 At run time, completions that contain images (tool responses that return images) raise a
 ``ValueError``: the blind pass hides the prompt's visual tokens only.
@@ -259,7 +261,14 @@ class PGPOTrainer(trl.GRPOTrainer):
         if not self._is_vlm:
             raise ValueError("processing_class: PGPO needs images, but the processing class is "
                              "a text-only tokenizer; pass the model's processor")
-        _check_model_type(self._pgpo_backbone())
+        backbone = self._pgpo_backbone()
+        _check_model_type(backbone)
+        attention = getattr(backbone.config, "_attn_implementation", None) or ""
+        if args.pgpo_blind_pass == "mask" and "flash" in attention:
+            raise ValueError(
+                f"pgpo_blind_pass: 'mask' needs a 4-D attention mask, which attention "
+                f"implementation {attention!r} does not take; use 'drop' (the same logits for a "
+                "causal decoder, and cheaper) or eager/sdpa attention")
         self._pgpo_warned_no_images = False
 
     # ------------------------------------------------------------------ rollout side
@@ -338,7 +347,7 @@ class PGPOTrainer(trl.GRPOTrainer):
             output="hidden", p=self.args.pgpo_blacken_prob, generator=generator)
         head = backbone.get_output_embeddings()
         bias = getattr(head, "bias", None)
-        chunk_size = cfg.chunk_size if cfg.chunk_size is not None else max(1, response_mask.numel())
+        chunk_size = cfg.chunk_size or max(1, response_mask.numel())  # None: all at once
         if cfg.estimator == "exact":
             return dependency_from_hidden_states(
                 hidden_visual, hidden_blind, head.weight, response_mask,

@@ -257,6 +257,16 @@ def test_setups_without_images_or_pgpo_config_are_refused(tmp_path, processor):
                     train_dataset=_dataset(), processing_class=processor)
 
 
+def test_masked_blind_pass_with_flash_attention_is_refused(tmp_path, processor):
+    model = _model(processor)
+    model.config._attn_implementation = "flash_attention_2"  # refused before any forward
+    with pytest.raises(ValueError, match=r"^pgpo_blind_pass: 'mask' needs a 4-D attention "
+                                         r"mask.*'flash_attention_2'"):
+        PGPOTrainer(model=model, reward_funcs=_reward,
+                    args=_args(tmp_path, pgpo_blind_pass="mask"),
+                    train_dataset=_dataset(), processing_class=processor)
+
+
 # ---------------------------------------------------------------------------- end to end
 
 
@@ -324,6 +334,26 @@ def test_training_runs_and_the_loss_sees_pgpo_advantages(tmp_path, monkeypatch, 
     assert logged["pgpo/dependency_mean"] == pytest.approx(float(reference[mask].mean()),
                                                            rel=1e-3)
     assert logged["pgpo/weight_mean"] == pytest.approx(1.0, abs=1e-6)  # Eq. 7
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss_type, extra", [
+    ("grpo", {}), ("bnpo", {}), ("dr_grpo", {}), ("cispo", {"epsilon_high": 5.0}),
+    ("sapo", {}), ("vespo", {}), ("luspo", {"importance_sampling_level": "sequence"}),
+])
+def test_every_trl_loss_type_trains_on_token_advantages(tmp_path, monkeypatch, processor,
+                                                         loss_type, extra):
+    rec = Recorder(monkeypatch)
+    args = _args(tmp_path, loss_type=loss_type, max_steps=1, **extra)
+    model = _model(processor)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = _train(PGPOTrainer, model, processor, args)
+    assert trainer.state.global_step == 1
+    (batch,) = rec.loss_inputs
+    assert batch["advantages"].shape == batch["completion_ids"].shape
+    assert batch["advantages"].abs().max() > 0
+    assert all(math.isfinite(h["loss"]) for h in trainer.state.log_history if "loss" in h)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 @pytest.mark.slow
