@@ -31,7 +31,7 @@ Perception-Grounded Policy Optimization for Large Vision-Language Models", arXiv
    ``A~_{i,t} = A_i * w~_t`` (Eqs. 4-8, :func:`pgpo_core.reshape_advantages`), stored
    back under ``"advantages"``. TRL's own loss (every ``loss_type``: ``dapo``, ``grpo``,
    ``bnpo``, ``dr_grpo``, ``cispo``, ``sapo``, ``luspo``, ``vespo``) then uses them
-   unchanged: since TRL 1.16 ``GRPOTrainer._compute_loss`` unsqueezes the advantages only
+   unchanged: in TRL 1.16 ``GRPOTrainer._compute_loss`` unsqueezes the advantages only
    when they are 1-D, so no loss method is overridden. The batch also carries
    ``"pgpo_dependency"`` ``(B, T)`` and ``"pgpo_sequence_advantages"`` (TRL's ``(B,)``
    advantages) for inspection.
