@@ -64,6 +64,9 @@ def build_policy(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, An
         processor = build_tiny_processor(min_pixels=cfg.data.min_pixels,
                                          max_pixels=cfg.data.max_pixels)
         model = build_tiny_model(processor, seed=cfg.train.seed, dtype=dtype, **TINY_MODEL)
+        if cfg.algo.blind_pass != "mask":  # the masked blind pass needs eager attention
+            model.set_attn_implementation(
+                "sdpa" if cfg.model.attn_implementation == "auto" else cfg.model.attn_implementation)
     else:
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
@@ -84,8 +87,12 @@ def build_policy(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, An
         for p in model.model.visual.parameters():
             p.requires_grad_(False)
     if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(
+                activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     if cfg.lora.enabled:
         from peft import LoraConfig as PeftLoraConfig, get_peft_model
@@ -198,8 +205,15 @@ class Trainer:
 
     @property
     def policy(self) -> Any:
-        """The Hugging Face model (unwrapped from DDP) for generation and helpers."""
+        """The trained module without its DDP wrapper (a peft model under LoRA)."""
         return unwrap(self.model)
+
+    @property
+    def hf_model(self) -> Any:
+        """The ``Qwen2_5_VLForConditionalGeneration`` itself (LoRA layers included), for
+        generation and the PGPO adapter, which calls ``model.model`` / ``model.lm_head``."""
+        policy = self.policy
+        return policy.get_base_model() if hasattr(policy, "get_base_model") else policy
 
     # ------------------------------------------------------------------ data
 
@@ -212,7 +226,7 @@ class Trainer:
     def _rollout(self, examples, *, group_size: int, temperature: float, top_p: float,
                  max_new_tokens: int | None = None) -> RolloutBatch:
         return generate_rollouts(
-            self.policy, self.processor, [e.prompt for e in examples], [e.image for e in examples],
+            self.hf_model, self.processor, [e.prompt for e in examples], [e.image for e in examples],
             [e.answer for e in examples], group_size=group_size,
             max_new_tokens=max_new_tokens or self.cfg.rollout.max_response_length,
             temperature=temperature, top_p=top_p, device=self.device,
@@ -355,7 +369,7 @@ class Trainer:
         a = self.cfg.algo
         with self._unsharded():
             return compute_pgpo_advantages(
-                self.policy, batch.model_inputs(), advantages=advantages,
+                self.hf_model, batch.model_inputs(), advantages=advantages,
                 response_length=batch.response_mask.shape[1], config=config,
                 blind=a.blind_pass, blacken_p=a.blacken_probability,
                 response_mask=batch.response_mask, return_logprobs=True)
