@@ -9,9 +9,10 @@ checked, since they are static).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from array_api_compat import array_namespace, is_array_api_obj
+from array_api_compat import array_namespace, is_array_api_obj, is_torch_array
 
 
 def namespace(**arrays: Any):
@@ -71,7 +72,16 @@ def compute_dtype(xp: Any, dtype: Any) -> Any:
 
 
 def concrete_bool(flag: Any) -> bool | None:
-    """``bool(flag)`` for an eager 0-d array; ``None`` when the value is traced (jit)."""
+    """``bool(flag)`` for an eager 0-d array; ``None`` when the value is traced.
+
+    Traced means inside ``jax.jit``/``vmap`` (reading the value raises) or inside
+    ``torch.compile`` (reading it would break the graph). Only ``sys.modules`` is
+    consulted, so the core never imports torch itself.
+    """
+    if is_torch_array(flag):
+        compiler = getattr(sys.modules.get("torch"), "compiler", None)
+        if compiler is not None and compiler.is_compiling():
+            return None
     try:
         return bool(flag)
     except Exception:  # jax tracers, lazy arrays: value not available eagerly
