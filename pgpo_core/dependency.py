@@ -24,22 +24,31 @@ from pgpo_core import _checks
 ESTIMATORS = ("k1", "k2", "k3")
 
 
-def _log_softmax(xp: Any, z: Any) -> Any:
-    shifted = z - xp.max(z, axis=-1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
-
-
 def _kl_rows(xp: Any, z_visual: Any, z_blind: Any, dtype: Any, temperature: float) -> Any:
-    """KL(softmax(z_visual) || softmax(z_blind)) for each row of two (N, V) arrays."""
+    """KL(softmax(z_visual) || softmax(z_blind)) for each row of two (N, V) arrays.
+
+    With the max-shifted logits ``a = z_visual - max z_visual``, ``b = z_blind - max z_blind``
+    and ``Z_a = sum e^a``, ``Z_b = sum e^b``, the log-softmaxes are ``a - log Z_a`` and
+    ``b - log Z_b``, and since ``sum_x pi_I(x) = 1``::
+
+        KL = sum_x pi_I(x) (a(x) - b(x)) - log Z_a + log Z_b,   pi_I = e^a / Z_a
+
+    The same stable log-softmax math without materialising the two (N, V) log-prob
+    arrays: two exponentials per entry instead of three, and fewer temporaries.
+    """
     if z_visual.dtype != dtype:
         z_visual = xp.astype(z_visual, dtype)
         z_blind = xp.astype(z_blind, dtype)
     if temperature != 1.0:
         z_visual = z_visual / temperature
         z_blind = z_blind / temperature
-    logp_visual = _log_softmax(xp, z_visual)
-    logp_blind = _log_softmax(xp, z_blind)
-    return xp.sum(xp.exp(logp_visual) * (logp_visual - logp_blind), axis=-1)
+    a = z_visual - xp.max(z_visual, axis=-1, keepdims=True)
+    exp_a = xp.exp(a)
+    sum_a = xp.sum(exp_a, axis=-1)
+    b = z_blind - xp.max(z_blind, axis=-1, keepdims=True)
+    sum_b = xp.sum(xp.exp(b), axis=-1)
+    cross = xp.sum(exp_a * (a - b), axis=-1) / sum_a
+    return cross - xp.log(sum_a) + xp.log(sum_b)
 
 
 def token_visual_dependency(
