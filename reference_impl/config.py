@@ -256,9 +256,9 @@ class ModelConfig(_Section):
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = _field(
         "auto", "Attention kernel; auto = sdpa (flash_attention_2 when installed on CUDA).")
     sft_warmup_steps: int = _field(
-        60, "Supervised warm-up steps on the synthetic task before RL (tiny model only), "
+        200, "Supervised warm-up steps on the synthetic task before RL (tiny model only), "
             "so that rewards are not all zero.", paper=0)
-    sft_warmup_lr: float = _field(1e-3, "Learning rate of the supervised warm-up.")
+    sft_warmup_lr: float = _field(3e-3, "Learning rate of the supervised warm-up.")
 
     def _validate(self) -> None:
         if self.path is not None and not self.path.strip():
@@ -538,7 +538,7 @@ class EvalConfig(_Section):
 
     _section: ClassVar[str] = "eval"
 
-    every: int = _field(10, "Evaluate every this many RL steps; 0 = only at the end.")
+    every: int = _field(20, "Evaluate every this many RL steps; 0 = only at the end.")
     at_start: bool = _field(True, "Also evaluate before the first step (the untrained baseline).")
     num_prompts: Optional[int] = _field(
         None, "Held-out prompts per evaluation; none = all data.eval_size.")

@@ -287,6 +287,7 @@ class Trainer:
         stats = {"reward": [], "accuracy": [], "format": [], "length": [], "truncated": []}
         rounds = 0
         groups_seen = 0
+        informative = 0
         while True:
             rounds += 1
             examples = self._next_examples(r.prompts_per_step)
@@ -305,6 +306,7 @@ class Trainer:
             keep = ~ga.all_equal if self.dynamic_sampling else torch.ones_like(ga.all_equal)
             group_keep = torch.zeros(r.prompts_per_step, dtype=torch.bool, device=self.device)
             group_keep[batch.group_ids[keep]] = True
+            informative += int((~ga.all_equal).sum().item()) // r.samples_per_prompt
             # Take whole groups, no more than the batch still needs.
             room = r.prompts_per_step - n_kept
             chosen = torch.nonzero(group_keep).flatten()[:room]
@@ -325,7 +327,8 @@ class Trainer:
             "response_length_max": cat["length"].max().item(),
             "truncated_frac": cat["truncated"].mean().item(),
             "sampling_rounds": float(rounds),
-            "kept_groups_frac": n_kept / groups_seen,
+            "kept_groups": float(n_kept),
+            "informative_groups_frac": informative / groups_seen,
         }
         if not kept:
             return None, {}, metrics

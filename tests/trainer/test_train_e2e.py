@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 TRAIN_KEYS = ("reward", "accuracy", "format", "response_length", "clip_frac", "entropy",
               "grad_norm", "loss", "dependency_mean", "frac_above_tau", "weight_max",
-              "weight_mean", "kept_groups_frac", "lr")
+              "weight_mean", "kept_groups", "informative_groups_frac", "lr")
 
 
 def varied_rewards(texts, answers, **_):
@@ -103,7 +103,8 @@ def test_dynamic_sampling_drops_all_equal_groups(tmp_path):
     t = _trainer(tmp_path, "algo.max_sampling_rounds=2")
     before = _params(t)
     m = t.rl_step()
-    assert m["reward"] == 0.0 and m["kept_groups_frac"] == 0.0
+    assert m["reward"] == 0.0 and m["kept_groups"] == 0.0
+    assert m["informative_groups_frac"] == 0.0
     assert m["sampling_rounds"] == 2.0 and m["updated"] == 0.0
     assert _same(before, _params(t))
     assert t.train_data.position == 2 * 2  # two rounds of prompts_per_step prompts
