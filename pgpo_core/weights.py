@@ -233,5 +233,7 @@ def reshape_advantages(
                        conserve_mass=conserve_mass)
     dtype = xp.result_type(per_token.dtype, weights.dtype)
     zero = xp.zeros((), dtype=dtype, device=_device(weights))
-    shaped = xp.astype(per_token, dtype) * xp.astype(weights, dtype)
+    # Padding may hold anything (NaN included); zero it before the product.
+    per_token = xp.where(response_mask, xp.astype(per_token, dtype), zero)
+    shaped = per_token * xp.astype(weights, dtype)
     return xp.where(response_mask, shaped, zero)
