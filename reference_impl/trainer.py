@@ -165,6 +165,10 @@ class Trainer:
         self.cfg, self.env = cfg, env
         self.device = env.device
         _seed_everything(cfg.train.seed + env.rank)
+        if cfg.rollout.backend == "vllm":
+            raise NotImplementedError(
+                "rollout.backend: the vllm backend is not wired into the reference trainer "
+                "yet; use 'hf' or 'auto' (Hugging Face generate)")
         self.pgpo = cfg.pgpo_config()
         self.reshape = cfg.algo.reweights_tokens
         self.dynamic_sampling = cfg.algo.uses_dynamic_sampling
@@ -288,6 +292,7 @@ class Trainer:
         rounds = 0
         groups_seen = 0
         informative = 0
+        skipped_long = 0
         while True:
             rounds += 1
             examples = self._next_examples(r.prompts_per_step)
@@ -304,6 +309,11 @@ class Trainer:
             ga = pgpo_core.group_advantages(reward, batch.group_ids)
             groups_seen += r.prompts_per_step
             keep = ~ga.all_equal if self.dynamic_sampling else torch.ones_like(ga.all_equal)
+            # Prompts longer than rollout.max_prompt_length (image tokens included) are
+            # skipped and counted, never trained on.
+            too_long = batch.attention_mask[:, :batch.prompt_length].sum(-1) > r.max_prompt_length
+            keep = keep & ~too_long
+            skipped_long += int(too_long.sum().item()) // r.samples_per_prompt
             group_keep = torch.zeros(r.prompts_per_step, dtype=torch.bool, device=self.device)
             group_keep[batch.group_ids[keep]] = True
             informative += int((~ga.all_equal).sum().item()) // r.samples_per_prompt
@@ -329,6 +339,7 @@ class Trainer:
             "sampling_rounds": float(rounds),
             "kept_groups": float(n_kept),
             "informative_groups_frac": informative / groups_seen,
+            "prompts_too_long": float(skipped_long),
         }
         if not kept:
             return None, {}, metrics

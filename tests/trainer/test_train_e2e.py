@@ -137,3 +137,13 @@ def test_micro_batching_does_not_change_the_gradient(tmp_path, monkeypatch):
     for a, b in zip(*grads):
         # Only float32 summation order differs; a wrong normaliser would be off by O(1).
         assert float((a - b).norm()) <= 1e-5 * float(a.norm()) + 1e-12
+
+
+def test_prompts_longer_than_the_limit_are_skipped_and_counted(tmp_path):
+    # Every prompt (about a hundred tokens with its image) exceeds 8 tokens: both prompts
+    # of the step are counted and nothing is trained on.
+    t = _trainer(tmp_path, "algo.dynamic_sampling=false", "rollout.max_prompt_length=8")
+    before = _params(t)
+    m = t.rl_step()
+    assert m["prompts_too_long"] == 2.0 and m["kept_groups"] == 0.0 and m["updated"] == 0.0
+    assert _same(before, _params(t))
