@@ -6,7 +6,9 @@ Not a test: it prints a markdown table and asserts nothing about speed.
    T = 2,048 tokens (B = 1), float32 logits: ``token_visual_dependency`` with
    ``chunk_size`` (bounded working memory) versus ``chunk_size=None`` (the naive
    version: two full (T, V) log-softmaxes), on numpy and on torch (CPU).
-   - time: best of ``--repeats`` calls, all in this process on the same inputs;
+   - time: best of ``--repeats`` calls, all in this process on the same inputs, the
+     variants interleaved in each round; torch is timed with its default number of
+     intra-op threads and with one thread;
    - extra peak memory: the memory a call needs beyond its inputs. Measured twice,
      by two independent routes:
      * ``tracemalloc`` (numpy only): numpy reports every array buffer to it, so
@@ -63,13 +65,17 @@ def _reset_rss_peak() -> None:
         f.write("5")
 
 
-def _best_time(fn: Callable[[], Any], repeats: int) -> float:
-    best = float("inf")
+def _best_times(fns: dict[Any, Callable[[], Any]], repeats: int) -> dict[Any, float]:
+    """Best wall time of each function over ``repeats`` rounds, the functions interleaved
+    within each round so that all of them see the same machine load."""
+    best = {key: float("inf") for key in fns}
     for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
+        for key, fn in fns.items():
+            gc.collect()
+            start = time.perf_counter()
+            result = fn()
+            best[key] = min(best[key], time.perf_counter() - start)
+            del result
     return best
 
 
@@ -159,22 +165,39 @@ def bench_kl(tokens: int, vocab: int, chunk_sizes: list[int], repeats: int,
     for backend in backends:
         visual, blind, mask = _to_backend(backend, *arrays)
         _kl_call(backend, visual[:, :1], blind[:, :1], mask[:, :1], None)()  # warm-up
-        results = {}
-        for chunk in variants:
-            call = _kl_call(backend, visual, blind, mask, chunk)
-            seconds = _best_time(call, repeats)
-            traced = _tracemalloc_extra(call) if backend == "numpy" else None
-            results[chunk] = (seconds, traced, rss[(backend, chunk)])
-        naive_s, naive_traced, naive_rss = results[None]
-        for chunk in variants:
-            seconds, traced, rss_bytes = results[chunk]
-            rows.append(dict(
-                backend=backend,
-                variant="naive (chunk_size=None)" if chunk is None else f"chunk_size={chunk}",
-                seconds=seconds, time_ratio=seconds / naive_s,
-                traced=traced, traced_ratio=None if traced is None else traced / naive_traced,
-                rss=rss_bytes, rss_ratio=rss_bytes / naive_rss if naive_rss > 0 else float("nan"),
-            ))
+        calls = {chunk: _kl_call(backend, visual, blind, mask, chunk) for chunk in variants}
+        # torch: time with its default intra-op threads and with one thread, since the
+        # chunked path's many smaller parallel regions are what differs between them.
+        threads = [None]
+        if backend == "torch":
+            import torch
+
+            default_threads = torch.get_num_threads()
+            threads = [default_threads] + ([1] if default_threads > 1 else [])
+        for n_threads in threads:
+            label = backend
+            if n_threads is not None:
+                torch.set_num_threads(n_threads)
+                label = f"torch ({n_threads} thread{'s' if n_threads > 1 else ''})"
+            times = _best_times(calls, repeats)
+            results = {}
+            for chunk, call in calls.items():
+                traced = _tracemalloc_extra(call) if backend == "numpy" else None
+                results[chunk] = (times[chunk], traced, rss[(backend, chunk)])
+            naive_s, naive_traced, naive_rss = results[None]
+            for chunk in variants:
+                seconds, traced, rss_bytes = results[chunk]
+                rows.append(dict(
+                    backend=label,
+                    variant="naive (chunk_size=None)" if chunk is None else f"chunk_size={chunk}",
+                    seconds=seconds, time_ratio=seconds / naive_s,
+                    traced=traced,
+                    traced_ratio=None if traced is None else traced / naive_traced,
+                    rss=rss_bytes,
+                    rss_ratio=rss_bytes / naive_rss if naive_rss > 0 else float("nan"),
+                ))
+        if backend == "torch":
+            torch.set_num_threads(default_threads)
     inputs_bytes = 2 * arrays[0].nbytes
     return rows, inputs_bytes
 
@@ -197,15 +220,17 @@ def bench_reshape(responses: int, tokens: int, repeats: int,
         else:
             def plain():
                 return np.sum(dep * m) / np.count_nonzero(m)
-        plain()
-        base = _best_time(plain, repeats)
+        calls = {"plain": plain}
         for threshold in ("fixed", "quantile"):
             def call(threshold=threshold):
                 return pgpo_core.reshape_advantages(adv, dep, m, threshold=threshold)
-            call()
-            seconds = _best_time(call, repeats)
-            rows.append(dict(backend=backend, threshold=threshold, seconds=seconds,
-                             plain=base, ratio=seconds / base))
+            calls[threshold] = call
+        for fn in calls.values():
+            fn()  # warm-up
+        times = _best_times(calls, repeats)
+        for threshold in ("fixed", "quantile"):
+            rows.append(dict(backend=backend, threshold=threshold, seconds=times[threshold],
+                             plain=times["plain"], ratio=times[threshold] / times["plain"]))
     return rows
 
 
@@ -227,7 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocab", type=int, default=None, help="V (default 152,064)")
     parser.add_argument("--tokens", type=int, default=None, help="T for the KL (default 2,048)")
     parser.add_argument("--chunk-sizes", default=None, help="comma list (default 128,256)")
-    parser.add_argument("--repeats", type=int, default=None, help="best of (default 3)")
+    parser.add_argument("--repeats", type=int, default=None, help="best of (default 3; 10 for "
+                        "reshape_advantages)")
     parser.add_argument("--responses", type=int, default=None,
                         help="B for reshape_advantages (default 2,000)")
     parser.add_argument("--backends", default="numpy,torch")
@@ -260,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"## Exact KL (token_visual_dependency), B=1, T={tokens:,}, V={vocab:,}, float32 "
           f"logits (inputs {inputs_bytes / MIB:,.0f} MiB)")
     print()
-    print("Time: best of", repeats, "calls. Extra peak memory beyond the inputs: `tracemalloc` "
+    print(f"Time: best of {repeats} calls, the variants interleaved. Extra peak memory beyond the inputs: `tracemalloc` "
           "(numpy array buffers, exact) and peak RSS of one call in a fresh child process "
           "(`VmHWM - VmRSS` after resetting the high-water mark). Ratios are versus the naive "
           "version on the same backend.")
@@ -274,9 +300,13 @@ def main(argv: list[str] | None = None) -> None:
               f"| {_ratio(r['rss_ratio'])} |")
     print()
 
-    reshape_rows = bench_reshape(responses, reshape_tokens, repeats, backends)
+    reshape_rows = bench_reshape(responses, reshape_tokens, 1 if quick else max(repeats, 10),
+                                 backends)
     print(f"## reshape_advantages, {responses:,} responses x {reshape_tokens:,} tokens, float32 "
           f"(random lengths), versus a plain masked mean of the same (B, T) array")
+    print()
+    print("Time: best of", 1 if quick else max(repeats, 10), "calls, interleaved; the plain "
+          "masked mean is `sum(x * mask) / count(mask)` in the backend's own operations.")
     print()
     print("| backend | threshold | reshape_advantages (ms) | plain masked mean (ms) | ratio |")
     print("|---|---|---:|---:|---:|")
