@@ -177,6 +177,8 @@ class Trainer:
                                                 cpu_offload=cfg.dist.cpu_offload)
         self.pad_id = pad_token_id(self.processor)
         self.train_data, self.heldout = build_datasets(cfg)
+        if self.wrap_kind == "fsdp2":
+            self._fsdp_first_forward()
         if self.total_steps < 1:
             raise ValueError("train.epochs: gives 0 RL steps for this data")
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -229,12 +231,14 @@ class Trainer:
 
     def _rollout(self, examples, *, group_size: int, temperature: float, top_p: float,
                  max_new_tokens: int | None = None) -> RolloutBatch:
-        return generate_rollouts(
-            self.hf_model, self.processor, [e.prompt for e in examples], [e.image for e in examples],
-            [e.answer for e in examples], group_size=group_size,
-            max_new_tokens=max_new_tokens or self.cfg.rollout.max_response_length,
-            temperature=temperature, top_p=top_p, device=self.device,
-            synced_gpus=self.wrap_kind == "fsdp2")
+        with self._unsharded():  # generate reaches root-level weights outside forward()
+            return generate_rollouts(
+                self.hf_model, self.processor, [e.prompt for e in examples],
+                [e.image for e in examples], [e.answer for e in examples],
+                group_size=group_size,
+                max_new_tokens=max_new_tokens or self.cfg.rollout.max_response_length,
+                temperature=temperature, top_p=top_p, device=self.device,
+                synced_gpus=self.wrap_kind == "fsdp2")
 
     def _rewards(self, batch: RolloutBatch):
         parts = verifiable_rewards(batch.texts, batch.answers,
@@ -722,6 +726,20 @@ class Trainer:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
             self.scheduler.step()
+
+    @torch.no_grad()
+    def _fsdp_first_forward(self) -> None:
+        """FSDP2 initialises lazily on the first forward through the root module; run one
+        (on a held-out example, no RNG drawn) before generate or the adapter call
+        sub-modules directly."""
+        example = self.heldout[0]
+        batch = teacher_forced_batch(self.processor, [example.prompt], [example.image],
+                                     ["ok"], device=self.device)
+        with self._autocast():
+            self.model(**batch.model_inputs(), logits_to_keep=1, use_cache=False)
+        # The root keeps its parameters gathered after a forward; shard them again so that
+        # the optimiser (built next) holds the sharded parameters.
+        self.model.reshard()
 
     @contextlib.contextmanager
     def _unsharded(self):

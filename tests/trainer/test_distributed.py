@@ -1,4 +1,5 @@
-"""Two processes under torchrun (gloo, CPU, DDP) train the tiny model for two steps."""
+"""Two processes under torchrun (gloo, CPU) train the tiny model for two steps, with DDP
+and with FSDP2 (``fully_shard``, the GPU path, which also runs on CPU)."""
 
 import json
 import os
@@ -18,13 +19,15 @@ pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def test_two_process_gloo_run(tmp_path):
+@pytest.mark.parametrize("fsdp", ["off", "on"])
+def test_two_process_gloo_run(tmp_path, fsdp):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_port", "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0",
            os.path.join(REPO, "reference_impl", "train.py"),
            *tiny_args(out, "train.total_steps=2", "algo.dynamic_sampling=false",
-                      "dist.backend=gloo", "train.device=cpu", "checkpoint.every=1")]
+                      "dist.backend=gloo", "train.device=cpu", "checkpoint.every=1",
+                      f"dist.fsdp={fsdp}")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
