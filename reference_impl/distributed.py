@@ -80,12 +80,15 @@ def unwrap(model: Any) -> Any:
 
 
 def wrap_model(model: torch.nn.Module, env: DistEnv, *, fsdp: str = "auto",
-               cpu_offload: bool = False) -> tuple[torch.nn.Module, str]:
+               cpu_offload: bool = False, compute_dtype: torch.dtype | None = None,
+               ) -> tuple[torch.nn.Module, str]:
     """Wrap ``model`` for data-parallel training; returns ``(model, kind)`` where ``kind`` is
     ``"none"``, ``"ddp"`` or ``"fsdp2"``.
 
     ``fsdp="auto"`` shards with FSDP2 when several processes run on CUDA, and uses DDP
-    otherwise (gloo on CPU).
+    otherwise (gloo on CPU). With FSDP2 and a ``compute_dtype`` other than the
+    parameters' (bfloat16 over float32 master weights), parameters are gathered in
+    ``compute_dtype`` and gradients reduced in float32 (``MixedPrecisionPolicy``).
     """
     if not env.distributed:
         return model, "none"
@@ -96,9 +99,13 @@ def wrap_model(model: torch.nn.Module, env: DistEnv, *, fsdp: str = "auto",
         ddp = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
         return ddp, "ddp"
-    from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
     kwargs: dict[str, Any] = {}
+    param_dtype = next(model.parameters()).dtype
+    if compute_dtype is not None and compute_dtype != param_dtype:
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=compute_dtype,
+                                                   reduce_dtype=torch.float32)
     if cpu_offload:
         kwargs["offload_policy"] = CPUOffloadPolicy()
     for block in _shardable_blocks(model):

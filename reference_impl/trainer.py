@@ -50,14 +50,25 @@ WARMUP_TARGET = "<think>I look at the image.</think> \\boxed{{{answer}}}"
 
 
 def resolve_dtype(cfg: Config, device: torch.device) -> torch.dtype:
+    """The compute dtype: ``auto`` is bfloat16 on CUDA, float32 on CPU."""
     if cfg.model.dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.model.dtype]
 
 
+def parameter_dtype(cfg: Config) -> torch.dtype:
+    """The dtype the trained weights (and AdamW's state) are kept in.
+
+    ``auto`` keeps float32 master weights and computes in bfloat16 on CUDA (autocast,
+    or FSDP2's mixed precision), since AdamW updates at the paper's lr of 1e-6 are
+    below bfloat16's resolution; ``bfloat16`` stores the weights in bfloat16 (less
+    memory, e.g. with LoRA, whose adapters peft keeps in float32)."""
+    return torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
+
+
 def build_policy(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, Any]:
     """``(model, processor)``: the tiny Qwen2.5-VL built from a config, or a local checkpoint."""
-    dtype = resolve_dtype(cfg, device)
+    dtype = parameter_dtype(cfg)
     if cfg.model.path is None:
         from pgpo_torch.tiny import build_tiny_model, build_tiny_processor
 
@@ -173,8 +184,9 @@ class Trainer:
         self.reshape = cfg.algo.reweights_tokens
         self.dynamic_sampling = cfg.algo.uses_dynamic_sampling
         model, self.processor = build_policy(cfg, self.device)
-        self.model, self.wrap_kind = wrap_model(model, env, fsdp=cfg.dist.fsdp,
-                                                cpu_offload=cfg.dist.cpu_offload)
+        self.model, self.wrap_kind = wrap_model(
+            model, env, fsdp=cfg.dist.fsdp, cpu_offload=cfg.dist.cpu_offload,
+            compute_dtype=resolve_dtype(cfg, self.device))
         self.pad_id = pad_token_id(self.processor)
         self.train_data, self.heldout = build_datasets(cfg)
         if self.wrap_kind == "fsdp2":
@@ -788,4 +800,4 @@ def _fmt(metrics: dict[str, float]) -> str:
 
 
 __all__ = ["TINY_MODEL", "Trainer", "WARMUP_TARGET", "build_datasets", "build_policy",
-           "resolve_dtype"]
+           "parameter_dtype", "resolve_dtype"]
