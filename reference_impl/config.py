@@ -256,7 +256,7 @@ class ModelConfig(_Section):
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = _field(
         "auto", "Attention kernel; auto = sdpa (flash_attention_2 when installed on CUDA).")
     sft_warmup_steps: int = _field(
-        200, "Supervised warm-up steps on the synthetic task before RL (tiny model only), "
+        800, "Supervised warm-up steps on the synthetic task before RL (tiny model only), "
             "so that rewards are not all zero.", paper=0)
     sft_warmup_lr: float = _field(3e-3, "Learning rate of the supervised warm-up.")
 
@@ -513,7 +513,7 @@ class TrainConfig(_Section):
     _section: ClassVar[str] = "train"
 
     total_steps: Optional[int] = _field(
-        40, "RL steps to run; none = derive from epochs.", paper=None)
+        100, "RL steps to run; none = derive from epochs.", paper=None)
     epochs: Optional[float] = _field(
         None, "Passes over a file data source (exclusive with total_steps).", paper=2.0)
     seed: int = _field(0, "Seed of python, numpy and torch RNGs and of the data order.")

@@ -24,7 +24,7 @@ def write_yaml(tmp_path, name, data):
 def test_defaults_are_the_tiny_cpu_run():
     cfg = Config()
     assert cfg.model.path is None and cfg.data.source == "synthetic"
-    assert cfg.algo.name == "pgpo" and cfg.train.total_steps == 40
+    assert cfg.algo.name == "pgpo" and cfg.train.total_steps == 100
     assert (cfg.rollout.prompts_per_step, cfg.rollout.samples_per_prompt) == (8, 4)
     assert load_config([]) == cfg
     # The shipped tiny preset mirrors the defaults field by field.
