@@ -737,6 +737,7 @@ class Trainer:
         nothing to learn from), so the learning rate depends on the step only."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            warnings.filterwarnings("ignore", message="Seems like `optimizer.step")
             self.scheduler.step()
 
     @torch.no_grad()
