@@ -845,6 +845,8 @@ def build_help_parser(prog: str | None = None) -> argparse.ArgumentParser:
                          help="YAML file of {section: {field: value}}; repeatable.")
     general.add_argument("--print-config", action="store_true",
                          help="Print the resolved configuration as YAML and exit.")
+    for short, key in SHORTCUTS.items():
+        general.add_argument(f"--{short}", metavar="VALUE", help=f"Shortcut for --{key}.")
     for name, cls in SECTIONS.items():
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         group = parser.add_argument_group(name, doc)
@@ -861,13 +863,19 @@ def build_help_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: Short command-line names for the options people type most: ``--algo dapo``,
+#: ``--model /path/to/Qwen2.5-VL-7B-Instruct``, ``--data /path/to/ViRL39K``.
+SHORTCUTS = {"algo": "algo.name", "model": "model.path", "data": "data.source"}
+
+
 def load_config(argv: Sequence[str] | None = None, *, prog: str | None = None,
                 check_environment: bool = True) -> Config:
     """Parse ``argv`` (default ``sys.argv[1:]``) into a validated :class:`Config`.
 
     Accepts ``--config FILE.yaml`` (repeatable), ``--SECTION.FIELD VALUE``,
     ``--SECTION.FIELD=VALUE``, ``SECTION.FIELD=VALUE`` and, for booleans, a bare
-    ``--SECTION.FIELD`` (true). ``--help`` prints the grouped help and ``--print-config``
+    ``--SECTION.FIELD`` (true), and the shortcuts ``--algo``, ``--model``, ``--data``
+    (:data:`SHORTCUTS`). ``--help`` prints the grouped help and ``--print-config``
     the resolved YAML; both then raise ``SystemExit(0)``. Any bad key or value raises
     :class:`ConfigError` naming it. With ``check_environment`` the machine-dependent
     checks of :meth:`Config.check_environment` run too.
@@ -895,6 +903,7 @@ def load_config(argv: Sequence[str] | None = None, *, prog: str | None = None,
                 raise ConfigError("--config: expected a YAML file path")
         elif token.startswith("--"):
             key, eq, value = token[2:].partition("=")
+            key = SHORTCUTS.get(key, key)
             if key not in types_:
                 raise _unknown_key(key, "command line")
             if not eq:

@@ -326,3 +326,22 @@ def test_algorithm_names_map_to_pgpo_core_settings(name, expected):
     assert core.temperature == 0.8
     for field, value in expected.items():
         assert getattr(core, field) == value, field
+
+
+def test_shortcuts_set_their_dotted_fields():
+    from reference_impl.config import load_config
+
+    cfg = load_config(["--algo", "dapo", "--data=synthetic"], check_environment=False)
+    assert cfg.algo.name == "dapo"
+    assert cfg.data.source == "synthetic"
+    with pytest.raises(ValueError, match="algo.name"):
+        load_config(["--algo", "ppo"], check_environment=False)
+
+
+def test_help_lists_the_shortcuts(capsys):
+    from reference_impl.config import load_config
+
+    with pytest.raises(SystemExit):
+        load_config(["--help"], check_environment=False)
+    out = capsys.readouterr().out
+    assert "--algo VALUE" in out and "Shortcut for --algo.name." in out
