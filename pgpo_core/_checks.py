@@ -66,6 +66,16 @@ def check_bool(name: str, xp: Any, x: Any) -> None:
         )
 
 
+def check_response_mask(xp: Any, mask: Any, batch_shape: tuple[int, ...], ref_name: str) -> None:
+    """``response_mask`` must be boolean with the ``(B, T)`` of ``ref_name``."""
+    check_bool("response_mask", xp, mask)
+    if tuple(mask.shape) != tuple(batch_shape):
+        raise ValueError(
+            f"response_mask: shape {tuple(mask.shape)} does not match the (B, T) = "
+            f"{tuple(batch_shape)} of {ref_name}"
+        )
+
+
 def compute_dtype(xp: Any, dtype: Any) -> Any:
     """float32 for half-precision inputs (float16, bfloat16), the input dtype otherwise."""
     return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
@@ -103,6 +113,24 @@ def check_nonnegative(name: str, xp: Any, x: Any, mask: Any) -> None:
             f"{name}: must be >= 0 on response tokens (a KL divergence); "
             "clamp signed estimators such as k1 at 0 first"
         )
+
+
+def check_kl_finite(names: str, xp: Any, kl: Any, mask: Any) -> None:
+    """Raise ``ValueError`` naming ``names`` (the KL's inputs) if the KL is not finite on
+    a response token: NaN or inf in the inputs there."""
+    if concrete_bool(xp.all(xp.isfinite(kl) | ~mask)) is False:
+        raise ValueError(
+            f"{names}: the KL is NaN or inf on a response token; "
+            "the inputs contain NaN or inf there"
+        )
+
+
+def check_chunk_size(value: Any, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        alternative = " or None" if allow_none else ""
+        raise ValueError(f"chunk_size: must be a positive int{alternative}, got {value!r}")
 
 
 def check_in_range(name: str, value: float, low: float, high: float) -> None:

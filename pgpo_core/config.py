@@ -59,10 +59,7 @@ class PGPOConfig:
                                conserve_mass=self.conserve_mass)
         _checks.check_choice("estimator", self.estimator, DEPENDENCY_ESTIMATORS)
         _checks.check_positive("temperature", self.temperature)
-        if self.chunk_size is not None and (not isinstance(self.chunk_size, int)
-                                            or isinstance(self.chunk_size, bool)
-                                            or self.chunk_size < 1):
-            raise ValueError(f"chunk_size: must be a positive int or None, got {self.chunk_size!r}")
+        _checks.check_chunk_size(self.chunk_size, allow_none=True)
         if self.estimate_clip is not None:
             _checks.check_positive("estimate_clip", self.estimate_clip)
         _checks.check_in_range("clip_low", self.clip_low, 0.0, 1.0)

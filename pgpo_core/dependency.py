@@ -51,6 +51,22 @@ def _kl_rows(xp: Any, z_visual: Any, z_blind: Any, dtype: Any, temperature: floa
     return cross - xp.log(sum_a) + xp.log(sum_b)
 
 
+def check_logits(xp: Any, logits_visual: Any, logits_blind: Any, response_mask: Any) -> None:
+    """The array checks of :func:`token_visual_dependency`: two ``(B, T, V)`` floating
+    arrays of one shape and dtype, and a boolean ``(B, T)`` mask (for adapters that
+    chunk the same computation)."""
+    _checks.check_ndim("logits_visual", logits_visual, 3)
+    _checks.check_same_shape("logits_blind", logits_blind, "logits_visual", logits_visual)
+    _checks.check_floating("logits_visual", xp, logits_visual)
+    _checks.check_floating("logits_blind", xp, logits_blind)
+    if logits_blind.dtype != logits_visual.dtype:
+        raise TypeError(
+            f"logits_blind: dtype {logits_blind.dtype} differs from logits_visual's "
+            f"{logits_visual.dtype}"
+        )
+    _checks.check_response_mask(xp, response_mask, logits_visual.shape[:2], "logits_visual")
+
+
 def token_visual_dependency(
     logits_visual: Any,
     logits_blind: Any,
@@ -91,26 +107,9 @@ def token_visual_dependency(
     xp = _checks.namespace(
         logits_visual=logits_visual, logits_blind=logits_blind, response_mask=response_mask
     )
-    _checks.check_ndim("logits_visual", logits_visual, 3)
-    _checks.check_same_shape("logits_blind", logits_blind, "logits_visual", logits_visual)
-    _checks.check_floating("logits_visual", xp, logits_visual)
-    _checks.check_floating("logits_blind", xp, logits_blind)
-    if logits_blind.dtype != logits_visual.dtype:
-        raise TypeError(
-            f"logits_blind: dtype {logits_blind.dtype} differs from logits_visual's "
-            f"{logits_visual.dtype}"
-        )
-    _checks.check_bool("response_mask", xp, response_mask)
-    if tuple(response_mask.shape) != tuple(logits_visual.shape[:2]):
-        raise ValueError(
-            f"response_mask: shape {tuple(response_mask.shape)} does not match the (B, T) = "
-            f"{tuple(logits_visual.shape[:2])} of logits_visual"
-        )
+    check_logits(xp, logits_visual, logits_blind, response_mask)
     _checks.check_positive("temperature", temperature)
-    if chunk_size is not None and (
-        not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size: must be a positive int or None, got {chunk_size!r}")
+    _checks.check_chunk_size(chunk_size, allow_none=True)
 
     batch, length, vocab = logits_visual.shape
     dtype = _checks.compute_dtype(xp, logits_visual.dtype)
@@ -128,11 +127,7 @@ def token_visual_dependency(
         ]
         kl = xp.concat(parts, axis=0)
     kl = xp.reshape(kl, (batch, length))
-    if _checks.concrete_bool(xp.all(xp.isfinite(kl) | ~response_mask)) is False:
-        raise ValueError(
-            "logits_visual/logits_blind: the KL is NaN or inf on a response token; "
-            "the logits contain NaN or inf there"
-        )
+    _checks.check_kl_finite("logits_visual/logits_blind", xp, kl, response_mask)
     zero = xp.zeros((), dtype=dtype, device=_device(kl))
     return xp.where(response_mask, xp.maximum(kl, zero), zero)
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from pgpo_core import _checks
+from pgpo_core.weights import _check_dependency
 
 
 def concrete(*arrays: Any) -> bool:
@@ -36,14 +37,5 @@ def per_token(advantages: Any, mask: Any) -> Any:
 
 
 def dependency(dep: Any, mask: Any) -> None:
-    finite("dependency", dep, mask)
-    _checks.check_nonnegative("dependency", jnp, jnp.asarray(dep), jnp.asarray(mask))
-
-
-def kl_result(kl: Any, mask: Any, names: str) -> None:
-    """The message of :func:`pgpo_core.token_visual_dependency` for a non-finite KL."""
-    if _checks.concrete_bool(jnp.all(jnp.isfinite(kl) | ~mask)) is False:
-        raise ValueError(
-            f"{names}: the KL is NaN or inf on a response token; "
-            "the inputs contain NaN or inf there"
-        )
+    """The core's dependency checks (:func:`pgpo_core.token_weights`), values included."""
+    _check_dependency(jnp, jnp.asarray(dep), jnp.asarray(mask))

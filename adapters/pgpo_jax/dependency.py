@@ -29,22 +29,9 @@ import jax.numpy as jnp
 
 import pgpo_core
 from pgpo_core import _checks
+from pgpo_core.dependency import check_logits
 
 from pgpo_jax import _validate
-
-
-def _check_chunk_size(chunk_size: Any) -> None:
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size: must be a positive int, got {chunk_size!r}")
-
-
-def _check_mask(response_mask: Any, shape: tuple[int, ...], ref_name: str) -> None:
-    _checks.check_bool("response_mask", jnp, response_mask)
-    if tuple(response_mask.shape) != tuple(shape):
-        raise ValueError(
-            f"response_mask: shape {tuple(response_mask.shape)} does not match the (B, T) = "
-            f"{tuple(shape)} of {ref_name}"
-        )
 
 
 def _as_bits(x: Any) -> Any:
@@ -133,19 +120,14 @@ def token_visual_dependency_chunked(
     """
     _checks.namespace(logits_visual=logits_visual, logits_blind=logits_blind,
                       response_mask=response_mask)
-    _checks.check_ndim("logits_visual", logits_visual, 3)
-    _checks.check_same_shape("logits_blind", logits_blind, "logits_visual", logits_visual)
-    _checks.check_floating("logits_visual", jnp, logits_visual)
-    if logits_blind.dtype != logits_visual.dtype:
-        raise TypeError(f"logits_blind: dtype {logits_blind.dtype} differs from "
-                        f"logits_visual's {logits_visual.dtype}")
-    _check_mask(response_mask, logits_visual.shape[:2], "logits_visual")
-    _check_chunk_size(chunk_size)
+    check_logits(jnp, logits_visual, logits_blind, response_mask)
+    _checks.check_chunk_size(chunk_size)
     _checks.check_positive("temperature", temperature)
     out = _chunked(logits_visual, logits_blind, response_mask, chunk_size=chunk_size,
                    temperature=temperature)
     if _validate.concrete(logits_visual, logits_blind, response_mask):
-        _validate.kl_result(out, jnp.asarray(response_mask), "logits_visual/logits_blind")
+        _checks.check_kl_finite("logits_visual/logits_blind", jnp, out,
+                                jnp.asarray(response_mask))
     return out
 
 
@@ -225,11 +207,12 @@ def dependency_from_hidden_states(
         if tuple(lm_head_bias.shape) != (lm_head.shape[1],):
             raise ValueError(f"lm_head_bias: shape {tuple(lm_head_bias.shape)} must be (V,) = "
                              f"({lm_head.shape[1]},), the vocabulary of lm_head")
-    _check_mask(response_mask, hidden_visual.shape[:2], "hidden_visual")
-    _check_chunk_size(chunk_size)
+    _checks.check_response_mask(jnp, response_mask, hidden_visual.shape[:2], "hidden_visual")
+    _checks.check_chunk_size(chunk_size)
     _checks.check_positive("temperature", temperature)
     out = _from_hidden(hidden_visual, hidden_blind, lm_head, lm_head_bias, response_mask,
                        chunk_size=chunk_size, temperature=temperature)
     if _validate.concrete(hidden_visual, hidden_blind, lm_head, lm_head_bias, response_mask):
-        _validate.kl_result(out, jnp.asarray(response_mask), "hidden_visual/hidden_blind/lm_head")
+        _checks.check_kl_finite("hidden_visual/hidden_blind/lm_head", jnp, out,
+                                jnp.asarray(response_mask))
     return out

@@ -11,9 +11,11 @@ result is the core's on the full logits.
 
 from __future__ import annotations
 
+import array_api_compat.torch as torch_xp
 import torch
 
 import pgpo_core
+from pgpo_core import _checks
 
 __all__ = ["dependency_from_hidden_states", "token_logprobs_from_hidden_states"]
 
@@ -43,14 +45,9 @@ def _check_hidden(hidden_visual, hidden_blind, lm_head_weight, response_mask, ch
     if lm_head_bias is not None and (not isinstance(lm_head_bias, torch.Tensor)
                                      or tuple(lm_head_bias.shape) != (lm_head_weight.shape[0],)):
         raise ValueError(f"lm_head_bias: expected a ({lm_head_weight.shape[0]},) tensor")
-    if response_mask.dtype != torch.bool:
-        raise TypeError(f"response_mask: expected a boolean mask (True = real response "
-                        f"token), got dtype {response_mask.dtype}")
-    if tuple(response_mask.shape) != tuple(hidden_visual.shape[:2]):
-        raise ValueError(f"response_mask: shape {tuple(response_mask.shape)} does not match the "
-                         f"(B, T) = {tuple(hidden_visual.shape[:2])} of hidden_visual")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size: must be a positive int, got {chunk_size!r}")
+    _checks.check_response_mask(torch_xp, response_mask, hidden_visual.shape[:2],
+                                "hidden_visual")
+    _checks.check_chunk_size(chunk_size)
     if logits_dtype is not None and (not isinstance(logits_dtype, torch.dtype)
                                      or not logits_dtype.is_floating_point):
         raise TypeError(f"logits_dtype: expected a floating torch.dtype or None, got "
