@@ -6,38 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from core_hand_example import HAND, MASK, S_TILDE, other_namespace
 
-# The hand example of test_core_weights.py (see its docstring for the derivation):
-# S~ rows, mask rows, and w~ with tau = 0.4, beta = 2, eps -> 0.
-S_TILDE = np.array([
-    [0.3, 0.5, 0.8, 1.3, 0.0],
-    [0.0, 0.1, 0.0, 0.6, 0.35],
-    [0.2, 0.2, 0.2, 0.0, 0.0],
-    [0.0, 0.0, math.log1p(5.0), 0.0, 0.0],
-    [0.0, 0.0, 0.0, 0.0, 0.0],
-])
-MASK = np.array([
-    [True, True, True, True, False],
-    [False, True, False, True, True],
-    [True, True, True, False, False],
-    [False, False, True, False, False],
-    [False, False, False, False, False],
-])
+# The hand example of core_hand_example.py; HAND is its w~ (tau = 0.4, beta = 2).
 DEPENDENCY = np.where(MASK, np.expm1(S_TILDE), 0.0)
-W = np.zeros((5, 5))
-W[0, :4] = [0, 12 / 29, 32 / 29, 72 / 29]
-W[1, [1, 3, 4]] = [0, 27 / 13, 12 / 13]
-W[2, :3] = 1.0
-W[3, 2] = 1.0
-LENGTHS = MASK.sum(1)
-
-
-def _other_namespace(backend, a):
-    if backend.name == "numpy":
-        import array_api_strict
-
-        return array_api_strict.asarray(np.asarray(a))
-    return np.asarray(a)
 
 
 # ---------------------------------------------------------------------------------------
@@ -52,7 +24,7 @@ def test_reshape_per_response_advantages(backend, pgpo):
                                   backend.asarray(MASK), tau=0.4, beta=2.0, eps=1e-12)
     assert out.shape == (5, 5) and out.dtype == backend.xp.float64
     got = backend.to_numpy(out)
-    np.testing.assert_allclose(got, adv[:, None] * W, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got, adv[:, None] * HAND, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(got[0, :4], [0, 24 / 29, 64 / 29, 144 / 29], rtol=1e-9)
     # mass: sum_t A~_{i,t} = |o_i| A_i  ->  [8, -3, 1.5, 3, 0]
     np.testing.assert_allclose(got.sum(1), [8.0, -3.0, 1.5, 3.0, 0.0], rtol=1e-12, atol=1e-12)
@@ -65,7 +37,7 @@ def test_reshape_per_token_advantages(backend, pgpo):
     adv[~MASK] = np.nan  # padded advantages are never read
     out = backend.to_numpy(pgpo.reshape_advantages(
         backend.asarray(adv), backend.asarray(DEPENDENCY), backend.asarray(MASK), eps=1e-12))
-    np.testing.assert_allclose(out, np.where(MASK, adv, 0.0) * W, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(out, np.where(MASK, adv, 0.0) * HAND, rtol=1e-9, atol=1e-12)
     # a per-token advantage constant along each row gives the per-response result
     const = np.repeat(np.array([2.0, -1.0, 0.5, 3.0, 7.0])[:, None], 5, axis=1)
     out = backend.to_numpy(pgpo.reshape_advantages(
@@ -118,7 +90,7 @@ def test_reshape_errors_name_the_argument(backend, pgpo):
         with pytest.raises(ValueError, match="advantages"):
             f(a(x), dep, m)
     with pytest.raises(TypeError, match="advantages"):  # mixed namespaces
-        f(_other_namespace(backend, np.ones(5)), dep, m)
+        f(other_namespace(backend, np.ones(5)), dep, m)
     with pytest.raises(ValueError, match="tau"):
         f(a(np.ones(5)), dep, m, tau=2.0)
     with pytest.raises(ValueError, match="beta"):
@@ -246,4 +218,4 @@ def test_group_advantages_errors_name_the_argument(backend, pgpo):
     with pytest.raises(TypeError, match="normalize_std"):
         f(r, g, normalize_std=1)
     with pytest.raises(TypeError, match="group_ids"):
-        f(r, _other_namespace(backend, GROUP_IDS))
+        f(r, other_namespace(backend, GROUP_IDS))

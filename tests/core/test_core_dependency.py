@@ -10,17 +10,9 @@ import math
 
 import numpy as np
 import pytest
+from core_hand_example import other_namespace
 
 LOG2, LOG3 = math.log(2.0), math.log(3.0)
-
-
-def _other_namespace(backend, a):
-    """The same values in a different array library than ``backend`` (mixed-namespace tests)."""
-    if backend.name == "numpy":
-        import array_api_strict
-
-        return array_api_strict.asarray(np.asarray(a))
-    return np.asarray(a)
 
 
 def _numpy_kl(z_visual: np.ndarray, z_blind: np.ndarray) -> np.ndarray:
@@ -241,9 +233,9 @@ def test_exact_kl_errors_name_the_argument(backend, pgpo):
         with pytest.raises(ValueError, match="chunk_size"):
             f(a(z), a(z), a(m), chunk_size=bad)
     with pytest.raises(TypeError, match="response_mask"):  # mixed namespaces
-        f(a(z), a(z), _other_namespace(backend, m))
+        f(a(z), a(z), other_namespace(backend, m))
     with pytest.raises(TypeError, match="logits_blind"):
-        f(a(z), _other_namespace(backend, z), a(m))
+        f(a(z), other_namespace(backend, z), a(m))
     with pytest.raises(TypeError, match="logits_visual"):  # not an array at all
         f(z.tolist(), a(z), a(m))
     with pytest.raises(TypeError):  # hyper-parameters are keyword-only
@@ -335,7 +327,7 @@ def test_sampled_errors_name_the_argument(backend, pgpo):
     with pytest.raises(TypeError, match="logp_visual"):
         f(a(lp.astype(np.int64)), a(lp), a(m))
     with pytest.raises(TypeError, match="logp_blind"):
-        f(a(lp), _other_namespace(backend, lp), a(m))
+        f(a(lp), other_namespace(backend, lp), a(m))
     for bad in (np.nan, np.inf, -np.inf):
         x = lp.copy()
         x[1, 2] = bad

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from core_hand_example import other_namespace
 
 # Hand example, B = 2, T = 4, clip range [1 - 0.2, 1 + 0.28] = [0.8, 1.28];
 # loss_t = max(-A r, -A clip(r, 0.8, 1.28)):
@@ -40,14 +41,6 @@ def _scalar(backend, x) -> float:
     a = backend.to_numpy(x)
     assert a.shape == ()
     return float(a)
-
-
-def _other_namespace(backend, a):
-    if backend.name == "numpy":
-        import array_api_strict
-
-        return array_api_strict.asarray(np.asarray(a))
-    return np.asarray(a)
 
 
 @pytest.mark.parametrize("aggregation", sorted(HAND_LOSS))
@@ -246,7 +239,7 @@ def test_policy_loss_errors_name_the_argument(backend, pgpo):
         with pytest.raises(exc, match=name):
             f(*ok, **kwargs)
     with pytest.raises(TypeError, match="advantages"):
-        f(a(lp), a(lp), _other_namespace(backend, adv), a(m))
+        f(a(lp), a(lp), other_namespace(backend, adv), a(m))
     with pytest.raises(TypeError):  # hyper-parameters are keyword-only
         f(*ok, 0.2)
 

@@ -1,67 +1,19 @@
 """Unit tests of PGPO's token weights (Eqs. 4-7) on every backend.
 
-Hand example used throughout. Dependencies are chosen through their log1p (Eq. 4), so
-``S = expm1(S~)``. Rows (T = 5, ``.`` = padding):
-
-  row 0  S~ = [0.3, 0.5, 0.8, 1.3, .]      padding on the right
-  row 1  S~ = [., 0.1, ., 0.6, 0.35]       padding on the left and in the middle
-  row 2  S~ = [0.2, 0.2, 0.2, ., .]        constant S      -> fallback w~ = 1
-  row 3  S  = [., ., 5.0, ., .]            one token       -> fallback w~ = 1
-  row 4  all padding                       empty response  -> all 0
-
-Eq. 5 (eps -> 0): row 0: min 0.3, max 1.3, spread 1.0 -> I = [0, 0.2, 0.5, 1]
-                  row 1: min 0.1, max 0.6, spread 0.5 -> I = [0, 1, 0.5]
-Eq. 6 with tau = 0.4, beta = 2 (I < tau: I / tau; else 1 + 2 (I - 0.4) / 0.6):
-                  row 0: w = [0, 0.5, 1 + 0.2/0.6 = 4/3, 1 + 1.2/0.6 = 3], sum 29/6
-                  row 1: w = [0, 3, 4/3], sum 13/3
-Eq. 7 (w * |o| / sum w):
-                  row 0: w * 4 / (29/6) = w * 24/29 = [0, 12/29, 32/29, 72/29] (sum 4)
-                  row 1: w * 3 / (13/3) = w * 9/13  = [0, 27/13, 12/13]        (sum 3)
-
-``eps=1e-12`` keeps eps's effect (relative O(eps)) far below the 1e-9 tolerance.
+The hand example used throughout, with its derivation, is in ``core_hand_example.py``.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
+from core_hand_example import HAND, LENGTHS, MASK, S_TILDE, expected_rows, other_namespace
 
 NAN = float("nan")
 PAD_GARBAGE = -7.0  # padded dependency values are never read: negative on purpose
 
-S_TILDE = np.array([
-    [0.3, 0.5, 0.8, 1.3, 0.0],
-    [0.0, 0.1, 0.0, 0.6, 0.35],
-    [0.2, 0.2, 0.2, 0.0, 0.0],
-    [0.0, 0.0, math.log1p(5.0), 0.0, 0.0],
-    [0.0, 0.0, 0.0, 0.0, 0.0],
-])
-MASK = np.array([
-    [True, True, True, True, False],
-    [False, True, False, True, True],
-    [True, True, True, False, False],
-    [False, False, True, False, False],
-    [False, False, False, False, False],
-])
 DEPENDENCY = np.where(MASK, np.expm1(S_TILDE), PAD_GARBAGE)
 DEPENDENCY[1, 0] = NAN  # NaN on padding is ignored as well
-LENGTHS = MASK.sum(1)
-
-
-def _rows(row0, row1, fallback_rows=True):
-    """Expected (5, 5) array from the weights of rows 0 and 1 on their real tokens."""
-    out = np.zeros((5, 5))
-    out[0, :4] = row0
-    out[1, [1, 3, 4]] = row1
-    if fallback_rows:
-        out[2, :3] = 1.0
-        out[3, 2] = 1.0
-    return out
-
-
-HAND = _rows([0, 12 / 29, 32 / 29, 72 / 29], [0, 27 / 13, 12 / 13])
 
 
 def _weights(backend, pgpo, dependency=DEPENDENCY, mask=MASK, **kw):
@@ -69,14 +21,6 @@ def _weights(backend, pgpo, dependency=DEPENDENCY, mask=MASK, **kw):
     out = pgpo.token_weights(backend.asarray(dependency), backend.asarray(mask), **kw)
     assert out.shape == tuple(np.shape(mask))
     return out
-
-
-def _other_namespace(backend, a):
-    if backend.name == "numpy":
-        import array_api_strict
-
-        return array_api_strict.asarray(np.asarray(a))
-    return np.asarray(a)
 
 
 def test_hand_example_tau_04_beta_2(backend, pgpo):
@@ -96,7 +40,7 @@ def test_defaults_are_the_papers(backend, pgpo):
     np.testing.assert_allclose(w.sum(1), LENGTHS, rtol=1e-12)
 
 
-def test_mass_is_conserved_on_random_rows(backend, pgpo):
+def test_mass_is_conserved_on_randomexpected_rows(backend, pgpo):
     rng = np.random.default_rng(0)
     dep = rng.exponential(size=(5, 12)) * rng.exponential(size=(5, 1))
     mask = rng.random((5, 12)) < 0.5
@@ -106,7 +50,7 @@ def test_mass_is_conserved_on_random_rows(backend, pgpo):
     assert np.all(w >= 0) and np.all(w[~mask] == 0)
 
 
-def test_fallback_rows(backend, pgpo):
+def test_fallbackexpected_rows(backend, pgpo):
     # constant S (also constant 0 and constant huge), one token, empty row
     dep = np.array([[0.0, 0.0, 0.0], [1e6, 1e6, 1e6], [3.0, 3.0, 3.0], [2.0, 9.0, 9.0],
                     [1.0, 1.0, 1.0]])
@@ -133,10 +77,10 @@ def test_tau_1_suppresses_only(backend, pgpo):
     # row 0: w = [0, .2, .5, 1], sum 1.7 -> w~ = w * 4/1.7 = [0, 8/17, 20/17, 40/17]
     # row 1: w = [0, 1, .5],     sum 1.5 -> w~ = w * 3/1.5 = [0, 2, 1]
     w = backend.to_numpy(_weights(backend, pgpo, tau=1.0, beta=2.0))
-    np.testing.assert_allclose(w, _rows([0, 8 / 17, 20 / 17, 40 / 17], [0, 2, 1]),
+    np.testing.assert_allclose(w, expected_rows([0, 8 / 17, 20 / 17, 40 / 17], [0, 2, 1]),
                                rtol=1e-9, atol=1e-12)
     raw = backend.to_numpy(_weights(backend, pgpo, tau=1.0, beta=2.0, conserve_mass=False))
-    np.testing.assert_allclose(raw, _rows([0, 0.2, 0.5, 1.0], [0, 1.0, 0.5]),
+    np.testing.assert_allclose(raw, expected_rows([0, 0.2, 0.5, 1.0], [0, 1.0, 0.5]),
                                rtol=1e-9, atol=1e-12)
     assert np.all(raw[MASK] <= 1.0)  # nothing is boosted before Eq. 7
 
@@ -146,17 +90,17 @@ def test_tau_0_boosts_only(backend, pgpo):
     # row 0: w = [1, 1.4, 2, 3], sum 7.4 -> w~ = w * 4/7.4 = [20/37, 28/37, 40/37, 60/37]
     # row 1: w = [1, 3, 2],      sum 6   -> w~ = w * 3/6   = [.5, 1.5, 1]
     w = backend.to_numpy(_weights(backend, pgpo, tau=0.0, beta=2.0))
-    np.testing.assert_allclose(w, _rows([20 / 37, 28 / 37, 40 / 37, 60 / 37], [0.5, 1.5, 1.0]),
+    np.testing.assert_allclose(w, expected_rows([20 / 37, 28 / 37, 40 / 37, 60 / 37], [0.5, 1.5, 1.0]),
                                rtol=1e-9, atol=1e-12)
     raw = backend.to_numpy(_weights(backend, pgpo, tau=0.0, beta=2.0, conserve_mass=False))
-    np.testing.assert_allclose(raw, _rows([1, 1.4, 2, 3], [1, 3, 2]), rtol=1e-9)
+    np.testing.assert_allclose(raw, expected_rows([1, 1.4, 2, 3], [1, 3, 2]), rtol=1e-9)
     assert np.all(raw[MASK] >= 1.0)
 
 
 def test_conserve_mass_false(backend, pgpo):
     # Eq. 6 only: the w column of the module docstring; fallback rows still give 1.
     w = backend.to_numpy(_weights(backend, pgpo, conserve_mass=False))
-    np.testing.assert_allclose(w, _rows([0, 0.5, 4 / 3, 3], [0, 3, 4 / 3]), rtol=1e-9,
+    np.testing.assert_allclose(w, expected_rows([0, 0.5, 4 / 3, 3], [0, 3, 4 / 3]), rtol=1e-9,
                                atol=1e-12)
 
 
@@ -166,10 +110,10 @@ def test_low_weight_floor(backend, pgpo):
     # row 1: w = [.1, 3, 4/3],     sum 133/30 -> w * 90/133 = [9/133, 270/133, 120/133]
     w = backend.to_numpy(_weights(backend, pgpo, low_weight_floor=0.1))
     np.testing.assert_allclose(
-        w, _rows([3 / 37, 15 / 37, 40 / 37, 90 / 37], [9 / 133, 270 / 133, 120 / 133]),
+        w, expected_rows([3 / 37, 15 / 37, 40 / 37, 90 / 37], [9 / 133, 270 / 133, 120 / 133]),
         rtol=1e-9, atol=1e-12)
     raw = backend.to_numpy(_weights(backend, pgpo, low_weight_floor=0.1, conserve_mass=False))
-    np.testing.assert_allclose(raw, _rows([0.1, 0.5, 4 / 3, 3], [0.1, 3, 4 / 3]), rtol=1e-9)
+    np.testing.assert_allclose(raw, expected_rows([0.1, 0.5, 4 / 3, 3], [0.1, 3, 4 / 3]), rtol=1e-9)
 
 
 def test_quantile_threshold_hand_values(backend, pgpo):
@@ -181,7 +125,7 @@ def test_quantile_threshold_hand_values(backend, pgpo):
     #   -> the fixed-threshold weights again: [0, 27/13, 12/13]
     w = backend.to_numpy(_weights(backend, pgpo, threshold="quantile"))
     np.testing.assert_allclose(
-        w, _rows([0, 740 / 1303, 1586 / 1303, 2886 / 1303], [0, 27 / 13, 12 / 13]),
+        w, expected_rows([0, 740 / 1303, 1586 / 1303, 2886 / 1303], [0, 27 / 13, 12 / 13]),
         rtol=1e-9, atol=1e-12)
 
 
@@ -288,7 +232,7 @@ def test_bad_arrays_raise_naming_them(backend, pgpo):
     with pytest.raises(TypeError, match="dependency"):  # integer dependency
         f(a(dep.astype(np.int64)), a(m))
     with pytest.raises(TypeError, match="response_mask"):  # mixed namespaces
-        f(a(dep), _other_namespace(backend, m))
+        f(a(dep), other_namespace(backend, m))
     with pytest.raises(TypeError, match="dependency"):
         f(dep.tolist(), a(m))
     with pytest.raises(TypeError):  # hyper-parameters are keyword-only
