@@ -8,7 +8,8 @@ arXiv 2604.01840 (2026).
 """
 
 from pgpo_core import PGPOConfig
-from pgpo_torch.advantages import PGPOAdvantages, compute_pgpo_advantages
+from pgpo_torch.advantages import (PGPOAdvantages, batch_visual_dependency,
+                                   compute_pgpo_advantages)
 from pgpo_torch.blind_pass import (
     BLIND_MODES,
     blacken_patches,
@@ -33,6 +34,7 @@ __all__ = [
     "PGPOAdvantages",
     "PGPOConfig",
     "PGPOLoss",
+    "batch_visual_dependency",
     "blacken_patches",
     "blind_inputs",
     "build_tiny_model",

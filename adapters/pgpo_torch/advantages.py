@@ -18,7 +18,7 @@ from pgpo_torch.blind_pass import BLIND_MODES, _check_batch, visual_and_blind_ou
 from pgpo_torch.dependency import (dependency_from_hidden_states,
                                    token_logprobs_from_hidden_states)
 
-__all__ = ["PGPOAdvantages", "compute_pgpo_advantages"]
+__all__ = ["PGPOAdvantages", "batch_visual_dependency", "compute_pgpo_advantages"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +53,58 @@ def _response_mask(batch: Mapping[str, Any], response_length: int,
         raise ValueError(f"response_mask: shape {tuple(response_mask.shape)}, expected "
                          f"(B, response_length) = {expected}")
     return response_mask
+
+
+@torch.no_grad()
+def batch_visual_dependency(
+    model,
+    batch: Mapping[str, Any],
+    response_mask: torch.Tensor,
+    *,
+    response_length: int,
+    config: PGPOConfig,
+    blind: str = "drop",
+    include_markers: bool = False,
+    blacken_p: float = 0.5,
+    generator: torch.Generator | None = None,
+    return_logprobs: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Blind pass and token visual dependency ``S`` (Eq. 1) of one batch, under ``no_grad``.
+
+    Runs the visual and blind passes (last hidden states only), then
+    ``config.estimator == "exact"``: the full-vocabulary KL chunked from hidden states;
+    ``"k1"``/``"k2"``/``"k3"``: :func:`pgpo_core.sampled_token_dependency` on the
+    generated tokens' log-probs (k1, which can be negative, clamped at 0). Both at
+    ``config.temperature`` with ``config.chunk_size`` tokens per chunk.
+
+    Returns:
+      ``(dependency, old_logprobs)``: ``(B, T)`` ``S``, 0 off ``response_mask``, and the
+      visual pass's response log-probs (``logp_old``) when ``return_logprobs`` or a
+      sampled estimator needs them, else ``None``.
+    """
+    hidden_visual, hidden_blind = visual_and_blind_outputs(
+        model, batch, response_length=response_length, blind=blind, output="hidden",
+        include_markers=include_markers, p=blacken_p, generator=generator)
+    head = model.get_output_embeddings()
+    head_kwargs = dict(temperature=config.temperature,
+                       chunk_size=config.chunk_size or max(1, response_mask.numel()),
+                       lm_head_bias=getattr(head, "bias", None))
+    tokens = batch["input_ids"][:, -response_length:]
+    old_logprobs = None
+    if return_logprobs or config.estimator != "exact":
+        old_logprobs = token_logprobs_from_hidden_states(hidden_visual, head.weight, tokens,
+                                                         **head_kwargs)
+    if config.estimator == "exact":
+        dependency = dependency_from_hidden_states(hidden_visual, hidden_blind, head.weight,
+                                                   response_mask, **head_kwargs)
+        return dependency, old_logprobs
+    logp_blind = token_logprobs_from_hidden_states(hidden_blind, head.weight, tokens,
+                                                   **head_kwargs)
+    dependency = pgpo_core.sampled_token_dependency(
+        old_logprobs, logp_blind, response_mask, estimator=config.estimator,
+        clip=config.estimate_clip)
+    # k1 is unbiased but can be negative; the weights of Eqs. 4-7 need S >= 0.
+    return (dependency.clamp_min(0.0) if config.estimator == "k1" else dependency), old_logprobs
 
 
 def compute_pgpo_advantages(
@@ -118,30 +170,10 @@ def compute_pgpo_advantages(
     _check_batch(batch, response_length)
     mask = _response_mask(batch, response_length, response_mask)
 
-    with torch.no_grad():
-        hidden_visual, hidden_blind = visual_and_blind_outputs(
-            model, batch, response_length=response_length, blind=blind, output="hidden",
-            include_markers=include_markers, p=blacken_p, generator=generator)
-        head = model.lm_head
-        head_kwargs = dict(temperature=config.temperature,
-                           chunk_size=config.chunk_size or mask.numel(),
-                           lm_head_bias=head.bias)
-        tokens = batch["input_ids"][:, -response_length:]
-        old_logprobs = None
-        if return_logprobs or config.estimator != "exact":
-            old_logprobs = token_logprobs_from_hidden_states(hidden_visual, head.weight, tokens,
-                                                             **head_kwargs)
-        if config.estimator == "exact":
-            dependency = dependency_from_hidden_states(hidden_visual, hidden_blind, head.weight,
-                                                       mask, **head_kwargs)
-        else:
-            logp_blind = token_logprobs_from_hidden_states(hidden_blind, head.weight, tokens,
-                                                           **head_kwargs)
-            dependency = pgpo_core.sampled_token_dependency(
-                old_logprobs, logp_blind, mask, estimator=config.estimator,
-                clip=config.estimate_clip)
-            if config.estimator == "k1":
-                dependency = dependency.clamp_min(0.0)
+    dependency, old_logprobs = batch_visual_dependency(
+        model, batch, mask, response_length=response_length, config=config, blind=blind,
+        include_markers=include_markers, blacken_p=blacken_p, generator=generator,
+        return_logprobs=return_logprobs)
 
     diagnostics: dict[str, float] = {}
     if advantages is None:

@@ -152,7 +152,7 @@ def build_tiny_processor(*, min_pixels: int = 56 * 56, max_pixels: int = 112 * 1
     add_generation_prompt=True)`` and ``processor(text=..., images=...)`` work as with the
     released processor; the latter returns ``mm_token_type_ids``.
     """
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil
+    from transformers import Qwen2VLImageProcessorPil
 
     tokenizer = build_tiny_tokenizer(bpe_vocab_size=bpe_vocab_size)
     image_processor = Qwen2VLImageProcessorPil(

@@ -88,8 +88,7 @@ from trl.models.utils import disable_gradient_checkpointing
 
 import pgpo_core
 from pgpo_torch import blind_pass as _blind
-from pgpo_torch.dependency import (dependency_from_hidden_states,
-                                   token_logprobs_from_hidden_states)
+from pgpo_torch.advantages import batch_visual_dependency
 
 __all__ = ["PGPOConfig", "PGPOTrainer", "SUPPORTED_MODEL_TYPES"]
 
@@ -334,34 +333,12 @@ class PGPOTrainer(trl.GRPOTrainer):
             for start in range(0, batch_rows, rows):
                 end = min(start + rows, batch_rows)
                 chunk = _row_chunk(batch, start, end, num_images)
-                parts.append(self._pgpo_chunk_dependency(
-                    backbone, chunk, completion_ids[start:end], response_mask[start:end],
-                    response_length, generator))
+                dependency, _ = batch_visual_dependency(
+                    backbone, chunk, response_mask[start:end], response_length=response_length,
+                    config=self.pgpo_config, blind=self.args.pgpo_blind_pass,
+                    blacken_p=self.args.pgpo_blacken_prob, generator=generator)
+                parts.append(dependency)
         return torch.cat(parts, dim=0)
-
-    def _pgpo_chunk_dependency(self, backbone, batch, completion_ids, response_mask,
-                               response_length, generator) -> torch.Tensor:
-        cfg = self.pgpo_config
-        hidden_visual, hidden_blind = _blind.visual_and_blind_outputs(
-            backbone, batch, response_length=response_length, blind=self.args.pgpo_blind_pass,
-            output="hidden", p=self.args.pgpo_blacken_prob, generator=generator)
-        head = backbone.get_output_embeddings()
-        bias = getattr(head, "bias", None)
-        chunk_size = cfg.chunk_size or max(1, response_mask.numel())  # None: all at once
-        if cfg.estimator == "exact":
-            return dependency_from_hidden_states(
-                hidden_visual, hidden_blind, head.weight, response_mask,
-                temperature=self.temperature, chunk_size=chunk_size, lm_head_bias=bias)
-        logp_visual, logp_blind = (
-            token_logprobs_from_hidden_states(hidden, head.weight, completion_ids,
-                                              temperature=self.temperature,
-                                              chunk_size=chunk_size, lm_head_bias=bias)
-            for hidden in (hidden_visual, hidden_blind))
-        estimate = pgpo_core.sampled_token_dependency(
-            logp_visual, logp_blind, response_mask, estimator=cfg.estimator,
-            clip=cfg.estimate_clip)
-        # k1 is unbiased but can be negative; the weights of Eqs. 4-7 need S >= 0.
-        return estimate.clamp_min(0.0) if cfg.estimator == "k1" else estimate
 
     def _pgpo_backbone(self):
         """The ``...ForConditionalGeneration`` module (PEFT's layers stay injected in it)."""
