@@ -71,6 +71,11 @@ class Example:
     answer: str
     task: str
     id: str
+    reference: str | None = None
+    """A full reference response (``<think>...</think> \\boxed{...}``) for the supervised
+    warm-up, where the source has one."""
+    facts: dict[str, Any] | None = None
+    """What the image shows, where the source knows it (the chain task's counts)."""
 
     @property
     def prompt(self) -> str:
@@ -312,6 +317,7 @@ QUESTION_KEYS = ("problem", "question", "prompt", "query")
 ANSWER_KEYS = ("answer", "solution", "ground_truth", "reward_model.ground_truth")
 IMAGE_KEYS = ("images", "image", "image_path", "image_bytes")
 TASK_KEYS = ("category", "data_source", "task")
+REFERENCE_KEYS = ("reference", "rationale", "reasoning", "chain_of_thought")
 
 SKIP_REASONS = ("invalid_json", "missing_question", "empty_answer", "missing_image",
                 "corrupt_image")
@@ -397,13 +403,15 @@ class LocalFileDataset(ExampleSampler):
                  answer_keys: Sequence[str] = ANSWER_KEYS,
                  image_keys: Sequence[str] = IMAGE_KEYS,
                  task_keys: Sequence[str] = TASK_KEYS,
+                 reference_keys: Sequence[str] = REFERENCE_KEYS,
                  image_root: str | os.PathLike | None = None,
                  limit: int | None = None, seed: int = 0, shuffle: bool = True):
         for name, keys in (("question_keys", question_keys), ("answer_keys", answer_keys),
-                           ("image_keys", image_keys), ("task_keys", task_keys)):
+                           ("image_keys", image_keys), ("task_keys", task_keys),
+                           ("reference_keys", reference_keys)):
             if isinstance(keys, str):
                 raise TypeError(f"{name}: expected a sequence of column names, got a str")
-            if name != "task_keys" and not keys:
+            if name in ("question_keys", "answer_keys", "image_keys") and not keys:
                 raise ValueError(f"{name}: expected at least one column name")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
                                   or limit < 1):
@@ -412,10 +420,11 @@ class LocalFileDataset(ExampleSampler):
             raise ValueError(f"seed: expected an int, got {seed!r}")
         self.question_keys, self.answer_keys = tuple(question_keys), tuple(answer_keys)
         self.image_keys, self.task_keys = tuple(image_keys), tuple(task_keys)
+        self.reference_keys = tuple(reference_keys)
         self.image_root = None if image_root is None else os.fspath(image_root)
         self.files = self._resolve(os.fspath(source), split)
         self._seed, self._shuffle = seed, shuffle
-        self._records: list[tuple[str | bytes, str, str, str, str]] = []
+        self._records: list[tuple[str | bytes, str, str, str, str, str | None]] = []
         self.skipped: dict[str, int] = {}
         self.multi_image_rows = 0
         self.rows_read = 0
@@ -516,8 +525,10 @@ class LocalFileDataset(ExampleSampler):
         task = _first_present(row, self.task_keys) if self.task_keys else None
         task = task if isinstance(task, str) and task else "local"
         row_id = f"{os.path.basename(data_file)}:{row_index}"
+        reference = _first_present(row, self.reference_keys) if self.reference_keys else None
+        reference = reference.strip() if isinstance(reference, str) and reference.strip() else None
         self._records.append((image, strip_image_placeholders(question), answer.strip(),
-                              task, row_id))
+                              task, row_id, reference))
         return None
 
     def __len__(self) -> int:
@@ -526,9 +537,9 @@ class LocalFileDataset(ExampleSampler):
     def __getitem__(self, index: int) -> Example:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"index: expected int, got {type(index).__name__}")
-        image, question, answer, task, row_id = self._records[int(index)]
+        image, question, answer, task, row_id, reference = self._records[int(index)]
         return Example(image=_open_rgb(image), question=question, answer=answer, task=task,
-                       id=row_id)
+                       id=row_id, reference=reference)
 
     def __repr__(self) -> str:
         return (f"LocalFileDataset({len(self.files)} file(s), {len(self)} examples, "
