@@ -309,6 +309,19 @@ class DataConfig(_Section):
               "(synthetic: a disjoint seed).")
     eval_size: int = _field(64, "Number of held-out prompts.")
     shuffle: bool = _field(True, "Shuffle the training prompts every epoch (seeded).")
+    synthetic_task: Literal["chain", "simple"] = _field(
+        "chain", "Synthetic task: 'chain' (count squares of 2-3 colours, then add: perception "
+                 "steps inside a reasoning chain, reference_impl/chains.py) or 'simple' "
+                 "(one-step count/colour/position/chart questions).")
+    chain_facts: int = _field(2, "Chain task: colours to count, i.e. perception steps (2-4).")
+    chain_max_count: int = _field(4, "Chain task: largest count of one colour.")
+    chain_distractors: int = _field(1, "Chain task: up to this many grey squares no question asks about.")
+    chain_warmup_noise: float = _field(
+        0.3, "Chain task: probability that a count stated in a warm-up reference chain is "
+             "wrong (the warm-up teaches the format, not the answers).")
+    reference_column: Optional[str] = _field(
+        None, "File sources: column with a reference response or reasoning for the "
+              "supervised warm-up (taught as <think>reasoning</think> \\boxed{answer}).")
     image_size: int = _field(112, "Side in pixels of the synthetic images.")
     min_pixels: int = _field(
         3136, "Smallest image area the processor resizes to (pixels).")
@@ -322,6 +335,12 @@ class DataConfig(_Section):
         if self.eval_source is not None and not self.eval_source.strip():
             self._fail("eval_source", "must be a non-empty path or none")
         self._range("eval_size", 1)
+        self._range("chain_facts", 2, 4)
+        self._range("chain_max_count", 2, 9)
+        self._range("chain_distractors", 0)
+        self._range("chain_warmup_noise", 0, 1, high_open=True)
+        if self.reference_column is not None and not self.reference_column.strip():
+            self._fail("reference_column", "must be a non-empty column name or none")
         self._range("image_size", 28)
         self._range("min_pixels", 784)
         if self.max_pixels < self.min_pixels:
@@ -513,7 +532,8 @@ class TrainConfig(_Section):
     _section: ClassVar[str] = "train"
 
     total_steps: Optional[int] = _field(
-        100, "RL steps to run; none = derive from epochs.", paper=None)
+        100, "RL steps to run; none = derive from epochs; 0 = only the supervised warm-up "
+             "(and its checkpoint, to start several RL runs from).", paper=None)
     epochs: Optional[float] = _field(
         None, "Passes over a file data source (exclusive with total_steps).", paper=2.0)
     seed: int = _field(0, "Seed of python, numpy and torch RNGs and of the data order.")
@@ -525,7 +545,7 @@ class TrainConfig(_Section):
         if (self.total_steps is None) == (self.epochs is None):
             self._fail("total_steps", "set exactly one of train.total_steps and train.epochs, "
                                       f"got {self.total_steps!r} and {self.epochs!r}")
-        self._range("total_steps", 1)
+        self._range("total_steps", 0)
         self._range("epochs", 0, low_open=True)
         self._range("seed", 0)
         if not self.output_dir.strip():
@@ -655,11 +675,13 @@ class Config:
             raise ConfigError(
                 f"optim.micro_batch_size: must divide optim.mini_batch_size * "
                 f"rollout.samples_per_prompt ({sequences}), got {o.micro_batch_size}")
-        if self.model.sft_warmup_steps and (self.model.path is not None
-                                            or self.data.source != "synthetic"):
+        if self.model.sft_warmup_steps and self.model.path is not None:
             raise ConfigError(
-                "model.sft_warmup_steps: the supervised warm-up is for the built-in tiny model "
-                "on the synthetic task; set it to 0 with model.path or a file data.source")
+                "model.sft_warmup_steps: the supervised warm-up is for the built-in tiny model; "
+                "set it to 0 with model.path (a pretrained checkpoint needs none)")
+        if self.train.total_steps == 0 and not self.model.sft_warmup_steps:
+            raise ConfigError("train.total_steps: 0 runs only the warm-up, but "
+                              "model.sft_warmup_steps is 0")
         if self.train.epochs is not None and self.data.source == "synthetic":
             raise ConfigError("train.epochs: the synthetic task has no epochs; "
                               "set train.total_steps instead")

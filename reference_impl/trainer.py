@@ -45,9 +45,6 @@ from reference_impl.rollout import (RolloutBatch, concat_batches, generate_rollo
 TINY_MODEL = dict(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
                   intermediate_size=128, vision_hidden_size=64, vision_depth=2)
 
-WARMUP_TARGET = "<think>I look at the image.</think> \\boxed{{{answer}}}"
-"""Supervised warm-up response for the synthetic task (the answer read off the image)."""
-
 
 def resolve_dtype(cfg: Config, device: torch.device) -> torch.dtype:
     """The compute dtype: ``auto`` is bfloat16 on CUDA, float32 on CPU."""
@@ -119,12 +116,22 @@ def build_datasets(cfg: Config):
     """``(train, heldout)`` samplers of :class:`reference_impl.data.Example`."""
     from reference_impl import data as data_mod
 
-    if cfg.data.source == "synthetic":
-        train = data_mod.SyntheticVisualTask(cfg.train.seed, image_size=cfg.data.image_size)
-        return train, train.heldout(cfg.data.eval_size)
+    d = cfg.data
+    if d.source == "synthetic" and d.synthetic_task == "chain":
+        from reference_impl.chains import ChainCountTask
+
+        train = ChainCountTask(cfg.train.seed, facts=d.chain_facts, max_count=d.chain_max_count,
+                               distractors=d.chain_distractors,
+                               warmup_noise=d.chain_warmup_noise, image_size=d.image_size)
+        return train, train.heldout(d.eval_size)
+    if d.source == "synthetic":
+        train = data_mod.SyntheticVisualTask(cfg.train.seed, image_size=d.image_size)
+        return train, train.heldout(d.eval_size)
     common = dict(question_keys=(cfg.data.prompt_column,) + data_mod.QUESTION_KEYS,
                   answer_keys=(cfg.data.answer_column,) + data_mod.ANSWER_KEYS,
-                  image_keys=(cfg.data.image_column,) + data_mod.IMAGE_KEYS)
+                  image_keys=(cfg.data.image_column,) + data_mod.IMAGE_KEYS,
+                  reference_keys=(() if d.reference_column is None else (d.reference_column,))
+                  + data_mod.REFERENCE_KEYS)
     train = data_mod.LocalFileDataset(cfg.data.source, seed=cfg.train.seed,
                                       shuffle=cfg.data.shuffle, **common)
     if cfg.data.eval_source is not None:
@@ -191,7 +198,7 @@ class Trainer:
         self.train_data, self.heldout = build_datasets(cfg)
         if self.wrap_kind == "fsdp2":
             self._fsdp_first_forward()
-        if self.total_steps < 1:
+        if self.total_steps < 1 and cfg.train.total_steps is None:
             raise ValueError("train.epochs: gives 0 RL steps for this data")
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
@@ -206,6 +213,7 @@ class Trainer:
         self.output_dir = Path(cfg.train.output_dir)
         self.ckpt_dir = self.output_dir / "checkpoints"
         self.last_samples: list[dict[str, Any]] = []
+        self.last_eval_per_prompt: list[float] = []
 
     # ------------------------------------------------------------------ sizes
 
@@ -263,36 +271,26 @@ class Trainer:
     # ------------------------------------------------------------------ warm-up
 
     def warmup(self, logger: MetricsLogger, stop: ckpt.GracefulExit) -> bool:
-        """Supervised warm-up of the tiny model on the synthetic task; False if stopped."""
+        """Supervised warm-up (:mod:`reference_impl.warmup`) before RL; False if stopped."""
+        from reference_impl.warmup import supervised_warmup
+
         steps = self.cfg.model.sft_warmup_steps
         if self.warmup_done or steps == 0:
             return True
         r = self.cfg.rollout
-        batch_size = r.prompts_per_step * r.samples_per_prompt
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.cfg.model.sft_warmup_lr, weight_decay=0.0)
-        for i in range(steps):
-            if any_process(stop.requested, self.device):
-                return False
-            examples = self._next_examples(batch_size)
-            batch = teacher_forced_batch(
-                self.processor, [e.prompt for e in examples], [e.image for e in examples],
-                [WARMUP_TARGET.format(answer=e.answer) for e in examples], device=self.device)
-            with self._autocast():
-                logp, _ = response_logprobs(self.model, batch)
-            tokens = all_reduce(batch.response_mask.sum().float()) / self.env.world_size
-            loss = -(logp * batch.response_mask).sum() / tokens
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.optim.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
-            opt.step()
-            value = float(all_reduce(loss.detach().reshape(1)).item()) / self.env.world_size
-            logger.log(0, {"sft_step": i + 1, "sft_loss": value}, kind="sft")
-            logger.progress(0, sft=f"{i + 1}/{steps}", loss=value)
-        del opt
-        self.warmup_done = True
-        return True
+
+        def on_step(i: int, loss: float) -> None:
+            logger.log(0, {"sft_step": i, "sft_loss": loss}, kind="sft")
+            logger.progress(0, sft=f"{i}/{steps}", loss=loss)
+
+        done = supervised_warmup(
+            self.model, self.processor, self._next_examples, steps=steps,
+            lr=self.cfg.model.sft_warmup_lr, batch_size=r.prompts_per_step * r.samples_per_prompt,
+            grad_clip=self.cfg.optim.grad_clip, device=self.device,
+            world_size=self.env.world_size, autocast=self._autocast,
+            should_stop=lambda: any_process(stop.requested, self.device), on_step=on_step)
+        self.warmup_done = done
+        return done
 
     # ------------------------------------------------------------------ RL step
 
@@ -530,14 +528,23 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, *, keep_samples: int = 0) -> dict[str, float]:
-        """avg@k accuracy (and reward, format) on the held-out split, sampled at the
-        evaluation temperature. Uses its own RNG stream: training is unaffected."""
+        """avg@k accuracy (and reward, format, and where the data knows the image's facts
+        the perception accuracy) on the held-out split, sampled at the evaluation
+        temperature. Uses its own RNG stream: training is unaffected.
+
+        The per-prompt accuracies (held-out order, gathered over processes) are kept in
+        :attr:`last_eval_per_prompt`, so that two evaluations can be compared prompt by
+        prompt (a paired interval, :func:`reference_impl.stats.paired_interval`)."""
+        from reference_impl.chains import perception_accuracy
+
         e = self.cfg.eval
         examples = list(self.heldout)
         if e.num_prompts is not None:
             examples = examples[:e.num_prompts]
-        mine = examples[self.env.rank::self.env.world_size]
-        sums = torch.zeros(4, dtype=torch.float64, device=self.device)
+        indices = list(range(len(examples)))[self.env.rank::self.env.world_size]
+        mine = [examples[i] for i in indices]
+        sums = torch.zeros(5, dtype=torch.float64, device=self.device)
+        per_prompt: list[tuple[int, float]] = []
         samples: list[dict[str, Any]] = []
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.step * 7919 + self.env.rank)
@@ -551,16 +558,30 @@ class Trainer:
                                       top_p=e.top_p)
                 reward, accuracy, fmt = self._rewards(batch)
                 if i < len(mine):
-                    sums += torch.stack([accuracy.sum(), reward.sum(), fmt.sum(),
-                                         torch.tensor(float(len(accuracy)))]).double()
+                    seen = [perception_accuracy(text, chunk[j // e.k].facts)
+                            for j, text in enumerate(batch.texts) if chunk[j // e.k].facts]
+                    sums += torch.tensor([accuracy.sum().item(), reward.sum().item(),
+                                          fmt.sum().item(), float(len(accuracy)), sum(seen)],
+                                         dtype=torch.float64, device=self.device)
+                    per_prompt += [(indices[i + j], float(a))
+                                   for j, a in enumerate(accuracy.view(-1, e.k).mean(-1))]
                 if len(samples) < keep_samples:
                     samples.extend(self._samples(batch, reward, chunk, e.k,
                                                  keep_samples - len(samples)))
         sums = all_reduce(sums)
+        if self.env.distributed:
+            import torch.distributed as dist
+            gathered: list[Any] = [None] * self.env.world_size
+            dist.all_gather_object(gathered, per_prompt)
+            per_prompt = [p for part in gathered for p in part]
+        self.last_eval_per_prompt = [a for _, a in sorted(per_prompt)]
         n = max(sums[3].item(), 1.0)
         self.last_samples = samples
-        return {f"accuracy_avg@{e.k}": sums[0].item() / n, "reward": sums[1].item() / n,
-                "format": sums[2].item() / n, "responses": n}
+        out = {f"accuracy_avg@{e.k}": sums[0].item() / n, "reward": sums[1].item() / n,
+               "format": sums[2].item() / n, "responses": n}
+        if examples and examples[0].facts:
+            out["perception_accuracy"] = sums[4].item() / n
+        return out
 
     def _samples(self, batch: RolloutBatch, reward, examples, k: int, limit: int):
         """Responses for the HTML report, with each token's visual dependency (Eq. 1)."""
@@ -667,6 +688,7 @@ class Trainer:
             logger.write(f"resumed from step {self.step}")
         summary: dict[str, Any] = {"resumed_from": self.step if resumed else None,
                                    "stopped_by_signal": False}
+        warmed_up_per_prompt: list[float] = []
         with ckpt.GracefulExit() as stop:
             if not resumed and cfg.eval.at_start:
                 ev = self.evaluate()
@@ -683,6 +705,12 @@ class Trainer:
                 logger.log(self.step, {**ev, "phase": "warmed_up"}, kind="eval")
                 logger.write(f"eval (after warm-up): {_fmt(ev)}")
                 summary["eval_warmed_up"] = ev
+                warmed_up_per_prompt = list(self.last_eval_per_prompt)
+            if self.total_steps == 0:  # warm-up only: keep its checkpoint and stop
+                self.save()
+                summary["steps"] = 0
+                logger.close()
+                return summary
             while self.step < self.total_steps:
                 if any_process(stop.requested, self.device):
                     summary["stopped_by_signal"] = True
@@ -709,6 +737,14 @@ class Trainer:
             logger.log(self.step, {**ev, "phase": "final"}, kind="eval")
             logger.write(f"eval (final) @ step {self.step}: {_fmt(ev)}")
             summary["eval_final"] = ev
+            if warmed_up_per_prompt and len(warmed_up_per_prompt) == len(self.last_eval_per_prompt):
+                # RL's own effect: the same held-out prompts after RL and after the
+                # warm-up, a paired t-interval over prompts (eval sampling noise included).
+                from reference_impl.stats import paired_interval
+                gain = paired_interval(self.last_eval_per_prompt, warmed_up_per_prompt)
+                summary["rl_gain"] = gain.as_dict()
+                logger.write(f"RL gain over the warm-up (held-out, paired over "
+                             f"{gain.n} prompts, 95% CI): {gain}")
         summary["steps"] = self.step
         logger.close()
         if self.env.is_main:
@@ -800,5 +836,5 @@ def _fmt(metrics: dict[str, float]) -> str:
                      for k, v in metrics.items())
 
 
-__all__ = ["TINY_MODEL", "Trainer", "WARMUP_TARGET", "build_datasets", "build_policy",
+__all__ = ["TINY_MODEL", "Trainer", "build_datasets", "build_policy",
            "parameter_dtype", "resolve_dtype"]
