@@ -478,7 +478,8 @@ class OptimConfig(_Section):
     adam_eps: float = _field(1e-8, "AdamW epsilon.")
     lr_schedule: Literal["constant", "cosine", "linear"] = _field(
         "constant", "Learning-rate schedule after warm-up (the paper: constant).")
-    lr_warmup_steps: int = _field(0, "Linear learning-rate warm-up in optimiser steps.")
+    lr_warmup_steps: int = _field(
+        0, "Linear learning-rate warm-up from 0 over this many optimiser steps.")
     grad_clip: Optional[float] = _field(1.0, "Clip the global gradient norm to this; none = off.")
     ppo_epochs: int = _field(1, "Passes over each rollout batch.")
     mini_batch_size: int = _field(
