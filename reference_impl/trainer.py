@@ -75,7 +75,7 @@ def build_policy(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, An
         processor = build_tiny_processor(min_pixels=cfg.data.min_pixels,
                                          max_pixels=cfg.data.max_pixels)
         model = build_tiny_model(processor, seed=cfg.train.seed, dtype=dtype, **TINY_MODEL)
-        if cfg.algo.blind_pass != "mask":  # the masked blind pass needs eager attention
+        if cfg.algo.blind.mode != "mask":  # the masked blind pass needs eager attention
             model.set_attn_implementation(
                 "sdpa" if cfg.model.attn_implementation == "auto" else cfg.model.attn_implementation)
     else:
@@ -400,8 +400,7 @@ class Trainer:
             return compute_pgpo_advantages(
                 self.hf_model, batch.model_inputs(), advantages=advantages,
                 response_length=batch.response_mask.shape[1], config=config,
-                blind=a.blind_pass, blacken_p=a.blacken_probability,
-                response_mask=batch.response_mask, return_logprobs=True)
+                blind=a.blind, response_mask=batch.response_mask, return_logprobs=True)
 
     def update(self, batch: RolloutBatch, old_logp: torch.Tensor, token_adv: torch.Tensor
                ) -> dict[str, float]:
