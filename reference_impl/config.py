@@ -30,7 +30,8 @@ from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
 import yaml
 
 from pgpo_core import AGGREGATIONS, PGPOConfig
-from pgpo_core.config import ABLATIONS, DEPENDENCY_ESTIMATORS
+from pgpo_core.config import ABLATIONS, DEPENDENCY_ESTIMATORS, THRESHOLDS
+from pgpo_torch.blind_pass import BLIND_MODES, BlindPassConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -44,9 +45,6 @@ assert set(_ABLATION_OF) == set(ALGORITHMS)
 assert all(v is None or v in ABLATIONS for v in _ABLATION_OF.values())
 
 Algorithm = Literal[ALGORITHMS]
-Estimator = Literal[DEPENDENCY_ESTIMATORS]
-Aggregation = Literal[AGGREGATIONS]
-BlindPass = Literal["drop", "mask", "blacken"]
 DType = Literal["auto", "float32", "bfloat16"]
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -215,7 +213,13 @@ class _Section:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             key = f"{self._section}.{f.name}"
-            object.__setattr__(self, f.name, _check_type(key, getattr(self, f.name), hints[f.name]))
+            value = getattr(self, f.name)
+            if f.name in _groups(type(self)):  # a nested config, validated by its own class
+                if not isinstance(value, hints[f.name]):
+                    raise ConfigTypeError(f"{key}: expected a {hints[f.name].__name__}, "
+                                          f"got {type(value).__name__}")
+                continue
+            object.__setattr__(self, f.name, _check_type(key, value, hints[f.name]))
         self._validate()
 
     def _validate(self) -> None:
@@ -298,8 +302,6 @@ class DataConfig(_Section):
     source: str = _field(
         "synthetic", "'synthetic' (generated on the fly) or a local JSONL/Parquet file or "
                      "dataset directory (Hugging Face layout).")
-    format: Literal["auto", "jsonl", "parquet"] = _field(
-        "auto", "File format of source; auto = from the file extension.")
     prompt_column: str = _field("problem", "Column holding the question text.")
     answer_column: str = _field("answer", "Column holding the ground-truth answer.")
     image_column: str = _field(
@@ -346,9 +348,6 @@ class DataConfig(_Section):
         if self.max_pixels < self.min_pixels:
             self._fail("max_pixels", f"must be >= data.min_pixels ({self.min_pixels}), "
                                      f"got {self.max_pixels}")
-        if self.source == "synthetic" and self.format != "auto":
-            self._fail("format", "applies to file sources only; leave it 'auto' with "
-                                 "source 'synthetic'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -402,6 +401,46 @@ class RewardConfig(_Section):
             self._fail("accuracy_weight", "accuracy_weight + format_weight must be > 0")
 
 
+# Nested configs: declared (fields, types, defaults, validation) in pgpo_core / pgpo_torch.
+# Here only what the command line needs on top: a one-line description of each field,
+# the choices of its string fields, the paper's value where the laptop default differs.
+_GROUP_HELP: dict[type, dict[str, str]] = {
+    PGPOConfig: {
+        "tau": "Threshold on the normalised dependency I_t (Eq. 6), in [0, 1].",
+        "beta": "Boost slope above tau (Eq. 6), >= 0.",
+        "eps": "Small constant in Eqs. 5-7.",
+        "threshold": "fixed: tau itself (the paper); quantile: each response's tau-quantile "
+                     "of I_t.",
+        "low_weight_floor": "Lift token weights below this value to it, in [0, 1]; 0 = off.",
+        "conserve_mass": "Eq. 7: each response's weights sum to its length.",
+        "estimator": "Token visual dependency (Eq. 1): exact full-vocabulary KL, or the "
+                     "single-sample k1/k2/k3 estimate at the sampled token.",
+        "temperature": "Temperature of the two distributions; set by rollout.temperature.",
+        "chunk_size": "Tokens per chunk of the exact full-vocabulary KL (bounds memory); "
+                      "none = all.",
+        "estimate_clip": "Upper bound on a k1/k2/k3 estimate; none = off.",
+        "clip_low": "Lower clip range of the importance ratio (1 - clip_low).",
+        "clip_high": "Upper clip range (1 + clip_high); algo.name grpo: clip_low unless set.",
+        "dual_clip": "Dual-clip constant c > 1 bounding negative-advantage ratios; none = off.",
+        "aggregation": "Loss reduction; algo.name grpo: seq-mean-token-mean unless set.",
+    },
+    BlindPassConfig: {
+        "mode": "Blind pass without the image: drop the image tokens keeping the text's "
+                "position ids (= the paper's mask, cheaper), mask attention to them, or "
+                "blacken random patches (VPPO/PAPO).",
+        "blacken_probability": "Probability of blacking out each patch (mode blacken only).",
+        "include_markers": "Also hide the <|vision_start|>/<|vision_end|> marker tokens.",
+    },
+}
+_GROUP_CHOICES = {(PGPOConfig, "estimator"): DEPENDENCY_ESTIMATORS,
+                  (PGPOConfig, "threshold"): THRESHOLDS,
+                  (PGPOConfig, "aggregation"): AGGREGATIONS,
+                  (BlindPassConfig, "mode"): BLIND_MODES}
+_GROUP_PAPER = {(PGPOConfig, "estimator"): "k3"}
+#: Keys that another section sets: the dependency is measured at the sampling temperature.
+DERIVED = {"algo.pgpo.temperature": "rollout.temperature"}
+
+
 @dataclasses.dataclass(frozen=True)
 class AlgoConfig(_Section):
     """Policy-gradient algorithm: PGPO (default), its ablations, or the DAPO/GRPO baselines."""
@@ -411,43 +450,23 @@ class AlgoConfig(_Section):
     name: Algorithm = _field(
         "pgpo", "pgpo, dapo or grpo (no token reweighting), or a PGPO ablation: "
                 "pgpo_suppress_only (tau=1), pgpo_boost_only (tau=0), pgpo_no_mass (no Eq. 7), "
-                "pgpo_dev_variant (quantile threshold, 0.1 floor, no Eq. 7).")
-    estimator: Estimator = _field(
-        "exact", "Token visual dependency (Eq. 1): exact full-vocabulary KL, or the "
-                 "single-sample k1/k2/k3 estimate at the sampled token.", paper="k3")
-    blind_pass: BlindPass = _field(
-        "drop", "Blind pass without the image: drop the image tokens keeping the text's "
-                "position ids (= the paper's mask, cheaper), mask attention to them, or "
-                "blacken random patches (VPPO/PAPO).")
-    blacken_probability: float = _field(
-        0.5, "Probability of blacking out each patch (blind_pass=blacken only).")
-    tau: float = _field(0.4, "Threshold on the normalised dependency I_t (Eq. 6), in [0, 1].")
-    beta: float = _field(2.0, "Boost slope above tau (Eq. 6), >= 0.")
-    eps: float = _field(1e-6, "Small constant in Eqs. 5-7.")
-    clip_low: float = _field(0.2, "Lower clip range of the importance ratio (1 - clip_low).")
-    clip_high: Optional[float] = _field(
-        None, "Upper clip range (1 + clip_high); none = 0.28 (pgpo/dapo, clip-higher) or "
-              "clip_low (grpo).")
-    dual_clip: Optional[float] = _field(
-        None, "Dual-clip constant c > 1 bounding negative-advantage ratios; none = off.")
-    aggregation: Optional[Aggregation] = _field(
-        None, "Loss reduction; none = token-mean (pgpo/dapo) or seq-mean-token-mean (grpo).")
+                "pgpo_dev_variant (quantile threshold, 0.1 floor, no Eq. 7). The values an "
+                "ablation fixes (and dapo/grpo's tau=beta=0) override algo.pgpo.")
+    pgpo: PGPOConfig = _field(
+        PGPOConfig(), "PGPO's hyper-parameters (pgpo_core.PGPOConfig).", factory=True)
+    blind: BlindPassConfig = _field(
+        BlindPassConfig(), "The blind pass (pgpo_torch.BlindPassConfig).", factory=True)
     dynamic_sampling: Optional[bool] = _field(
         None, "Drop groups whose rewards are all equal and sample more prompts; "
               "none = on for pgpo/dapo, off for grpo.")
     max_sampling_rounds: int = _field(
         3, "Most rollout rounds per step used to fill the batch under dynamic sampling.")
-    chunk_size: Optional[int] = _field(
-        256, "Tokens per chunk of the exact full-vocabulary KL (bounds memory); none = all.")
 
     def _validate(self) -> None:
-        self._range("blacken_probability", 0, 1, low_open=True)
         self._range("max_sampling_rounds", 1)
-        self._range("chunk_size", 1)
-        try:
-            self.pgpo_config()
-        except (ValueError, TypeError) as err:  # pgpo_core's checks, renamed to the dotted key
-            raise ConfigError(f"{self._section}.{err}") from None
+        fixed = algorithm_fixed(self.name)
+        if any(getattr(self.pgpo, k) != v for k, v in fixed.items()):
+            object.__setattr__(self, "pgpo", self.pgpo.replace(**fixed))
 
     @property
     def reweights_tokens(self) -> bool:
@@ -461,28 +480,28 @@ class AlgoConfig(_Section):
             return self.dynamic_sampling
         return self.name != "grpo"
 
-    def pgpo_config(self, *, temperature: float = 1.0) -> PGPOConfig:
-        """The :class:`pgpo_core.PGPOConfig` for this algorithm (ablation applied; for
-        dapo/grpo the unit weights of ``PGPOConfig.ablation("base")``).
 
-        ``temperature`` is the sampling temperature the dependency is measured at
-        (pass ``rollout.temperature``). An ablation's fixed values take precedence
-        over ``tau``/``beta`` (e.g. pgpo_boost_only always uses tau = 0).
-        """
-        grpo = self.name == "grpo"
-        values = dict(
-            tau=self.tau, beta=self.beta, eps=self.eps, estimator=self.estimator,
-            temperature=temperature, chunk_size=self.chunk_size, clip_low=self.clip_low,
-            clip_high=(self.clip_high if self.clip_high is not None
-                       else (self.clip_low if grpo else 0.28)),
-            dual_clip=self.dual_clip,
-            aggregation=(self.aggregation if self.aggregation is not None
-                         else ("seq-mean-token-mean" if grpo else "token-mean")))
-        ablation = _ABLATION_OF[self.name]
-        if ablation is None:
-            return PGPOConfig(**values)
-        return PGPOConfig.ablation(ablation, **{k: v for k, v in values.items()
-                                                if k not in ABLATIONS[ablation]})
+def algorithm_fixed(name: str) -> dict[str, Any]:
+    """The :class:`PGPOConfig` values algorithm ``name`` fixes (its ablation's; dapo and
+    grpo: the unit weights of ``"base"``). They override ``algo.pgpo``."""
+    ablation = _ABLATION_OF[name]
+    return dict(ABLATIONS[ablation]) if ablation is not None else {}
+
+
+def algorithm_defaults(name: str, clip_low: float) -> dict[str, Any]:
+    """The :class:`PGPOConfig` defaults algorithm ``name`` changes, for keys not given:
+    GRPO clips symmetrically (``clip_high = clip_low``) and averages per sequence."""
+    if name == "grpo":
+        return {"clip_high": clip_low, "aggregation": "seq-mean-token-mean"}
+    return {}
+
+
+def _implied(name: str, clip_low: float) -> dict[str, Any]:
+    """Every ``algo.pgpo.*`` key's value under ``name`` when not given."""
+    values = {f.name: getattr(PGPOConfig(), f.name) for f in dataclasses.fields(PGPOConfig)}
+    values.update(algorithm_defaults(name, clip_low))
+    values.update(algorithm_fixed(name))
+    return {f"algo.pgpo.{k}": v for k, v in values.items() if f"algo.pgpo.{k}" not in DERIVED}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -497,7 +516,8 @@ class OptimConfig(_Section):
     adam_eps: float = _field(1e-8, "AdamW epsilon.")
     lr_schedule: Literal["constant", "cosine", "linear"] = _field(
         "constant", "Learning-rate schedule after warm-up (the paper: constant).")
-    lr_warmup_steps: int = _field(0, "Linear learning-rate warm-up in optimiser steps.")
+    lr_warmup_steps: int = _field(
+        0, "Linear learning-rate warm-up from 0 over this many optimiser steps.")
     grad_clip: Optional[float] = _field(1.0, "Clip the global gradient norm to this; none = off.")
     ppo_epochs: int = _field(1, "Passes over each rollout batch.")
     mini_batch_size: int = _field(
@@ -662,6 +682,9 @@ class Config:
             if not isinstance(getattr(self, name), cls):
                 raise ConfigTypeError(f"{name}: expected a {cls.__name__}, "
                                       f"got {type(getattr(self, name)).__name__}")
+        if self.algo.pgpo.temperature != self.rollout.temperature:  # see DERIVED
+            object.__setattr__(self, "algo", dataclasses.replace(
+                self.algo, pgpo=self.algo.pgpo.replace(temperature=self.rollout.temperature)))
         self._cross_checks()
 
     def _cross_checks(self) -> None:
@@ -704,8 +727,9 @@ class Config:
     # ------------------------------------------------------------------ helpers
 
     def pgpo_config(self) -> PGPOConfig:
-        """The :class:`pgpo_core.PGPOConfig` of this run (``algo`` at ``rollout.temperature``)."""
-        return self.algo.pgpo_config(temperature=self.rollout.temperature)
+        """The :class:`pgpo_core.PGPOConfig` of this run: ``algo.pgpo``, whose temperature
+        is ``rollout.temperature``."""
+        return self.algo.pgpo
 
     def check_environment(self) -> None:
         """Checks that depend on this machine: files exist, CUDA present when asked for.
@@ -726,11 +750,24 @@ class Config:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (tuples as lists), the inverse of :meth:`from_dict`."""
-        def plain(v: Any) -> Any:
-            return list(v) if isinstance(v, tuple) else v
-        return {name: {f.name: plain(getattr(getattr(self, name), f.name))
-                       for f in dataclasses.fields(getattr(self, name))}
-                for name in SECTIONS}
+        out: dict[str, dict[str, Any]] = {}
+        for key, value in self.flat().items():
+            *path, leaf = key.split(".")
+            node = out
+            for part in path:
+                node = node.setdefault(part, {})
+            node[leaf] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def flat(self) -> dict[str, Any]:
+        """``{"section.field": value}`` (``"algo.pgpo.tau"`` for nested configs) for every key."""
+        out = {}
+        for key in field_types():
+            value: Any = self
+            for part in key.split("."):
+                value = getattr(value, part)
+            out[key] = value
+        return out
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
@@ -747,17 +784,59 @@ class Config:
 
 # ----------------------------------------------------------------------- loading
 
-def field_types() -> dict[str, Any]:
-    """``"section.field"`` -> annotation, for every configurable key."""
-    out = {}
+def _groups(cls: type) -> dict[str, type]:
+    """The fields of section ``cls`` that hold a nested config class (``algo.pgpo``)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)
+            if isinstance(hints[f.name], type) and dataclasses.is_dataclass(hints[f.name])}
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One configurable key: its annotation, one-line help, default and paper value."""
+
+    type: Any
+    help: str
+    default: Any
+    paper: Any = dataclasses.MISSING
+
+
+def leaf_fields() -> dict[str, Leaf]:
+    """``"section.field"`` (``"section.group.field"`` inside a nested config) -> :class:`Leaf`,
+    for every configurable key, in declaration order."""
+    out: dict[str, Leaf] = {}
     for name, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
+        defaults = cls()
+        groups = _groups(cls)
         for f in dataclasses.fields(cls):
-            out[f"{name}.{f.name}"] = hints[f.name]
+            if f.name not in groups:
+                out[f"{name}.{f.name}"] = Leaf(hints[f.name], f.metadata["help"],
+                                               getattr(defaults, f.name),
+                                               f.metadata.get("paper", dataclasses.MISSING))
+                continue
+            group = groups[f.name]
+            group_hints = typing.get_type_hints(group)
+            group_default = getattr(defaults, f.name)
+            for g in dataclasses.fields(group):
+                key = f"{name}.{f.name}.{g.name}"
+                if key in DERIVED:
+                    continue
+                choices = _GROUP_CHOICES.get((group, g.name))
+                out[key] = Leaf(Literal[choices] if choices else group_hints[g.name],
+                                _GROUP_HELP[group][g.name], getattr(group_default, g.name),
+                                _GROUP_PAPER.get((group, g.name), dataclasses.MISSING))
     return out
 
 
+def field_types() -> dict[str, Any]:
+    """``"section.field"`` -> annotation, for every configurable key."""
+    return {key: leaf.type for key, leaf in leaf_fields().items()}
+
+
 def _unknown_key(key: str, origin: str) -> ConfigError:
+    if key in DERIVED:
+        return ConfigError(f"{key}: is set by {DERIVED[key]} (from {origin}); set that instead")
     known = list(field_types())
     section = key.split(".", 1)[0]
     if "." in key and section not in SECTIONS:
@@ -782,28 +861,47 @@ def _flatten(data: Mapping[str, Any], *, origin: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
         key = str(key)
-        if "." in key:
+        section, _, rest = key.partition(".")
+        if rest and section in SECTIONS and rest in _groups(SECTIONS[section]) and (
+                isinstance(value, Mapping) or dataclasses.is_dataclass(value)):
+            _flatten_into(flat, key, value, origin)  # a whole nested config: "algo.pgpo"
+        elif "." in key:
             flat[key] = value
         elif key in SECTIONS:
-            if isinstance(value, SECTIONS[key]):  # a section object, e.g. override(rollout=...)
-                value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-            if value is None:  # an empty YAML section
-                continue
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{key}: expected a mapping of fields, got "
-                                  f"{type(value).__name__} (from {origin})")
-            for sub, v in value.items():
-                flat[f"{key}.{sub}"] = v
+            _flatten_into(flat, key, value, origin)
         else:
             raise _unknown_key(key, origin)
     return flat
+
+
+def _flatten_into(flat: dict[str, Any], prefix: str, value: Any, origin: str) -> None:
+    """Section (or nested group) ``prefix``'s mapping or object into dotted keys."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # a section or nested config object, e.g. override(rollout=...) or algo.pgpo
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
+                 if f"{prefix}.{f.name}" not in DERIVED}
+    if value is None:  # an empty YAML section
+        return
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{prefix}: expected a mapping of fields, got "
+                          f"{type(value).__name__} (from {origin})")
+    groups = _groups(SECTIONS[prefix]) if prefix in SECTIONS else {}
+    for sub, v in value.items():
+        if sub in groups and (isinstance(v, Mapping) or dataclasses.is_dataclass(v) or v is None):
+            _flatten_into(flat, f"{prefix}.{sub}", v, origin)
+        else:
+            flat[f"{prefix}.{sub}"] = v
 
 
 def apply_overrides(config: Config, overrides: Mapping[str, Any], *,
                     origin: str = "overrides") -> Config:
     """``config`` with dotted-key overrides applied and validated. String values for
     non-string fields are parsed (``"0.7"`` -> 0.7, ``"none"`` -> None, ``"a,b"`` -> tuple)."""
-    merged = _flatten(config.to_dict(), origin="config")
+    merged = config.flat()
+    # Values equal to what algo.name implies count as not given, so that they follow a
+    # change of algo.name (or of clip_low under grpo), as they would from the command line.
+    implied = _implied(config.algo.name, config.algo.pgpo.clip_low)
+    merged = {k: v for k, v in merged.items() if not (k in implied and v == implied[k])}
     merged.update(_flatten(overrides, origin=origin))
     return _build(merged, origin=origin)
 
@@ -869,18 +967,19 @@ def build_help_parser(prog: str | None = None) -> argparse.ArgumentParser:
                          help="Print the resolved configuration as YAML and exit.")
     for short, key in SHORTCUTS.items():
         general.add_argument(f"--{short}", metavar="VALUE", help=f"Shortcut for --{key}.")
+    leaves = leaf_fields()
     for name, cls in SECTIONS.items():
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         group = parser.add_argument_group(name, doc)
-        hints = typing.get_type_hints(cls)
-        defaults = cls()
-        for f in dataclasses.fields(cls):
-            info = f"{f.metadata['help']} [default: {_format_value(getattr(defaults, f.name))}"
-            if "paper" in f.metadata:
-                info += f"; paper: {_format_value(f.metadata['paper'])}"
-            group.add_argument(f"--{name}.{f.name}", metavar=_type_name(hints[f.name]).upper()
-                               if typing.get_origin(hints[f.name]) is not Literal
-                               else _type_name(hints[f.name]),
+        for key, leaf in leaves.items():
+            if key.split(".", 1)[0] != name:
+                continue
+            info = f"{leaf.help} [default: {_format_value(leaf.default)}"
+            if leaf.paper is not dataclasses.MISSING:
+                info += f"; paper: {_format_value(leaf.paper)}"
+            group.add_argument(f"--{key}", metavar=_type_name(leaf.type).upper()
+                               if typing.get_origin(leaf.type) is not Literal
+                               else _type_name(leaf.type),
                                help=(info + "]").replace("%", "%%"))
     return parser
 
@@ -971,7 +1070,7 @@ def load_config(argv: Sequence[str] | None = None, *, prog: str | None = None,
 def _build(flat: Mapping[str, Any], *, origin: str) -> Config:
     """Build a Config from dotted keys in one go (sections first, then the cross checks)."""
     types_ = field_types()
-    per_section: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    parsed: dict[str, Any] = {}
     for key, value in flat.items():
         if key not in types_:
             raise _unknown_key(key, origin)
@@ -980,8 +1079,28 @@ def _build(flat: Mapping[str, Any], *, origin: str) -> Config:
             value = _parse_string(key, value, tp)
         elif isinstance(value, str) and _union_args(tp) is not None and value.strip().lower() in _NONE:
             value = None
-        section, name = key.split(".", 1)
-        per_section[section][name] = value
+        parsed[key] = value
+    # algo.name's defaults for the algo.pgpo keys not given (its fixed values: AlgoConfig).
+    name = _check_type("algo.name", parsed.get("algo.name", AlgoConfig().name), Algorithm)
+    clip_low = parsed.get("algo.pgpo.clip_low", PGPOConfig().clip_low)
+    for k, v in algorithm_defaults(name, clip_low).items():
+        parsed.setdefault(f"algo.pgpo.{k}", v)
+    per_section: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, value in parsed.items():
+        section, rest = key.split(".", 1)
+        if "." in rest:  # a nested config's field: type-checked here, validated by its class
+            group, field = rest.split(".", 1)
+            groups.setdefault((section, group), {})[field] = _check_type(key, value, types_[key])
+        else:
+            per_section[section][rest] = value
+    for (section, group), values in groups.items():
+        cls = _groups(SECTIONS[section])[group]
+        try:
+            per_section[section][group] = cls(**values)
+        except (TypeError, ValueError) as err:  # the class's checks, renamed to the dotted key
+            kind = ConfigTypeError if isinstance(err, TypeError) else ConfigError
+            raise kind(f"{section}.{group}.{err}") from None
     return Config(**{name: SECTIONS[name](**values) for name, values in per_section.items()})
 
 
@@ -996,7 +1115,8 @@ def preset(name: str, *overrides: str, check_environment: bool = False) -> Confi
 
 
 __all__ = [
-    "ALGORITHMS", "AlgoConfig", "CONFIG_DIR", "CheckpointConfig", "Config", "ConfigError",
+    "ALGORITHMS", "AlgoConfig", "CONFIG_DIR", "DERIVED", "Leaf", "algorithm_defaults",
+    "algorithm_fixed", "leaf_fields", "CheckpointConfig", "Config", "ConfigError",
     "ConfigTypeError", "DataConfig", "DistConfig", "EvalConfig", "LoggingConfig", "LoraConfig",
     "ModelConfig", "OptimConfig", "RewardConfig", "RolloutConfig", "SECTIONS", "TrainConfig",
     "apply_overrides", "build_help_parser", "field_types", "load_config", "preset",

@@ -5,8 +5,10 @@ PGPO (Ye et al., 2026, Sec. 5) trains with the EasyR1 rule-based reward
     r(o, y) = 0.9 * accuracy(o, y) + 0.1 * format(o),
 
 where ``format(o) = 1`` when the response is a ``<think>...</think>`` block followed by
-text that holds a ``\\boxed{...}`` answer, and ``accuracy(o, y) = 1`` when the last
-``\\boxed{...}`` of the response equals the ground truth ``y`` after normalisation.
+text that holds a ``\\boxed{...}`` answer (:func:`format_reward`), and
+``accuracy(o, y) = 1`` when the last ``\\boxed{...}`` of the response equals the ground
+truth ``y`` (:func:`answers_match`: normalised text, exact rationals, then math-verify's
+symbolic equivalence).
 Both parts are returned separately (:class:`RewardBreakdown`) so a trainer can log
 accuracy and format on their own.
 """
@@ -14,8 +16,10 @@ accuracy and format on their own.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
+import threading
 from fractions import Fraction
 from typing import Sequence
 
@@ -133,11 +137,82 @@ def _as_number(s: str) -> Fraction | None:
         return None  # not a finite number (text, percentages, "inf", "1/0")
 
 
-def answers_match(prediction: str, answer: str) -> bool:
-    """Whether two answers agree after :func:`normalize_answer`, or as equal numbers.
+# --- mathematical equivalence (math-verify) ----------------------------------------------
 
-    Numbers compare exactly as rationals, so ``"2" == "2.0" == "4/2" == "\\frac{4}{2}"``
-    and ``"0.5" == "1/2"``, while ``"0.1" != "0.1000001"``.
+#: Seconds math-verify may spend parsing one answer, and comparing two (its own limit,
+#: a ``SIGALRM`` alarm; whole seconds). A pathological answer (``9^{9^{9}}``) is then
+#: scored wrong instead of stalling the run.
+MATH_VERIFY_TIMEOUT = 1
+#: Decimal places numbers are rounded to before math-verify compares them. math-verify's
+#: (and TRL's) default is 6, which scores ``0.333333`` right for ``1/3``; we keep decimals
+#: (nearly) exact, as the rational fast path is.
+FLOAT_ROUNDING = 10
+#: Answers longer than this many characters are compared as text only.
+MAX_ANSWER_CHARS = 1000
+
+_WORD = re.compile(r"[a-z]{2,}")
+_worker = None  # process pool used off the main thread (see _math_equivalent)
+_worker_lock = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(answer: str) -> tuple:
+    """math-verify's parse of a bare answer, as an immutable, cached tuple (the same
+    ground truth is compared with every response of its group)."""
+    from math_verify import parse
+
+    return tuple(parse("\\boxed{" + answer + "}", parsing_timeout=MATH_VERIFY_TIMEOUT))
+
+
+def _math_verify(prediction: str, answer: str) -> bool:
+    """math-verify's ``verify(gold=answer, target=prediction)``; must run on a main thread."""
+    from math_verify import verify
+
+    gold, target = _parse(answer), _parse(prediction)
+    if not gold or not target:
+        return False
+    return bool(verify(list(gold), list(target), float_rounding=FLOAT_ROUNDING,
+                       timeout_seconds=MATH_VERIFY_TIMEOUT))
+
+
+def _math_equivalent(prediction: str, answer: str) -> bool:
+    """Whether math-verify finds the two answers equal, within :data:`MATH_VERIFY_TIMEOUT`.
+
+    math-verify bounds its work with ``signal.alarm``, which Python allows on the main
+    thread only. There it runs in this process (cancelling, for its duration, any alarm
+    the caller set); on any other thread (a reward worker thread, a data-loader thread)
+    the call is sent to a one-process pool, on whose main thread the same limit holds.
+    """
+    global _worker
+    if threading.current_thread() is threading.main_thread():
+        return _math_verify(prediction, answer)
+    with _worker_lock:
+        if _worker is None:
+            import concurrent.futures
+            import multiprocessing
+
+            _worker = concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        worker = _worker
+    return worker.submit(_math_verify, prediction, answer).result()
+
+
+def answers_match(prediction: str, answer: str) -> bool:
+    """Whether a predicted answer is the ground truth ``answer``.
+
+    1. Text: equal after :func:`normalize_answer` (``"(B)"`` = ``"b"``, ``"\\text{Red}"`` =
+       ``"red"``).
+    2. Numbers: equal as exact rationals (``"2" == "2.0" == "4/2" == "\\frac{4}{2}"``,
+       ``"0.5" == "1/2"``, ``"1e2" == "100"``).
+    3. Otherwise math-verify (the answer checker TRL uses; EasyR1, the paper's trainer,
+       uses the similar mathruler): symbolic equality after LaTeX parsing, so
+       ``30^\\circ`` = ``30``, ``x=5`` = ``5``, ``50\\%`` = ``50``, ``\\pi/2`` =
+       ``\\frac{\\pi}{2}``, ``\\frac{\\sqrt3}{2}`` = ``\\frac{\\sqrt{3}}{2}``, ``x+1`` = ``1+x``.
+       Numbers are rounded to :data:`FLOAT_ROUNDING` places first (``"0.1" !=
+       "0.1000001"``). Skipped when either side is a plain word of two or more letters
+       (math-verify reads ``left`` as the product ``l*e*f*t``, equal to ``felt``) or
+       longer than :data:`MAX_ANSWER_CHARS`; a parse or comparison that runs past
+       :data:`MATH_VERIFY_TIMEOUT` counts as no match.
     """
     _check_str("prediction", prediction)
     _check_str("answer", answer)
@@ -147,27 +222,40 @@ def answers_match(prediction: str, answer: str) -> bool:
     if a == b:
         return True
     x, y = _as_number(a), _as_number(b)
-    return x is not None and y is not None and x == y
+    if x is not None and y is not None:
+        return x == y
+    if _WORD.fullmatch(a) or _WORD.fullmatch(b):
+        return False
+    if max(len(prediction), len(answer)) > MAX_ANSWER_CHARS:
+        return False
+    return _math_equivalent(prediction.strip(), answer.strip())
 
 
 # --- rewards ---------------------------------------------------------------------------
 
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+_THINK_TAG = re.compile(r"</?think>")
 
 
 def format_reward(text: str) -> float:
-    """1.0 if ``text`` is ``<think>...</think>`` then text holding a ``\\boxed{...}``, else 0.0.
+    """1.0 if ``text`` is reasoning in ``<think>...</think>`` then a ``\\boxed{...}`` answer, else 0.0.
 
-    Leading/trailing whitespace is allowed; exactly one think block, which must come
-    first; the box must be complete (balanced braces) and after ``</think>``.
+    The paper's format (EasyR1's ``<think>.*</think>.*\\boxed{.*}`` template): the
+    response starts with ``<think>`` (surrounding whitespace allowed), and after the
+    last ``</think>`` comes a complete (balanced) ``\\boxed{}``. Our rule for what the
+    template leaves open: reasoning may come in several think blocks
+    (``<think>a</think> text <think>b</think> \\boxed{3}`` has the format), but the
+    tags must be well formed: each ``<think>`` closed by the next ``</think>`` before
+    another opens (no nesting, no stray or unclosed tag).
     """
     _check_str("text", text)
     body = text.strip()
     if not body.startswith(_THINK_OPEN):
         return 0.0
-    if body.count(_THINK_OPEN) != 1 or body.count(_THINK_CLOSE) != 1:
+    tags = _THINK_TAG.findall(body)
+    if tags != [_THINK_OPEN, _THINK_CLOSE] * (len(tags) // 2) or len(tags) % 2:
         return 0.0
-    after = body.split(_THINK_CLOSE, 1)[1]
+    after = body.rsplit(_THINK_CLOSE, 1)[1]
     return 1.0 if extract_boxed(after) is not None else 0.0
 
 

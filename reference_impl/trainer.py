@@ -72,7 +72,7 @@ def build_policy(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, An
         processor = build_tiny_processor(min_pixels=cfg.data.min_pixels,
                                          max_pixels=cfg.data.max_pixels)
         model = build_tiny_model(processor, seed=cfg.train.seed, dtype=dtype, **TINY_MODEL)
-        if cfg.algo.blind_pass != "mask":  # the masked blind pass needs eager attention
+        if cfg.algo.blind.mode != "mask":  # the masked blind pass needs eager attention
             model.set_attn_implementation(
                 "sdpa" if cfg.model.attn_implementation == "auto" else cfg.model.attn_implementation)
     else:
@@ -163,17 +163,16 @@ def _subset(base, indices, *, seed: int = 0, shuffle: bool = False):
     return Subset()
 
 
-def _lr_lambda(schedule: str, warmup: int, total: int):
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant" or total <= warmup:
-            return 1.0
-        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-        if schedule == "linear":
-            return 1.0 - progress
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return f
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, *, warmup: int,
+                       total: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """``transformers.get_scheduler``: linear warm-up over ``warmup`` optimiser steps (from
+    0), then ``"constant"``, ``"linear"`` decay to 0 or half-period ``"cosine"`` decay to 0
+    at ``total`` optimiser steps. The trainer steps it once per *planned* update (see
+    ``_scheduler_step``), so the learning rate is a function of the RL step."""
+    from transformers import get_scheduler
+
+    name = {"constant": "constant_with_warmup"}.get(schedule, schedule)
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
 
 
 class Trainer:
@@ -205,8 +204,8 @@ class Trainer:
                                            eps=cfg.optim.adam_eps,
                                            weight_decay=cfg.optim.weight_decay)
         updates = self.total_steps * self.minibatches_per_step * cfg.optim.ppo_epochs
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, _lr_lambda(cfg.optim.lr_schedule, cfg.optim.lr_warmup_steps, updates))
+        self.scheduler = build_lr_scheduler(self.optimizer, cfg.optim.lr_schedule,
+                                            warmup=cfg.optim.lr_warmup_steps, total=updates)
         self.step = 0
         self.consecutive_nonfinite = 0
         self.warmup_done = cfg.model.sft_warmup_steps == 0
@@ -399,8 +398,7 @@ class Trainer:
             return compute_pgpo_advantages(
                 self.hf_model, batch.model_inputs(), advantages=advantages,
                 response_length=batch.response_mask.shape[1], config=config,
-                blind=a.blind_pass, blacken_p=a.blacken_probability,
-                response_mask=batch.response_mask, return_logprobs=True)
+                blind=a.blind, response_mask=batch.response_mask, return_logprobs=True)
 
     def update(self, batch: RolloutBatch, old_logp: torch.Tensor, token_adv: torch.Tensor
                ) -> dict[str, float]:

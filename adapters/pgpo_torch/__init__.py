@@ -12,6 +12,7 @@ from pgpo_torch.advantages import (PGPOAdvantages, batch_visual_dependency,
                                    compute_pgpo_advantages)
 from pgpo_torch.blind_pass import (
     BLIND_MODES,
+    BlindPassConfig,
     blacken_patches,
     blind_inputs,
     drop_visual_tokens,
@@ -31,6 +32,7 @@ from pgpo_torch.tiny import build_tiny_model, build_tiny_processor, build_tiny_q
 
 __all__ = [
     "BLIND_MODES",
+    "BlindPassConfig",
     "PGPOAdvantages",
     "PGPOConfig",
     "PGPOLoss",

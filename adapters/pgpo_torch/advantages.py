@@ -14,7 +14,7 @@ import torch
 
 import pgpo_core
 from pgpo_core import PGPOConfig
-from pgpo_torch.blind_pass import BLIND_MODES, _check_batch, visual_and_blind_outputs
+from pgpo_torch.blind_pass import BlindPassConfig, _check_batch, visual_and_blind_outputs
 from pgpo_torch.dependency import (dependency_from_hidden_states,
                                    token_logprobs_from_hidden_states)
 
@@ -63,15 +63,14 @@ def batch_visual_dependency(
     *,
     response_length: int,
     config: PGPOConfig,
-    blind: str = "drop",
-    include_markers: bool = False,
-    blacken_p: float = 0.5,
+    blind: BlindPassConfig | str = "drop",
     generator: torch.Generator | None = None,
     return_logprobs: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Blind pass and token visual dependency ``S`` (Eq. 1) of one batch, under ``no_grad``.
 
-    Runs the visual and blind passes (last hidden states only), then
+    Runs the visual and blind passes (last hidden states only; ``blind`` a
+    :class:`BlindPassConfig` or a mode name), then
     ``config.estimator == "exact"``: the full-vocabulary KL chunked from hidden states;
     ``"k1"``/``"k2"``/``"k3"``: :func:`pgpo_core.sampled_token_dependency` on the
     generated tokens' log-probs (k1, which can be negative, clamped at 0). Both at
@@ -84,7 +83,7 @@ def batch_visual_dependency(
     """
     hidden_visual, hidden_blind = visual_and_blind_outputs(
         model, batch, response_length=response_length, blind=blind, output="hidden",
-        include_markers=include_markers, p=blacken_p, generator=generator)
+        generator=generator)
     head = model.get_output_embeddings()
     head_kwargs = dict(temperature=config.temperature,
                        chunk_size=config.chunk_size or max(1, response_mask.numel()),
@@ -116,17 +115,16 @@ def compute_pgpo_advantages(
     response_length: int,
     advantages: torch.Tensor | None = None,
     config: PGPOConfig | None = None,
-    blind: str = "drop",
+    blind: BlindPassConfig | str = "drop",
     response_mask: torch.Tensor | None = None,
-    include_markers: bool = False,
-    blacken_p: float = 0.5,
     generator: torch.Generator | None = None,
     normalize_std: bool = True,
     return_logprobs: bool = False,
 ) -> PGPOAdvantages:
     """PGPO token advantages for a rollout batch, usable from any PyTorch loop.
 
-    1. Visual and blind passes (``blind`` in ``"drop"``, ``"mask"``, ``"blacken"``; see
+    1. Visual and blind passes (``blind``: a :class:`pgpo_torch.BlindPassConfig`, or the
+       mode name ``"drop"``, ``"mask"``, ``"blacken"`` for its defaults; see
        :mod:`pgpo_torch.blind_pass`), last hidden states only, under ``torch.no_grad``.
     2. ``S_t`` (Eq. 1): ``config.estimator == "exact"`` -> the full-vocabulary KL,
        chunked (:func:`pgpo_torch.dependency_from_hidden_states`); ``"k1"``/``"k2"``/
@@ -146,8 +144,8 @@ def compute_pgpo_advantages(
       advantages: precomputed advantages instead of ``rewards``/``group_ids``.
       config: :class:`pgpo_core.PGPOConfig` (tau, beta, estimator, temperature, chunk_size,
         ...); the paper's defaults if ``None``.
-      blind: the blind pass. ``include_markers``: also hide the vision start/end markers.
-      blacken_p, generator: patch probability and RNG of ``blind="blacken"``.
+      blind: the blind pass (:class:`pgpo_torch.BlindPassConfig` or a mode name).
+      generator: RNG of the ``"blacken"`` mode.
       response_mask: ``(B, T)`` boolean; default: the response block's attention mask.
       normalize_std: divide by the group std (GRPO, DAPO) or not (Dr. GRPO).
       return_logprobs: also return the visual pass's response log-probs (``logp_old``).
@@ -158,9 +156,7 @@ def compute_pgpo_advantages(
     config = PGPOConfig() if config is None else config
     if not isinstance(config, PGPOConfig):
         raise TypeError(f"config: expected a pgpo_core.PGPOConfig, got {type(config).__name__}")
-    if blind not in BLIND_MODES:
-        raise ValueError(f"blind: must be one of {', '.join(map(repr, BLIND_MODES))}; "
-                         f"got {blind!r}")
+    blind = BlindPassConfig.of(blind)
     if (advantages is None) == (rewards is None):
         raise ValueError("rewards: pass either rewards (with group_ids) or advantages, "
                          "exactly one of them")
@@ -172,8 +168,7 @@ def compute_pgpo_advantages(
 
     dependency, old_logprobs = batch_visual_dependency(
         model, batch, mask, response_length=response_length, config=config, blind=blind,
-        include_markers=include_markers, blacken_p=blacken_p, generator=generator,
-        return_logprobs=return_logprobs)
+        generator=generator, return_logprobs=return_logprobs)
 
     diagnostics: dict[str, float] = {}
     if advantages is None:

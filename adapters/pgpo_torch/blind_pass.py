@@ -28,12 +28,14 @@ again identically in (a) and (b), so the two passes always see the same tokens.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 import torch
 
 __all__ = [
     "BLIND_MODES",
+    "BlindPassConfig",
     "OPENAI_CLIP_MEAN",
     "OPENAI_CLIP_STD",
     "visual_token_mask",
@@ -53,6 +55,50 @@ OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _REQUIRED = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BlindPassConfig:
+    """How the blind pass ``pi_0`` hides the image; validated on construction.
+
+    The one declaration of these settings, shared by :func:`compute_pgpo_advantages`,
+    :class:`pgpo_torch.trl.PGPOConfig` and the reference trainer (``algo.blind``).
+    """
+
+    mode: str = "drop"
+    """``"drop"`` the visual tokens, keeping the text's original mRoPE positions (no vision
+    tower; for a causal decoder the same logits as ``"mask"``, and cheaper), ``"mask"``
+    attention to them (the paper's pass), or ``"blacken"`` random 14 x 14 patches
+    (VPPO/PAPO, for ablations)."""
+    blacken_probability: float = 0.5
+    """Probability of blacking out each patch with ``mode="blacken"`` (VPPO 0.5, PAPO 0.6)."""
+    include_markers: bool = False
+    """Also hide (``"mask"``) or drop (``"drop"``) the ``<|vision_start|>``/``<|vision_end|>``
+    markers."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in BLIND_MODES:
+            raise ValueError(f"mode: must be one of {', '.join(map(repr, BLIND_MODES))}; "
+                             f"got {self.mode!r}")
+        p = self.blacken_probability
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"blacken_probability: must be a number in [0, 1], got {p!r}")
+        if not isinstance(self.include_markers, bool):
+            raise TypeError(f"include_markers: expected a bool, got "
+                            f"{type(self.include_markers).__name__}")
+
+    @classmethod
+    def of(cls, blind: "BlindPassConfig | str") -> "BlindPassConfig":
+        """``blind`` itself, or ``BlindPassConfig(mode=blind)`` for a mode name."""
+        if isinstance(blind, cls):
+            return blind
+        if isinstance(blind, str):
+            if blind not in BLIND_MODES:
+                raise ValueError(f"blind: must be one of {', '.join(map(repr, BLIND_MODES))} "
+                                 f"or a BlindPassConfig; got {blind!r}")
+            return cls(mode=blind)
+        raise TypeError(f"blind: expected a BlindPassConfig or a mode name, got "
+                        f"{type(blind).__name__}")
 
 
 def _check_batch(batch: Mapping[str, Any], response_length: int | None = None) -> None:
@@ -273,29 +319,30 @@ def visual_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def blind_inputs(model, batch: Mapping[str, Any], *, response_length: int,
-                 blind: str = "drop", include_markers: bool = False, p: float = 0.5,
+                 blind: BlindPassConfig | str = "drop",
                  generator: torch.Generator | None = None,
                  position_ids: torch.Tensor | None = None) -> dict[str, Any]:
-    """Model keyword arguments of the blind pass ``blind`` in ``BLIND_MODES``.
+    """Model keyword arguments of the blind pass ``blind`` (a :class:`BlindPassConfig`, or
+    a mode name in ``BLIND_MODES`` for its defaults).
 
     ``"drop"``: :func:`drop_visual_tokens`; ``"mask"``: :func:`mask_visual_attention`;
-    ``"blacken"``: the visual inputs with :func:`blacken_patches` applied (``p``,
-    ``generator``; the image statistics are Qwen2-VL's).
+    ``"blacken"``: the visual inputs with :func:`blacken_patches` applied
+    (``blind.blacken_probability``, ``generator``; the image statistics are Qwen2-VL's).
     """
-    if blind not in BLIND_MODES:
-        raise ValueError(f"blind: must be one of {', '.join(map(repr, BLIND_MODES))}; "
-                         f"got {blind!r}")
+    blind = BlindPassConfig.of(blind)
     _check_batch(batch, response_length)
-    if blind == "drop":
+    if blind.mode == "drop":
         return drop_visual_tokens(model, batch, response_length=response_length,
-                                  include_markers=include_markers, position_ids=position_ids)
-    if blind == "mask":
-        return mask_visual_attention(model, batch, include_markers=include_markers,
+                                  include_markers=blind.include_markers,
+                                  position_ids=position_ids)
+    if blind.mode == "mask":
+        return mask_visual_attention(model, batch, include_markers=blind.include_markers,
                                      position_ids=position_ids)
     if batch.get("pixel_values") is None:
-        raise ValueError("batch: blind='blacken' needs 'pixel_values'")
+        raise ValueError("batch: blind mode 'blacken' needs 'pixel_values'")
     inputs = visual_inputs(batch)
-    inputs["pixel_values"] = blacken_patches(batch["pixel_values"], p=p, generator=generator)
+    inputs["pixel_values"] = blacken_patches(batch["pixel_values"], p=blind.blacken_probability,
+                                             generator=generator)
     return inputs
 
 
@@ -327,8 +374,7 @@ def response_outputs(model, inputs: Mapping[str, Any], *, response_length: int,
 
 
 def visual_and_blind_outputs(model, batch: Mapping[str, Any], *, response_length: int,
-                             blind: str = "drop", output: str = "logits",
-                             include_markers: bool = False, p: float = 0.5,
+                             blind: BlindPassConfig | str = "drop", output: str = "logits",
                              generator: torch.Generator | None = None,
                              ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(visual, blind)`` response-aligned logits or hidden states of one batch.
@@ -337,12 +383,12 @@ def visual_and_blind_outputs(model, batch: Mapping[str, Any], *, response_length
     ``[b, t]`` predicting response token ``t``. Gradients flow if enabled by the caller
     (PGPO's dependency is computed under ``torch.no_grad``).
     """
+    blind = BlindPassConfig.of(blind)
     _check_batch(batch, response_length)
-    positions = mrope_position_ids(model, batch) if blind != "blacken" else None
+    positions = mrope_position_ids(model, batch) if blind.mode != "blacken" else None
     visual = response_outputs(model, visual_inputs(batch), response_length=response_length,
                               output=output)
     blind_kwargs = blind_inputs(model, batch, response_length=response_length, blind=blind,
-                                include_markers=include_markers, p=p, generator=generator,
-                                position_ids=positions)
+                                generator=generator, position_ids=positions)
     return visual, response_outputs(model, blind_kwargs, response_length=response_length,
                                     output=output)

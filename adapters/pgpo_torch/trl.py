@@ -5,7 +5,8 @@
     # from trl import GRPOConfig, GRPOTrainer
     from pgpo_torch.trl import PGPOConfig, PGPOTrainer
 
-    args = PGPOConfig(output_dir="out", num_generations=5)      # PGPO fields: pgpo_*
+    args = PGPOConfig(output_dir="out", num_generations=5,
+                      pgpo=pgpo_core.PGPOConfig(tau=0.4, estimator="k3"))  # optional
     trainer = PGPOTrainer(model=model, reward_funcs=reward, args=args,
                           train_dataset=dataset, processing_class=processor)
     trainer.train()
@@ -16,14 +17,14 @@ Perception-Grounded Policy Optimization for Large Vision-Language Models", arXiv
 
 1. After TRL generates and scores a rollout batch (``_generate_and_score_completions``),
    the rollout policy runs a *blind pass* over the same prompt + completion sequences
-   (``pgpo_blind_pass``: ``"drop"`` the visual tokens keeping the original mRoPE
+   (``blind_pass``, a :class:`pgpo_torch.BlindPassConfig`: ``"drop"`` the visual tokens keeping the original mRoPE
    positions, ``"mask"`` attention to them as in the paper, or ``"blacken"`` random
    patches as VPPO/PAPO), under ``torch.no_grad`` and in eval mode
    (:mod:`pgpo_torch.blind_pass`).
 2. The token visual dependency ``S_t = KL(pi_I || pi_0)`` (Eq. 1) of every completion
    token is computed exactly from the two passes' last hidden states and the LM head,
    chunked over tokens (:func:`pgpo_torch.dependency.dependency_from_hidden_states`,
-   ``pgpo_estimator="exact"``), or estimated from the log-probabilities of the generated
+   ``pgpo.estimator="exact"``), or estimated from the log-probabilities of the generated
    token alone (``"k1"``/``"k2"``/``"k3"``, :func:`pgpo_core.sampled_token_dependency`;
    the paper trains with k3; k1 is clamped at 0). Distributions are taken at the
    trainer's sampling ``temperature``, as TRL's log-probabilities are.
@@ -40,7 +41,8 @@ Perception-Grounded Policy Optimization for Large Vision-Language Models", arXiv
 
 :class:`PGPOConfig` defaults follow the paper where TRL has the knob: the DAPO recipe
 (``loss_type="dapo"``, token-level mean), ``epsilon=0.2``, ``epsilon_high=0.28``, no KL
-term (``beta=0.0``), ``pgpo_tau=0.4``, ``pgpo_beta=2.0``. ``pgpo_tau=0, pgpo_beta=0`` gives
+term (``beta=0.0``), and ``pgpo`` = ``pgpo_core.PGPOConfig()`` (``tau=0.4``, ``beta=2.0``).
+``pgpo_core.PGPOConfig(tau=0, beta=0)`` gives
 ``w~ = 1``: exactly TRL's GRPO/DAPO. (The paper's rollout uses ``top_p=0.99``; TRL's
 sampling defaults are kept, set them yourself.)
 
@@ -55,7 +57,7 @@ Refused, with a ``ValueError``/``TypeError`` at construction:
   image at all gets the base algorithm's advantages, ``S = 0``, with a warning.)
 - a model other than Qwen2.5-VL (the blind-pass builders are written for its mRoPE and
   ``mm_token_type_ids``), ``args`` that are a plain ``GRPOConfig``, and
-  ``pgpo_blind_pass="mask"`` with flash attention (no 4-D masks; ``"drop"`` gives the same
+  ``blind_pass`` mode ``"mask"`` with flash attention (no 4-D masks; ``"drop"`` gives the same
   logits).
 
 At run time, completions that contain images (tool responses that return images) raise a
@@ -75,6 +77,8 @@ and on ``_compute_loss`` accepting ``(B, T)`` advantages.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -87,13 +91,12 @@ from trl.extras.profiling import profiling_context
 from trl.models.utils import disable_gradient_checkpointing
 
 import pgpo_core
-from pgpo_torch import blind_pass as _blind
 from pgpo_torch.advantages import batch_visual_dependency
+from pgpo_torch.blind_pass import BlindPassConfig
 
 __all__ = ["PGPOConfig", "PGPOTrainer", "SUPPORTED_MODEL_TYPES"]
 
 SUPPORTED_MODEL_TYPES = ("qwen2_5_vl",)
-_DEPENDENCY_ESTIMATORS = ("exact", "k1", "k2", "k3")
 
 
 def _help(text: str) -> dict[str, Any]:
@@ -102,13 +105,16 @@ def _help(text: str) -> dict[str, Any]:
 
 @dataclass
 class PGPOConfig(trl.GRPOConfig):
-    """``trl.GRPOConfig`` plus PGPO's hyper-parameters (the ``pgpo_*`` fields).
+    """``trl.GRPOConfig`` plus PGPO's settings: ``pgpo`` (a :class:`pgpo_core.PGPOConfig`)
+    and ``blind_pass`` (a :class:`pgpo_torch.BlindPassConfig`), declared there only.
 
     Defaults from Ye et al. (2026): DAPO's clipped token-level loss (``loss_type="dapo"``,
     ``epsilon=0.2``, ``epsilon_high=0.28``), no KL penalty (``beta=0.0``), and the token
-    weights of Eqs. 4-7 with ``tau=0.4``, ``beta=2.0``. :meth:`pgpo_core_config` gives the
-    matching :class:`pgpo_core.PGPOConfig`; every ``pgpo_*`` value is validated on
-    construction by it (errors name the ``pgpo_*`` field).
+    weights of Eqs. 4-7 with ``tau=0.4``, ``beta=2.0``. After construction ``pgpo`` is a
+    :class:`pgpo_core.PGPOConfig` carrying TRL's ``temperature`` and clip range (the ones
+    the dependency and the loss use) and ``blind_pass`` a :class:`BlindPassConfig`; both
+    may be given as dicts or JSON strings (the command line), and errors name the nested
+    field (``pgpo.tau``, ``blind_pass.mode``).
     """
 
     # TRL fields whose defaults follow the paper (DAPO recipe, no KL term).
@@ -122,37 +128,19 @@ class PGPOConfig(trl.GRPOConfig):
     beta: float = field(default=0.0, metadata=_help(
         "KL coefficient against a reference model; PGPO uses none (0.0)."))
 
-    # PGPO (Eqs. 1, 4-8).
-    pgpo_tau: float = field(default=0.4, metadata=_help(
-        "Threshold tau in [0, 1] on the normalised dependency I_t (Eq. 6): tokens below it "
-        "are suppressed, tokens above boosted. 1 = suppress only, 0 = boost only."))
-    pgpo_beta: float = field(default=2.0, metadata=_help(
-        "Boost strength beta >= 0 of Eq. 6. tau=0 and beta=0 give TRL's advantages."))
-    pgpo_eps: float = field(default=1e-6, metadata=_help(
-        "The small constant eps > 0 of Eqs. 5-7."))
-    pgpo_threshold: str = field(default="fixed", metadata=_help(
-        "'fixed' (the paper) or 'quantile': threshold each response at the tau-quantile of "
-        "its own I_t."))
-    pgpo_low_weight_floor: float = field(default=0.0, metadata=_help(
-        "Lift every token weight below this value to it, in [0, 1] (0 = off)."))
-    pgpo_conserve_mass: bool = field(default=True, metadata=_help(
-        "Apply Eq. 7 (each response's weights sum to its length). False = the paper's "
-        "no-normalisation ablation."))
-    pgpo_estimator: str = field(default="exact", metadata=_help(
-        "Token visual dependency: 'exact' full-vocabulary KL from hidden states (chunked), "
-        "or the single-sample estimators 'k1', 'k2', 'k3' (the paper trains with k3)."))
-    pgpo_estimate_clip: float | None = field(default=None, metadata=_help(
-        "Optional upper bound (> 0) on a k1/k2/k3 estimate."))
-    pgpo_blind_pass: str = field(default="drop", metadata=_help(
-        "Blind pass: 'drop' the visual tokens (original mRoPE positions, no vision tower; "
-        "same logits as 'mask'), 'mask' attention to them (the paper), or 'blacken' random "
-        "14x14 patches (VPPO/PAPO, for ablations)."))
-    pgpo_blacken_prob: float = field(default=0.5, metadata=_help(
-        "Probability of blackening a patch with pgpo_blind_pass='blacken' (VPPO 0.5, "
-        "PAPO 0.6)."))
-    pgpo_chunk_size: int | None = field(default=256, metadata=_help(
-        "Tokens per chunk of the LM-head projection in the dependency; peak extra memory "
-        "O(chunk x vocabulary). None = all tokens at once."))
+    # PGPO (Eqs. 1, 4-8): pgpo_core's and pgpo_torch's configs, nested, declared there only.
+    pgpo: pgpo_core.PGPOConfig | str | dict | None = field(default=None, metadata=_help(
+        "PGPO's hyper-parameters: a pgpo_core.PGPOConfig, a dict or a JSON string of its "
+        "fields (tau, beta, eps, threshold, low_weight_floor, conserve_mass, estimator, "
+        "chunk_size, estimate_clip), e.g. '{\"tau\": 0.3, \"estimator\": \"k3\"}'. None = "
+        "the paper's defaults. Its temperature, clip_low and clip_high are TRL's "
+        "temperature, epsilon and epsilon_high (set those); its loss-only fields "
+        "(dual_clip, aggregation) must stay at their defaults: TRL's loss_type decides."))
+    blind_pass: BlindPassConfig | str | dict | None = field(default=None, metadata=_help(
+        "The blind pass: a pgpo_torch.BlindPassConfig, a dict or a JSON string of its fields "
+        "(mode: 'drop', 'mask' or 'blacken'; blacken_probability; include_markers), or a "
+        "mode name. None = 'drop' (the visual tokens removed, original mRoPE positions; "
+        "the same logits as the paper's 'mask', and cheaper)."))
 
     # Refused: kept so that configs written for older TRL fail with a clear message.
     use_liger_loss: bool = field(default=False, metadata=_help(
@@ -162,38 +150,76 @@ class PGPOConfig(trl.GRPOConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _refuse_liger_loss(self)
-        if self.pgpo_blind_pass not in _blind.BLIND_MODES:
-            raise ValueError(f"pgpo_blind_pass: must be one of "
-                             f"{', '.join(map(repr, _blind.BLIND_MODES))}; got "
-                             f"{self.pgpo_blind_pass!r}")
-        p = self.pgpo_blacken_prob
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"pgpo_blacken_prob: must be a number in [0, 1], got {p!r}")
-        self.pgpo_core_config()
+        self.blind_pass = _nested("blind_pass", BlindPassConfig, self.blind_pass)
+        self.pgpo = _with_trl_settings(_nested("pgpo", pgpo_core.PGPOConfig, self.pgpo), self)
 
-    def pgpo_core_config(self) -> pgpo_core.PGPOConfig:
-        """The :class:`pgpo_core.PGPOConfig` of these settings (weights and dependency).
+    def to_dict(self) -> dict[str, Any]:
+        """TRL's serialisation (JSON-ready), with the nested configs as dicts."""
+        d = super().to_dict()
+        for name in ("pgpo", "blind_pass"):
+            if dataclasses.is_dataclass(d.get(name)):
+                d[name] = dataclasses.asdict(d[name])
+        return d
 
-        Its loss fields (``clip_low``, ``clip_high``, ``aggregation``) mirror
-        ``epsilon``/``epsilon_high`` for reference only: TRL's loss is the one trained.
-        """
-        kwargs = dict(
-            tau=self.pgpo_tau, beta=self.pgpo_beta, eps=self.pgpo_eps,
-            threshold=self.pgpo_threshold, low_weight_floor=self.pgpo_low_weight_floor,
-            conserve_mass=self.pgpo_conserve_mass, estimator=self.pgpo_estimator,
-            temperature=self.temperature, chunk_size=self.pgpo_chunk_size,
-            estimate_clip=self.pgpo_estimate_clip, clip_low=self.epsilon,
-            clip_high=self.epsilon if self.epsilon_high is None else self.epsilon_high,
-        )
-        try:
-            return pgpo_core.PGPOConfig(**kwargs)
-        except (TypeError, ValueError) as error:
-            message = str(error)
-            core_name = message.split(":", 1)[0]
-            ours = {"temperature": "temperature", "clip_low": "epsilon",
-                    "clip_high": "epsilon_high"}.get(core_name, f"pgpo_{core_name}")
-            raise type(error)(f"{ours}:{message.split(':', 1)[1]}" if ":" in message
-                              else message) from error
+
+def _nested(name: str, cls: type, value: Any) -> Any:
+    """``value`` as a ``cls``: None -> defaults; a dict or JSON string -> its fields; for
+    ``blind_pass`` also a mode name. Errors name ``name.field``."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if cls is BlindPassConfig and not text.startswith("{"):
+            value = {"mode": text}  # a mode name
+        else:
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{name}: not a JSON object of {cls.__name__} fields: "
+                                 f"{error}") from None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name}: expected a {cls.__name__}, a dict or a JSON string, got "
+                        f"{type(value).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(f"{name}.{unknown[0]}: unknown field of {cls.__name__}; fields are "
+                         f"{', '.join(sorted(known))}")
+    try:
+        return cls(**value)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{name}.{error}") from None
+
+
+# pgpo_core.PGPOConfig fields that TRL's own arguments set.
+_FROM_TRL = {"temperature": "temperature", "clip_low": "epsilon", "clip_high": "epsilon_high"}
+# pgpo_core.PGPOConfig loss fields TRL's loss has no use for.
+_LOSS_ONLY = ("dual_clip", "aggregation")
+
+
+def _with_trl_settings(pgpo: pgpo_core.PGPOConfig, args: Any) -> pgpo_core.PGPOConfig:
+    """``pgpo`` with TRL's temperature and clip range; a conflicting value is an error."""
+    default = pgpo_core.PGPOConfig()
+    trl_values = {"temperature": args.temperature, "clip_low": args.epsilon,
+                  "clip_high": args.epsilon if args.epsilon_high is None else args.epsilon_high}
+    for core_name, trl_name in _FROM_TRL.items():
+        mine = getattr(pgpo, core_name)
+        if mine != getattr(default, core_name) and mine != trl_values[core_name]:
+            raise ValueError(
+                f"pgpo.{core_name}: TRL's {trl_name} sets it (got pgpo.{core_name}={mine!r}, "
+                f"{trl_name}={getattr(args, trl_name)!r}); set {trl_name} instead")
+    for core_name in _LOSS_ONLY:
+        if getattr(pgpo, core_name) != getattr(default, core_name):
+            raise ValueError(f"pgpo.{core_name}: not used by TRL's loss (loss_type "
+                             f"{args.loss_type!r} decides); leave it at its default")
+    try:
+        return pgpo.replace(**trl_values)
+    except (TypeError, ValueError) as error:  # TRL's values outside PGPO's ranges
+        core_name = str(error).split(":", 1)[0]
+        raise type(error)(f"{_FROM_TRL.get(core_name, core_name)}:"
+                          f"{str(error).split(':', 1)[-1]}") from None
 
 
 def _refuse_liger_loss(args: Any) -> None:
@@ -233,10 +259,10 @@ class PGPOTrainer(trl.GRPOTrainer):
         if not isinstance(args, PGPOConfig):
             raise TypeError(
                 f"args: PGPOTrainer needs a pgpo_torch.trl.PGPOConfig (a GRPOConfig with PGPO's "
-                f"pgpo_* fields), got {type(args).__name__}; replace "
+                f"pgpo and blind_pass fields), got {type(args).__name__}; replace "
                 "`from trl import GRPOConfig` with `from pgpo_torch.trl import PGPOConfig`")
         _refuse_liger_loss(args)
-        self.pgpo_config = args.pgpo_core_config()
+        self.pgpo_config = args.pgpo
         if isinstance(processing_class, PreTrainedTokenizerBase):
             raise ValueError(
                 "processing_class: PGPO needs images, but a text-only tokenizer "
@@ -263,9 +289,9 @@ class PGPOTrainer(trl.GRPOTrainer):
         backbone = self._pgpo_backbone()
         _check_model_type(backbone)
         attention = getattr(backbone.config, "_attn_implementation", None) or ""
-        if args.pgpo_blind_pass == "mask" and "flash" in attention:
+        if args.blind_pass.mode == "mask" and "flash" in attention:
             raise ValueError(
-                f"pgpo_blind_pass: 'mask' needs a 4-D attention mask, which attention "
+                f"blind_pass.mode: 'mask' needs a 4-D attention mask, which attention "
                 f"implementation {attention!r} does not take; use 'drop' (the same logits for a "
                 "causal decoder, and cheaper) or eager/sdpa attention")
         self._pgpo_warned_no_images = False
@@ -324,7 +350,7 @@ class PGPOTrainer(trl.GRPOTrainer):
                 else self.args.per_device_eval_batch_size)
         backbone = self._pgpo_backbone()
         generator = None
-        if self.args.pgpo_blind_pass == "blacken":
+        if self.args.blind_pass.mode == "blacken":
             generator = torch.Generator(device=completion_ids.device)
             generator.manual_seed(int(self.args.seed) * 1_000_003 + int(self.state.global_step))
         parts = []
@@ -335,8 +361,7 @@ class PGPOTrainer(trl.GRPOTrainer):
                 chunk = _row_chunk(batch, start, end, num_images)
                 dependency, _ = batch_visual_dependency(
                     backbone, chunk, response_mask[start:end], response_length=response_length,
-                    config=self.pgpo_config, blind=self.args.pgpo_blind_pass,
-                    blacken_p=self.args.pgpo_blacken_prob, generator=generator)
+                    config=self.pgpo_config, blind=self.args.blind_pass, generator=generator)
                 parts.append(dependency)
         return torch.cat(parts, dim=0)
 

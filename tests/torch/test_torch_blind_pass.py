@@ -10,6 +10,7 @@ import torch
 from pgpo_torch.blind_pass import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
+    BlindPassConfig,
     blacken_patches,
     blind_inputs,
     drop_visual_tokens,
@@ -53,11 +54,12 @@ def test_mask_and_drop_give_the_same_response_logits(tiny_model, sdpa_model, tin
     batch, T, rmask = rollout_factory(tiny_processor, QUESTIONS, _responses(lengths, seed=1),
                                       image_sizes=SIZES)
     with torch.no_grad():
-        visual, masked = visual_and_blind_outputs(tiny_model, batch, response_length=T,
-                                                  blind="mask",
-                                                  include_markers=include_markers)
-        _, dropped = visual_and_blind_outputs(tiny_model, batch, response_length=T,
-                                              blind="drop", include_markers=include_markers)
+        visual, masked = visual_and_blind_outputs(
+            tiny_model, batch, response_length=T,
+            blind=BlindPassConfig(mode="mask", include_markers=include_markers))
+        _, dropped = visual_and_blind_outputs(
+            tiny_model, batch, response_length=T,
+            blind=BlindPassConfig(mode="drop", include_markers=include_markers))
     assert masked.shape == dropped.shape == (3, T, len(tiny_processor.tokenizer))
     torch.testing.assert_close(masked[rmask], dropped[rmask], rtol=0, atol=1e-5)
     # The blind pass really is blind: far from the visual pass on real tokens.
@@ -185,10 +187,25 @@ def test_blacken_pass_changes_logits_but_keeps_layout(tiny_model, rollout):
     with torch.no_grad():
         v, b = visual_and_blind_outputs(tiny_model, batch, response_length=T, blind="blacken",
                                         generator=torch.Generator().manual_seed(0))
-        _, b_p0 = visual_and_blind_outputs(tiny_model, batch, response_length=T,
-                                           blind="blacken", p=0.0)
+        _, b_p0 = visual_and_blind_outputs(
+            tiny_model, batch, response_length=T,
+            blind=BlindPassConfig(mode="blacken", blacken_probability=0.0))
     torch.testing.assert_close(b_p0, v, rtol=0, atol=0)  # p = 0 is the visual pass
     assert (b - v)[rmask].abs().max() > 1e-3
+
+
+def test_blind_pass_config_is_validated_by_field():
+    assert BlindPassConfig() == BlindPassConfig(mode="drop", blacken_probability=0.5,
+                                                include_markers=False)
+    assert BlindPassConfig.of("mask") == BlindPassConfig(mode="mask")
+    with pytest.raises(ValueError, match=r"^mode: must be one of 'drop', 'mask', 'blacken'"):
+        BlindPassConfig(mode="blur")
+    with pytest.raises(ValueError, match=r"^blacken_probability: must be a number in \[0, 1\]"):
+        BlindPassConfig(blacken_probability=1.5)
+    with pytest.raises(ValueError, match=r"^blacken_probability"):
+        BlindPassConfig(blacken_probability=True)
+    with pytest.raises(TypeError, match=r"^include_markers: expected a bool"):
+        BlindPassConfig(include_markers=1)
 
 
 def test_bad_batches_are_refused(tiny_model, rollout):
@@ -202,6 +219,8 @@ def test_bad_batches_are_refused(tiny_model, rollout):
         drop_visual_tokens(tiny_model, batch, response_length=batch["input_ids"].shape[1] - 3)
     with pytest.raises(ValueError, match="blind"):
         blind_inputs(tiny_model, batch, response_length=T, blind="blank")
+    with pytest.raises(TypeError, match="^blind: expected a BlindPassConfig"):
+        blind_inputs(tiny_model, batch, response_length=T, blind=0.5)
     with pytest.raises(ValueError, match="output"):
         response_outputs(tiny_model, visual_inputs(batch), response_length=T, output="probs")
     flash = types.SimpleNamespace(config=types.SimpleNamespace(

@@ -7,9 +7,11 @@ import pytest
 import yaml
 
 from reference_impl import config as config_module
+from pgpo_core import PGPOConfig
+from pgpo_torch import BlindPassConfig
 from reference_impl.config import (
     CONFIG_DIR, SECTIONS, AlgoConfig, Config, ConfigError, ConfigTypeError, RolloutConfig,
-    load_config, preset,
+    leaf_fields, load_config, preset,
 )
 
 
@@ -89,16 +91,22 @@ def test_values_that_are_only_valid_together_may_come_from_different_sources(tmp
     (["--optim.grad_clip", "none"], "optim.grad_clip", None),
     (["--checkpoint.keep_last", "null"], "checkpoint.keep_last", None),
     (["--algo.dynamic_sampling", "false"], "algo.dynamic_sampling", False),
-    (["--algo.aggregation", "seq-mean-token-sum"], "algo.aggregation", "seq-mean-token-sum"),
+    (["--algo.pgpo.aggregation", "seq-mean-token-sum"], "algo.pgpo.aggregation", "seq-mean-token-sum"),
+    (["--algo.pgpo.chunk_size", "none"], "algo.pgpo.chunk_size", None),
+    (["--algo.pgpo.conserve_mass", "false"], "algo.pgpo.conserve_mass", False),
+    (["--algo.blind.mode", "mask"], "algo.blind.mode", "mask"),
+    (["--algo.blind.blacken_probability", "1"], "algo.blind.blacken_probability", 1.0),
     (["--lora.target_modules", "q_proj,v_proj"], "lora.target_modules", ("q_proj", "v_proj")),
     (["--lora.target_modules", "[q_proj, v_proj]"], "lora.target_modules", ("q_proj", "v_proj")),
     (["--optim.betas", "0.8,0.95"], "optim.betas", (0.8, 0.95)),
     (["--model.dtype=bfloat16"], "model.dtype", "bfloat16"),
-    (["--algo.tau", "-0"], "algo.tau", 0.0),
+    (["--algo.pgpo.tau", "-0"], "algo.pgpo.tau", 0.0),
+    (["algo.pgpo.tau=1"], "algo.pgpo.tau", 1.0),
 ])
 def test_cli_values_are_coerced_to_the_annotated_type(argv, key, expected):
-    section, name = key.split(".")
-    value = getattr(getattr(load_config(argv), section), name)
+    value = load_config(argv)
+    for part in key.split("."):
+        value = getattr(value, part)
     assert value == expected and type(value) is type(expected)
 
 
@@ -138,13 +146,19 @@ def test_override_and_from_dict():
     (["--rollout.temperature", "nan"], r"^rollout\.temperature: must be finite"),
     (["--rollout.samples_per_prompt", "1"], r"^rollout\.samples_per_prompt: group advantages need G >= 2"),
     (["--rollout.max_response_length", "0"], r"^rollout\.max_response_length: must lie in \[1, inf\)"),
-    (["--algo.tau", "1.5"], r"^algo\.tau: must lie in \[0\.0, 1\.0\], got 1\.5"),
-    (["--algo.beta", "-1"], r"^algo\.beta: must be >= 0"),
-    (["--algo.clip_low", "1.5"], r"^algo\.clip_low: must lie in"),
-    (["--algo.dual_clip", "0.5"], r"^algo\.dual_clip: must be a number > 1"),
+    (["--algo.pgpo.tau", "1.5"], r"^algo\.pgpo\.tau: must lie in \[0\.0, 1\.0\], got 1\.5"),
+    (["--algo.pgpo.beta", "-1"], r"^algo\.pgpo\.beta: must be >= 0"),
+    (["--algo.pgpo.clip_low", "1.5"], r"^algo\.pgpo\.clip_low: must lie in"),
+    (["--algo.pgpo.dual_clip", "0.5"], r"^algo\.pgpo\.dual_clip: must be a number > 1"),
+    (["--algo.pgpo.chunk_size", "0"], r"^algo\.pgpo\.chunk_size: must be a positive int"),
+    (["--algo.pgpo.low_weight_floor", "2"], r"^algo\.pgpo\.low_weight_floor: must lie in"),
     (["--algo.name", "pgp"], r"^algo\.name: must be one of .*got 'pgp' \(did you mean 'pgpo'\?\)"),
-    (["--algo.estimator", "k4"], r"^algo\.estimator: must be one of 'exact', 'k1', 'k2', 'k3'"),
-    (["--algo.blind_pass", "blur"], r"^algo\.blind_pass: must be one of 'drop', 'mask', 'blacken'"),
+    (["--algo.pgpo.estimator", "k4"], r"^algo\.pgpo\.estimator: must be one of 'exact', 'k1', 'k2', 'k3'"),
+    (["--algo.pgpo.threshold", "median"], r"^algo\.pgpo\.threshold: must be one of 'fixed', 'quantile'"),
+    (["--algo.blind.mode", "blur"], r"^algo\.blind\.mode: must be one of 'drop', 'mask', 'blacken'"),
+    (["--algo.blind.blacken_probability", "1.5"], r"^algo\.blind\.blacken_probability: must be a number in \[0, 1\]"),
+    (["--algo.pgpo.temperature", "0.5"], r"^algo\.pgpo\.temperature: is set by rollout\.temperature"),
+    (["--algo.tau", "0.3"], r"^algo\.tau: unknown config key .*did you mean algo\.pgpo\.tau"),
     (["--model.dtype", "float16"], r"^model\.dtype: must be one of"),
     (["--optim.lr", "0"], r"^optim\.lr: must lie in \(0, inf\)"),
     (["--optim.betas", "0.9,1.0"], r"^optim\.betas: each beta must lie in \[0, 1\)"),
@@ -159,7 +173,7 @@ def test_override_and_from_dict():
     (["--train.device", "cpu", "--dist.backend", "nccl"], r"^dist\.backend: nccl needs CUDA"),
     (["--eval.num_prompts", "65"], r"^eval\.num_prompts: must be <= data\.eval_size \(64\)"),
     (["--checkpoint.keep_last", "0"], r"^checkpoint\.keep_last: must lie in \[1, inf\)"),
-    (["--data.format", "jsonl"], r"^data\.format: applies to file sources only"),
+    (["--data.format", "jsonl"], r"^data\.format: unknown config key"),  # removed: never read
 ])
 def test_invalid_values_are_rejected_naming_the_field(argv, message):
     with pytest.raises(ConfigError, match=message):
@@ -185,6 +199,12 @@ def test_direct_construction_is_type_checked():
     assert RolloutConfig(temperature=1).temperature == 1.0  # ints are fine for floats
     with pytest.raises(ConfigTypeError, match=r"^rollout: expected a RolloutConfig"):
         Config(rollout={"temperature": 1.0})
+    with pytest.raises(ConfigTypeError, match=r"^algo\.pgpo: expected a PGPOConfig, got dict"):
+        AlgoConfig(pgpo={"tau": 0.3})
+    with pytest.raises(ConfigTypeError, match=r"^algo\.pgpo\.tau: expected a float, got list"):
+        Config.from_dict({"algo": {"pgpo": {"tau": [1]}}})
+    with pytest.raises(ConfigTypeError, match=r"^algo\.pgpo\.conserve_mass: expected a bool"):
+        Config.from_dict({"algo": {"pgpo": {"conserve_mass": 1}}})
 
 
 def test_lora_requires_peft(monkeypatch):
@@ -245,11 +265,18 @@ def test_help_is_grouped_and_describes_every_field(capsys):
     for name, cls in SECTIONS.items():
         assert f"\n{name}:\n" in text, name
         assert " ".join(cls.__doc__.split("\n")[0].split()) in flat
-        for f in dataclasses.fields(cls):
-            assert f"--{name}.{f.name} " in flat
-            assert " ".join(f.metadata["help"].split()) in flat, f"{name}.{f.name}"
+    leaves = leaf_fields()
+    for key, leaf in leaves.items():
+        assert f"--{key} " in flat, key
+        assert " ".join(leaf.help.split()) in flat, key
+    # Every field of the nested configs is a key, except the one another section sets.
+    assert {k for k in leaves if k.startswith("algo.pgpo.")} == \
+        {f"algo.pgpo.{f.name}" for f in dataclasses.fields(PGPOConfig)} - {"algo.pgpo.temperature"}
+    assert {k for k in leaves if k.startswith("algo.blind.")} == \
+        {f"algo.blind.{f.name}" for f in dataclasses.fields(BlindPassConfig)}
     assert "--rollout.top_p FLOAT Nucleus sampling threshold in (0, 1]. [default: 1.0; paper: 0.99]" in flat
-    assert "--algo.blind_pass {drop,mask,blacken}" in flat
+    assert "--algo.blind.mode {drop,mask,blacken}" in flat
+    assert "--algo.pgpo.estimator {exact,k1,k2,k3}" in flat and "paper: k3" in flat
     assert "--optim.grad_clip FLOAT|NONE" in flat
 
 
@@ -267,7 +294,7 @@ def test_paper_presets_hold_the_papers_recipe(name):
     assert (o.lr, o.lr_schedule) == (1e-6, "constant") and not cfg.model.freeze_vision_tower
     assert (cfg.reward.accuracy_weight, cfg.reward.format_weight) == (0.9, 0.1)
     assert (cfg.eval.k, cfg.eval.temperature, cfg.train.epochs) == (8, 1.0, 2.0)
-    assert a.name == "pgpo" and a.estimator == "k3" and a.uses_dynamic_sampling
+    assert a.name == "pgpo" and a.pgpo.estimator == "k3" and a.uses_dynamic_sampling
     core = cfg.pgpo_config()
     assert (core.tau, core.beta, core.clip_low, core.clip_high) == (0.4, 2.0, 0.2, 0.28)
     assert core.aggregation == "token-mean" and core.conserve_mass
@@ -278,11 +305,12 @@ def test_paper_presets_hold_the_papers_recipe(name):
 @pytest.mark.parametrize("name", PAPER)
 def test_paper_presets_agree_with_the_paper_values_in_the_field_metadata(name):
     cfg = preset(name)
-    noted = [(s, f) for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)
-             if "paper" in f.metadata]
-    assert len(noted) >= 10
-    for section, f in noted:
-        assert getattr(getattr(cfg, section), f.name) == f.metadata["paper"], f"{section}.{f.name}"
+    noted = {k: leaf.paper for k, leaf in leaf_fields().items()
+             if leaf.paper is not dataclasses.MISSING}
+    assert len(noted) >= 10 and "algo.pgpo.estimator" in noted
+    flat = cfg.flat()
+    for key, paper in noted.items():
+        assert flat[key] == paper, key
 
 
 def test_paper_preset_checks_the_machine_when_asked(tmp_path):
@@ -300,16 +328,40 @@ def test_paper_preset_checks_the_machine_when_asked(tmp_path):
 # ------------------------------------------------------- algorithm switches
 
 def test_grpo_resolves_to_symmetric_clip_sequence_mean_and_no_dynamic_sampling():
-    algo = AlgoConfig(name="grpo", clip_low=0.15)
-    core = algo.pgpo_config()
+    cfg = load_config(["--algo", "grpo", "--algo.pgpo.clip_low", "0.15"])
+    core, algo = cfg.pgpo_config(), cfg.algo
     assert (core.clip_low, core.clip_high, core.aggregation) == (0.15, 0.15, "seq-mean-token-mean")
     assert (core.tau, core.beta) == (0.0, 0.0) and not algo.uses_dynamic_sampling
     assert not algo.reweights_tokens
-    explicit = AlgoConfig(name="grpo", clip_high=0.3, aggregation="token-mean",
-                          dynamic_sampling=True)
+    assert Config.from_dict({"algo": {"name": "grpo", "pgpo": {"clip_low": 0.15}}}) == cfg
+    assert Config().override(**{"algo.name": "grpo", "algo.pgpo.clip_low": 0.15}) == cfg
+    # The resolved values are what the config holds and prints.
+    assert cfg.to_dict()["algo"]["pgpo"]["clip_high"] == 0.15
+    # clip_high follows clip_low under grpo unless given; given values win.
+    assert cfg.override(**{"algo.pgpo.clip_low": 0.1}).pgpo_config().clip_high == 0.1
+    explicit = load_config(["--algo", "grpo", "--algo.pgpo.clip_high", "0.3",
+                            "--algo.pgpo.aggregation", "token-mean",
+                            "--algo.dynamic_sampling", "true"])
     core = explicit.pgpo_config()
     assert (core.clip_high, core.aggregation) == (0.3, "token-mean")
-    assert explicit.uses_dynamic_sampling
+    assert explicit.algo.uses_dynamic_sampling
+    # Switching back to pgpo restores pgpo's defaults for the values grpo implied.
+    assert cfg.override(**{"algo.name": "pgpo", "algo.pgpo.clip_low": 0.2}).pgpo_config() == \
+        Config().pgpo_config()
+
+
+def test_the_nested_pgpo_config_is_pgpo_cores_at_the_rollout_temperature():
+    cfg = load_config(["--rollout.temperature", "0.7", "--algo.pgpo.tau", "0.3",
+                       "--algo.pgpo.estimator", "k3"])
+    assert isinstance(cfg.algo.pgpo, PGPOConfig)
+    assert cfg.pgpo_config() is cfg.algo.pgpo
+    assert cfg.algo.pgpo == PGPOConfig(tau=0.3, estimator="k3", temperature=0.7)
+    assert "temperature" not in cfg.to_dict()["algo"]["pgpo"]
+    assert cfg.override(**{"rollout.temperature": 0.9}).algo.pgpo.temperature == 0.9
+    # A section or nested config object may be passed whole.
+    blind = BlindPassConfig(mode="blacken", blacken_probability=0.6)
+    assert Config().override(**{"algo.blind": blind}).algo.blind == blind
+    assert Config().override(algo={"blind": {"mode": "mask"}}).algo.blind.mode == "mask"
 
 
 @pytest.mark.parametrize("name, expected", [

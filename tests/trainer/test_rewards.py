@@ -84,13 +84,60 @@ def test_normalize_answer(raw, expected):
         ("A", "B", False),
         ("", "", False),  # empty answers never match
         ("nan", "nan", True),  # identical text matches; no numeric NaN comparison
-        ("50%", "50", False),
+        ("50%", "50", True),  # math-verify: a percentage may be given without its sign
         ("1/0", "1/0", True),
         ("1/0", "inf", False),
+        ("0.333333", "1/3", False),  # rounded to FLOAT_ROUNDING places, not math-verify's 6
+        ("left", "felt", False),  # words are text, not products of symbols l*e*f*t
+        ("no", "on", False),
+        (r"x+1", "1+x", True),
+        (r"2\sqrt{221}", r"\sqrt{884}", True),
+        (r"\{1,2\}", r"\{2,1\}", True),  # sets
+        (r"y=5", r"x=5", False),
+        (r"60^\circ", "30", False),
+        (r"x>5", "5", False),
     ],
 )
 def test_answers_match(prediction, answer, expected):
     assert answers_match(prediction, answer) is expected
+
+
+# Pairs the hand-written normaliser scored wrong (issue 8); math-verify gets them right.
+EQUIVALENT = [
+    (r"30^\circ", "30"),
+    ("x=5", "5"),
+    (r"50\%", "50"),
+    (r"\pi/2", r"\frac{\pi}{2}"),
+    (r"\frac{\sqrt{3}}{2}", r"\frac{\sqrt3}{2}"),
+]
+
+
+@pytest.mark.parametrize("prediction, answer", EQUIVALENT)
+def test_mathematically_equal_answers_match(prediction, answer):
+    assert answers_match(prediction, answer)
+    assert accuracy_reward(f"<think>..</think> \\boxed{{{prediction}}}", answer) == 1.0
+    assert not answers_match(prediction, "7")
+
+
+def test_answers_match_off_the_main_thread():
+    """math-verify's time limit uses SIGALRM (main thread only): other threads hand the
+    comparison to a worker process, with the same results."""
+    import concurrent.futures
+
+    cases = EQUIVALENT + [("7", "8"), ("left", "felt")]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda c: answers_match(*c), cases))
+    assert got == [True] * len(EQUIVALENT) + [False, False]
+
+
+def test_a_comparison_that_does_not_finish_counts_as_wrong():
+    import time
+
+    from reference_impl import rewards
+
+    start = time.perf_counter()
+    assert not answers_match("9^{9^{9}}", "5")  # sympy would evaluate 9**387420489
+    assert time.perf_counter() - start < 6 * rewards.MATH_VERIFY_TIMEOUT
 
 
 @pytest.mark.parametrize(
@@ -105,7 +152,12 @@ def test_answers_match(prediction, answer, expected):
         (r"<think>\boxed{3}</think> so 3", 0.0),  # the box must come after </think>
         (r"I think <think>x</think> \boxed{3}", 0.0),  # think must come first
         (r"<think>x \boxed{3}", 0.0),  # think never closed
-        (r"<think>a</think><think>b</think>\boxed{3}", 0.0),  # two think blocks
+        (r"<think>a</think><think>b</think>\boxed{3}", 1.0),  # reasoning in two blocks
+        (r"<think>a</think> so <think>b</think> \boxed{3}", 1.0),
+        (r"<think>a<think>b</think></think>\boxed{3}", 0.0),  # nested blocks
+        (r"<think>a</think>\boxed{3}<think>b</think>", 0.0),  # no answer after the last block
+        (r"<think>a</think><think>b \boxed{3}", 0.0),  # second block never closed
+        (r"<think>a</think></think>\boxed{3}", 0.0),  # stray closing tag
         (r"</think><think>x</think>\boxed{3}", 0.0),
         (r"<think>x</think> \boxed{3", 0.0),  # unbalanced box
         (r"<think>x</think> \boxed{3} \boxed{4", 0.0),  # last box unbalanced

@@ -11,6 +11,7 @@ full logits.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -21,6 +22,7 @@ from datasets import Dataset
 from PIL import Image
 
 import pgpo_core
+from pgpo_torch.blind_pass import BlindPassConfig
 from pgpo_torch.tiny import build_tiny_model, build_tiny_processor
 from pgpo_torch.trl import PGPOConfig, PGPOTrainer
 
@@ -197,27 +199,61 @@ def test_config_defaults_follow_the_paper(tmp_path):
     args = PGPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True)
     assert isinstance(args, trl.GRPOConfig)
     assert (args.loss_type, args.epsilon, args.epsilon_high, args.beta) == ("dapo", 0.2, 0.28, 0.0)
-    assert (args.pgpo_tau, args.pgpo_beta, args.pgpo_estimator, args.pgpo_blind_pass) == \
-        (0.4, 2.0, "exact", "drop")
+    assert args.pgpo == pgpo_core.PGPOConfig(tau=0.4, beta=2.0, estimator="exact",
+                                             clip_low=0.2, clip_high=0.28,
+                                             temperature=args.temperature)
+    assert args.blind_pass == BlindPassConfig(mode="drop", blacken_probability=0.5)
     assert args.use_liger_loss is False
-    core = args.pgpo_core_config()
-    assert core == pgpo_core.PGPOConfig(tau=0.4, beta=2.0, estimator="exact", clip_low=0.2,
-                                        clip_high=0.28, temperature=args.temperature)
 
 
-@pytest.mark.parametrize("field, value, error, match", [
-    ("pgpo_tau", 1.5, ValueError, r"^pgpo_tau: must lie in \[0.0, 1.0\]"),
-    ("pgpo_beta", -1.0, ValueError, r"^pgpo_beta: must be >= 0"),
-    ("pgpo_estimator", "k4", ValueError, r"^pgpo_estimator: must be one of"),
-    ("pgpo_threshold", "median", ValueError, r"^pgpo_threshold: must be one of"),
-    ("pgpo_chunk_size", 0, ValueError, r"^pgpo_chunk_size: must be a positive int"),
-    ("pgpo_conserve_mass", 1, TypeError, r"^pgpo_conserve_mass: expected a bool"),
-    ("pgpo_blind_pass", "blur", ValueError, r"^pgpo_blind_pass: must be one of 'drop'"),
-    ("pgpo_blacken_prob", 1.5, ValueError, r"^pgpo_blacken_prob: must be a number in \[0, 1\]"),
+def test_nested_configs_take_objects_dicts_json_and_trl_settings(tmp_path):
+    common = dict(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    expected = pgpo_core.PGPOConfig(tau=0.3, estimator="k3", temperature=0.7, clip_low=0.1,
+                                    clip_high=0.3)
+    trl_side = dict(temperature=0.7, epsilon=0.1, epsilon_high=0.3)
+    for given in (pgpo_core.PGPOConfig(tau=0.3, estimator="k3"), {"tau": 0.3, "estimator": "k3"},
+                  '{"tau": 0.3, "estimator": "k3"}'):
+        assert PGPOConfig(**common, **trl_side, pgpo=given).pgpo == expected
+    # epsilon_high=None: TRL clips symmetrically, and so does the core config.
+    assert PGPOConfig(**common, epsilon=0.1, epsilon_high=None).pgpo.clip_high == 0.1
+    for given in (BlindPassConfig(mode="blacken", blacken_probability=0.6),
+                  {"mode": "blacken", "blacken_probability": 0.6},
+                  '{"mode": "blacken", "blacken_probability": 0.6}'):
+        assert PGPOConfig(**common, blind_pass=given).blind_pass == \
+            BlindPassConfig(mode="blacken", blacken_probability=0.6)
+    assert PGPOConfig(**common, blind_pass="mask").blind_pass == BlindPassConfig(mode="mask")
+    # TRL's argument parser reads them as JSON strings; its JSON dump writes them as dicts.
+    parsed, = trl.TrlParser((PGPOConfig,)).parse_args_into_dataclasses(
+        ["--output_dir", str(tmp_path), "--use_cpu", "--report_to", "none",
+         "--pgpo", '{"tau": 0.25}', "--blind_pass", "mask"])
+    assert parsed.pgpo.tau == 0.25 and parsed.blind_pass.mode == "mask"
+    dumped = json.loads(parsed.to_json_string())
+    assert dumped["pgpo"]["tau"] == 0.25 and dumped["blind_pass"]["mode"] == "mask"
+
+
+@pytest.mark.parametrize("settings, error, match", [
+    (dict(pgpo={"tau": 1.5}), ValueError, r"^pgpo\.tau: must lie in \[0.0, 1.0\]"),
+    (dict(pgpo={"beta": -1.0}), ValueError, r"^pgpo\.beta: must be >= 0"),
+    (dict(pgpo={"estimator": "k4"}), ValueError, r"^pgpo\.estimator: must be one of"),
+    (dict(pgpo={"threshold": "median"}), ValueError, r"^pgpo\.threshold: must be one of"),
+    (dict(pgpo={"chunk_size": 0}), ValueError, r"^pgpo\.chunk_size: must be a positive int"),
+    (dict(pgpo={"conserve_mass": 1}), TypeError, r"^pgpo\.conserve_mass: expected a bool"),
+    (dict(pgpo={"tua": 0.3}), ValueError, r"^pgpo\.tua: unknown field of PGPOConfig"),
+    (dict(pgpo="{tau: 0.3}"), ValueError, r"^pgpo: not a JSON object"),
+    (dict(pgpo=0.3), TypeError, r"^pgpo: expected a PGPOConfig, a dict or a JSON string"),
+    (dict(pgpo={"clip_high": 0.3}), ValueError,
+     r"^pgpo\.clip_high: TRL's epsilon_high sets it .*set epsilon_high instead"),
+    (dict(pgpo={"temperature": 0.5}), ValueError, r"^pgpo\.temperature: TRL's temperature"),
+    (dict(pgpo={"aggregation": "seq-mean-token-sum"}), ValueError,
+     r"^pgpo\.aggregation: not used by TRL's loss"),
+    (dict(epsilon=1.5), ValueError, r"^epsilon: must lie in"),
+    (dict(blind_pass="blur"), ValueError, r"^blind_pass\.mode: must be one of 'drop'"),
+    (dict(blind_pass={"mode": "blacken", "blacken_probability": 1.5}), ValueError,
+     r"^blind_pass\.blacken_probability: must be a number in \[0, 1\]"),
 ])
-def test_config_errors_name_the_field(tmp_path, field, value, error, match):
+def test_config_errors_name_the_field(tmp_path, settings, error, match):
     with pytest.raises(error, match=match):
-        PGPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, **{field: value})
+        PGPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, **settings)
 
 
 def test_liger_loss_is_refused_with_a_clear_message(tmp_path, processor):
@@ -260,10 +296,10 @@ def test_setups_without_images_or_pgpo_config_are_refused(tmp_path, processor):
 def test_masked_blind_pass_with_flash_attention_is_refused(tmp_path, processor):
     model = _model(processor)
     model.config._attn_implementation = "flash_attention_2"  # refused before any forward
-    with pytest.raises(ValueError, match=r"^pgpo_blind_pass: 'mask' needs a 4-D attention "
+    with pytest.raises(ValueError, match=r"^blind_pass\.mode: 'mask' needs a 4-D attention "
                                          r"mask.*'flash_attention_2'"):
         PGPOTrainer(model=model, reward_funcs=_reward,
-                    args=_args(tmp_path, pgpo_blind_pass="mask"),
+                    args=_args(tmp_path, blind_pass="mask"),
                     train_dataset=_dataset(), processing_class=processor)
 
 
@@ -277,7 +313,7 @@ def test_training_runs_and_the_loss_sees_pgpo_advantages(tmp_path, monkeypatch, 
                                                          estimator, blind, images_per_row):
     rec = Recorder(monkeypatch)
     # The first case keeps TRL's default gradient checkpointing (the passes switch it off).
-    args = _args(tmp_path, pgpo_estimator=estimator, pgpo_blind_pass=blind, pgpo_chunk_size=5,
+    args = _args(tmp_path, pgpo={"estimator": estimator, "chunk_size": 5}, blind_pass=blind,
                  gradient_checkpointing=estimator == "exact")
     model = _model(processor)
     before = [p.detach().clone() for p in model.parameters()]
@@ -308,7 +344,7 @@ def test_training_runs_and_the_loss_sees_pgpo_advantages(tmp_path, monkeypatch, 
     # The advantages are Eq. 8 of TRL's advantages and that dependency. (Checked on the
     # recorded dependency: Eq. 5 min-max normalises S per response, which multiplies S's
     # float32 noise by 1 / (max S - min S), ~1e3 here.)
-    weight_kwargs = args.pgpo_core_config().weight_kwargs()
+    weight_kwargs = args.pgpo.weight_kwargs()
     expected = pgpo_core.reshape_advantages(raw["advantages"], out["pgpo_dependency"], mask,
                                             **weight_kwargs)
     torch.testing.assert_close(out["advantages"], expected, rtol=0, atol=0)
@@ -358,10 +394,10 @@ def test_every_trl_loss_type_trains_on_token_advantages(tmp_path, monkeypatch, p
 
 @pytest.mark.slow
 def test_blackened_blind_pass_with_every_patch_black(tmp_path, monkeypatch, processor):
-    """pgpo_blind_pass="blacken" with probability 1: the blind pass sees a black image."""
+    """Blind-pass mode "blacken" with probability 1: the blind pass sees a black image."""
     rec = Recorder(monkeypatch)
-    args = _args(tmp_path, pgpo_blind_pass="blacken", pgpo_blacken_prob=1.0,
-                 pgpo_estimator="k3", max_steps=1)
+    args = _args(tmp_path, blind_pass=BlindPassConfig(mode="blacken", blacken_probability=1.0),
+                 pgpo=pgpo_core.PGPOConfig(estimator="k3"), max_steps=1)
     trainer = _train(PGPOTrainer, _model(processor), processor, args)
     assert trainer.state.global_step == 1
     out, raw = rec.pgpo_outputs[0], rec.trl_outputs[0]
@@ -373,13 +409,13 @@ def test_blackened_blind_pass_with_every_patch_black(tmp_path, monkeypatch, proc
     torch.testing.assert_close(
         out["advantages"],
         pgpo_core.reshape_advantages(raw["advantages"], out["pgpo_dependency"], mask,
-                                     **args.pgpo_core_config().weight_kwargs()),
+                                     **args.pgpo.weight_kwargs()),
         rtol=0, atol=0)
 
 
 @pytest.mark.slow
 def test_tau_0_beta_0_is_trl_grpo(tmp_path, monkeypatch, processor):
-    """pgpo_tau=0, pgpo_beta=0 gives w~ = 1: the same rollouts, advantages, losses and
+    """pgpo tau=0, beta=0 gives w~ = 1: the same rollouts, advantages, losses and
     weights as TRL's GRPOTrainer with the same settings."""
     rec = Recorder(monkeypatch)
     grpo_model, pgpo_model = _model(processor), _model(processor)
@@ -387,7 +423,7 @@ def test_tau_0_beta_0_is_trl_grpo(tmp_path, monkeypatch, processor):
                   _args(tmp_path / "grpo", config_class=trl.GRPOConfig))
     n_loss = len(rec.loss_inputs)
     pgpo = _train(PGPOTrainer, pgpo_model, processor,
-                  _args(tmp_path / "pgpo", pgpo_tau=0.0, pgpo_beta=0.0))
+                  _args(tmp_path / "pgpo", pgpo=pgpo_core.PGPOConfig(tau=0.0, beta=0.0)))
     assert len(rec.trl_outputs) == 2 and len(rec.pgpo_outputs) == 1
     grpo_raw, pgpo_raw = rec.trl_outputs
     torch.testing.assert_close(pgpo_raw["completion_ids"], grpo_raw["completion_ids"],
