@@ -39,7 +39,7 @@ from PIL import Image, ImageDraw
 
 from reference_impl.data import COLORS, Example, ExampleSampler
 
-__all__ = ["ChainCountTask", "chain_facts", "perception_accuracy"]
+__all__ = ["ChainCountTask", "chain_facts", "perception_accuracy", "perception_token_mask"]
 
 _SPLITS = {"train": 0, "heldout": 1}
 _BACKGROUND = (255, 255, 255)
@@ -187,3 +187,17 @@ def perception_accuracy(text: str, facts: dict[str, int]) -> float:
     """Fraction of the image facts that a response states correctly (0 when unstated)."""
     stated = chain_facts(text, list(facts))
     return sum(stated[c] == n for c, n in facts.items()) / len(facts)
+
+
+def perception_token_mask(tokens: Sequence[str], colours: Sequence[str]) -> list[bool]:
+    """Which of a response's decoded ``tokens`` state a count read off the image: the
+    digit tokens that directly follow a fact phrase's colour (``red: 3``, ``the red count
+    is 3``, ``red squares: 3``)."""
+    names = "|".join(re.escape(c) for c in colours)
+    before = re.compile(rf"(?:(?:{names})(?: squares)?:|the (?:{names}) count is) ?$")
+    text, mask = "", []
+    for token in tokens:
+        mask.append(bool(token.strip()) and token.strip().isdigit()
+                    and before.search(text + token[:len(token) - len(token.lstrip())]) is not None)
+        text += token
+    return mask

@@ -189,6 +189,8 @@ def write_tables(results: dict[str, list[dict[str, float]]], path: str, *, heade
                   "| algo | gradient SNR | cosine to mean | visual share of grad norm |",
                   "|---|---:|---:|---:|"]
         for algo, per_seed in probe.items():
+            if not per_seed:
+                continue
             lines.append(f"| {algo} | " + " | ".join(
                 _cell([s[k]["estimate"] for s in per_seed], ".4f" if k == "snr" else ".3f")
                 for k in ("snr", "cosine", "visual_share")) + " |")
@@ -290,7 +292,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               "--out", os.path.join(args.out, f"probe-seed{seed}")])
             timings[f"probe-seed{seed}"] = time.perf_counter() - start
             for algo, r in next(iter(got.values())).items():
-                probe[algo].append(r)
+                if "snr" in r:  # else: fewer than 2 informative batches at this checkpoint
+                    probe[algo].append(r)
         for algo in algos:
             run_dir = os.path.join(args.out, f"{algo}-seed{seed}")
             start = time.perf_counter()

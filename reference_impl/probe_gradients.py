@@ -75,8 +75,12 @@ def leave_one_out_cosines(grads: np.ndarray) -> np.ndarray:
 def summarize_gradients(grads: np.ndarray, visual: np.ndarray, other: np.ndarray, *,
                         seed: int = 0) -> dict[str, Any]:
     """The probe's statistics for one algorithm: rows are batches, ``grads = visual +
-    other``. Intervals are 95% percentile bootstraps over batches."""
+    other``. Intervals are 95% percentile bootstraps over batches. With fewer than two
+    batches there is no variance to measure: only ``batches`` is returned."""
     from reference_impl.stats import bootstrap_interval
+
+    if len(grads) < 2:
+        return {"batches": int(len(grads))}
 
     norm_v, norm_o = np.linalg.norm(visual, axis=1), np.linalg.norm(other, axis=1)
     share = np.divide(norm_v, norm_v + norm_o, out=np.zeros_like(norm_v),
@@ -105,9 +109,13 @@ def _algo_settings(overrides: Sequence[str], algo: str):
 
 
 def probe_checkpoint(trainer, settings: dict[str, tuple[Any, bool]], *, batches: int,
-                     ) -> dict[str, dict[str, np.ndarray]]:
+                     max_draws: int | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Per algorithm, ``{"grad", "visual", "other"}`` arrays of shape (K, D): the gradient
-    on each of ``batches`` rollout batches, and its visually dependent / other parts."""
+    on each of ``batches`` rollout batches, and its visually dependent / other parts.
+
+    A draw in which no group is informative (all rewards equal in every group, so the
+    trainer would not update) is not a batch; after ``max_draws`` draws (default
+    ``4 * batches``) the probe stops with the batches it has, possibly fewer than K."""
     import torch
 
     import pgpo_core
@@ -118,7 +126,9 @@ def probe_checkpoint(trainer, settings: dict[str, tuple[Any, bool]], *, batches:
     out: dict[str, dict[str, list[np.ndarray]]] = {a: {"grad": [], "visual": [], "other": []}
                                                    for a in settings}
     drawn = 0
-    while drawn < batches:
+    for _ in range(4 * batches if max_draws is None else max_draws):
+        if drawn == batches:
+            break
         batch, cols, _ = trainer.collect()
         if batch is None:  # no informative group in this draw: nothing to learn from
             continue
@@ -148,7 +158,8 @@ def probe_checkpoint(trainer, settings: dict[str, tuple[Any, bool]], *, batches:
             out[algo]["visual"].append(parts[0])
             out[algo]["other"].append(parts[1])
             out[algo]["grad"].append(parts[0] + parts[1])
-    return {a: {k: np.stack(v) for k, v in d.items()} for a, d in out.items()}
+    return {a: {k: (np.stack(v) if v else np.zeros((0, 0))) for k, v in d.items()}
+            for a, d in out.items()}
 
 
 def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -159,6 +170,10 @@ def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
              "grad norm |", "|---|---|---:|---:|---:|---:|"]
     for ckpt, per_algo in results.items():
         for algo, r in per_algo.items():
+            if "snr" not in r:
+                lines.append(f"| {ckpt} | {algo} | fewer than 2 informative batches "
+                             f"({r['batches']}) | | | |")
+                continue
             lines.append(f"| {ckpt} | {algo} | {cell(r['snr'], '.4f')} | {cell(r['cosine'])} | "
                          f"{cell(r['visual_share'])} | {cell(r['grad_norm'], '.3g')} |")
     return "\n".join(lines) + "\n"

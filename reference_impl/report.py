@@ -89,16 +89,19 @@ def write_samples_html(samples: Sequence[dict[str, Any]], out_html: str | os.Pat
     """An HTML page with one card per sample: the image, the question, the reference
     answer, the reward, and the response with each token's background shaded by ``S_t``
     (hover a token for its value). ``samples`` hold ``tokens`` and ``dependency`` (equal
-    lengths), ``question``, ``answer``, ``reward`` and optionally a PIL ``image``."""
+    lengths), ``question``, ``answer``, ``reward``, optionally a PIL ``image`` and a
+    ``perception`` mask of the tokens that state a fact read off the image (underlined)."""
     top = max((max(s["dependency"], default=0.0) for s in samples), default=0.0)
     cards = []
     for s in samples:
         if len(s["tokens"]) != len(s["dependency"]):
             raise ValueError("samples: tokens and dependency differ in length")
+        marked = s.get("perception") or [False] * len(s["tokens"])
         spans = "".join(
-            f'<span title="S={d:.4g}" style="background:{_colour(d, top)}">'
+            f'<span title="S={d:.4g}" style="background:{_colour(d, top)}"'
+            f'{" class=perc" if m else ""}>'
             f"{html.escape(t).replace(chr(10), '&#8629;<br>')}</span>"
-            for t, d in zip(s["tokens"], s["dependency"]))
+            for t, d, m in zip(s["tokens"], s["dependency"], marked))
         cards.append(
             '<div class="card">'
             f'<div class="img">{_image_tag(s.get("image"))}</div>'
@@ -113,12 +116,14 @@ body {{ font-family: sans-serif; max-width: 960px; margin: 2em auto; }}
 .card {{ display: flex; gap: 1em; border: 1px solid #ccc; padding: .8em; margin: .8em 0; }}
 .resp {{ font-family: monospace; white-space: pre-wrap; line-height: 1.6; }}
 .resp span {{ border-radius: 2px; }}
+.resp span.perc {{ text-decoration: underline; text-decoration-thickness: 2px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>Each response token is shaded by its visual dependency
 S<sub>t</sub> = KL(&pi;(&middot;|image, text) || &pi;(&middot;|text)) (PGPO Eq. 1):
 white = the image does not change the next-token distribution, red = the largest
-dependency on this page (S = {top:.4g}). Hover a token for its value.</p>
+dependency on this page (S = {top:.4g}). Hover a token for its value. Underlined: tokens
+that state a fact read off the image (where the task knows them).</p>
 {''.join(cards)}
 </body></html>
 """

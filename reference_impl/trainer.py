@@ -589,15 +589,19 @@ class Trainer:
             dep = self._pgpo_advantages(
                 sub, torch.zeros(sub.size, device=self.device),
                 self.pgpo.replace(estimator="exact")).dependency
+        from reference_impl.chains import perception_token_mask
+
         tok = self.processor.tokenizer
         out = []
         for j, r in enumerate(rows):
             m = sub.response_mask[j]
             ids = sub.responses[j][m].tolist()
+            tokens = [tok.decode([i]) for i in ids]
+            facts = examples[r // k].facts
             out.append({"question": examples[r // k].question, "answer": batch.answers[r],
                         "reward": float(reward[r]), "image": examples[r // k].image,
-                        "tokens": [tok.decode([i]) for i in ids],
-                        "dependency": dep[j][m].tolist()})
+                        "tokens": tokens, "dependency": dep[j][m].tolist(),
+                        "perception": perception_token_mask(tokens, list(facts)) if facts else None})
         return out
 
     # ------------------------------------------------------------------ state
@@ -654,14 +658,23 @@ class Trainer:
                              f"processes, resumed with {self.env.world_size}")
         if self.wrap_kind == "fsdp2":
             from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                                 set_model_state_dict,
                                                                  set_state_dict)
-            set_state_dict(self.model, self.optimizer, model_state_dict=c.model_state,
-                           optim_state_dict=c.optimizer_state,
-                           options=StateDictOptions(full_state_dict=True))
+            options = StateDictOptions(full_state_dict=True)
+            if int(extra["step"]) > 0:
+                set_state_dict(self.model, self.optimizer, model_state_dict=c.model_state,
+                               optim_state_dict=c.optimizer_state, options=options)
+            else:
+                set_model_state_dict(self.model, c.model_state, options=options)
         else:
             self.policy.load_state_dict(c.model_state)
-            self.optimizer.load_state_dict(c.optimizer_state)
-        self.scheduler.load_state_dict(c.scheduler_state)
+            if int(extra["step"]) > 0:
+                self.optimizer.load_state_dict(c.optimizer_state)
+        # Before the first RL step (a warm-up checkpoint) the RL optimiser and schedule
+        # have done nothing: they stay as this run's config built them, so RL runs that
+        # start from one warm-up may use their own optim.* settings.
+        if int(extra["step"]) > 0:
+            self.scheduler.load_state_dict(c.scheduler_state)
         ckpt.restore_rng_state(c.rng_state["per_rank"][self.env.rank], strict=False)
         self.train_data.load_state_dict(c.data_state)
         self.step = int(extra["step"])
@@ -735,6 +748,11 @@ class Trainer:
             logger.log(self.step, {**ev, "phase": "final"}, kind="eval")
             logger.write(f"eval (final) @ step {self.step}: {_fmt(ev)}")
             summary["eval_final"] = ev
+            concentration = _dependency_concentration(self.last_samples)
+            if concentration:
+                summary["dependency_on_perception_tokens"] = concentration
+                logger.write("visual dependency of the final samples: "
+                             + _fmt(concentration))
             if warmed_up_per_prompt and len(warmed_up_per_prompt) == len(self.last_eval_per_prompt):
                 # RL's own effect: the same held-out prompts after RL and after the
                 # warm-up, a paired t-interval over prompts (eval sampling noise included).
@@ -827,6 +845,21 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def _dependency_concentration(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """Where the visual dependency of sampled responses sits, for tasks that mark their
+    perception tokens: mean ``S`` on those tokens and on the others, and how often a
+    response's most dependent token is a perception token (empty if none are marked)."""
+    marked = [s for s in samples if s.get("perception") and any(s["perception"])]
+    if not marked:
+        return {}
+    on = [d for s in marked for d, m in zip(s["dependency"], s["perception"]) if m]
+    off = [d for s in marked for d, m in zip(s["dependency"], s["perception"]) if not m]
+    top = [s["perception"][int(np.argmax(s["dependency"]))] for s in marked]
+    return {"mean_S_perception_tokens": float(np.mean(on)),
+            "mean_S_other_tokens": float(np.mean(off)) if off else 0.0,
+            "top_token_is_perception_frac": float(np.mean(top)), "responses": len(marked)}
 
 
 def _fmt(metrics: dict[str, float]) -> str:
