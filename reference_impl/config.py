@@ -309,7 +309,7 @@ class DataConfig(_Section):
     eval_source: Optional[str] = _field(
         None, "Separate held-out file; none holds out eval_size prompts of source "
               "(synthetic: a disjoint seed).")
-    eval_size: int = _field(64, "Number of held-out prompts.")
+    eval_size: int = _field(256, "Number of held-out prompts.")
     shuffle: bool = _field(True, "Shuffle the training prompts every epoch (seeded).")
     synthetic_task: Literal["chain", "simple"] = _field(
         "chain", "Synthetic task: 'chain' (count squares of 2-3 colours, then add: perception "
@@ -364,7 +364,7 @@ class RolloutConfig(_Section):
         256, "Longest prompt in tokens, image tokens included; longer prompts are skipped "
              "and counted.")
     max_response_length: int = _field(
-        48, "Most tokens generated per response.", paper=2048)
+        72, "Most tokens generated per response.", paper=2048)
     temperature: float = _field(1.0, "Sampling temperature (> 0).")
     top_p: float = _field(1.0, "Nucleus sampling threshold in (0, 1].", paper=0.99)
     backend: Literal["auto", "hf", "vllm"] = _field(
@@ -578,7 +578,7 @@ class EvalConfig(_Section):
 
     _section: ClassVar[str] = "eval"
 
-    every: int = _field(20, "Evaluate every this many RL steps; 0 = only at the end.")
+    every: int = _field(25, "Evaluate every this many RL steps; 0 = only at the end.")
     at_start: bool = _field(True, "Also evaluate before the first step (the untrained baseline).")
     num_prompts: Optional[int] = _field(
         None, "Held-out prompts per evaluation; none = all data.eval_size.")
@@ -600,7 +600,7 @@ class CheckpointConfig(_Section):
 
     _section: ClassVar[str] = "checkpoint"
 
-    every: int = _field(20, "Save every this many RL steps (and at the end, and on SIGTERM); "
+    every: int = _field(25, "Save every this many RL steps (and at the end, and on SIGTERM); "
                             "0 = only at the end.")
     keep_last: Optional[int] = _field(2, "Checkpoints to keep; none = all.")
     resume: Optional[str] = _field(

@@ -171,7 +171,7 @@ def test_override_and_from_dict():
     (["--model.path", "/m", "--data.source", "/d.jsonl"], r"^model\.sft_warmup_steps: .*tiny model"),
     (["--train.device", "cpu", "--rollout.backend", "vllm"], r"^rollout\.backend: vllm needs CUDA"),
     (["--train.device", "cpu", "--dist.backend", "nccl"], r"^dist\.backend: nccl needs CUDA"),
-    (["--eval.num_prompts", "65"], r"^eval\.num_prompts: must be <= data\.eval_size \(64\)"),
+    (["--eval.num_prompts", "257"], r"^eval\.num_prompts: must be <= data\.eval_size \(256\)"),
     (["--checkpoint.keep_last", "0"], r"^checkpoint\.keep_last: must lie in \[1, inf\)"),
     (["--data.format", "jsonl"], r"^data\.format: unknown config key"),  # removed: never read
 ])
