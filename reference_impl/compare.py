@@ -184,8 +184,11 @@ def write_tables(results: dict[str, list[dict[str, float]]], path: str, *, heade
                              f"{iv['estimate']:+.3f} [{iv['low']:+.3f}, {iv['high']:+.3f}]")
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if probe:
+        k = next(iter(next(iter(probe.values()))), {}).get("batches", 0)
         lines += ["", "Gradient probe at each seed's warm-up checkpoint (the same rollout "
-                      "batches for every algorithm; mean over seeds [95% CI]):", "",
+                      "batches for every algorithm; mean over seeds [95% CI]; K = "
+                      f"{k} batches, so pure noise would give an SNR of about "
+                      f"{1 / max(k - 1, 1):.3f}):", "",
                   "| algo | gradient SNR | cosine to mean | visual share of grad norm |",
                   "|---|---:|---:|---:|"]
         for algo, per_seed in probe.items():

@@ -16,8 +16,12 @@ with the algorithm's own aggregation (``pgpo_core.policy_loss`` with ``logp_old 
 Over the ``K`` batches it reports, each with a 95% percentile-bootstrap interval over
 batches:
 
-* ``snr``: gradient signal-to-noise ``||E g||^2 / E ||g - E g||^2``. It is invariant to a
-  constant rescaling of the gradient, so it compares directions, not step sizes.
+* ``snr``: gradient signal-to-noise ``||E g||^2 / E ||g - E g||^2`` with sample means over
+  the K batches (the plug-in estimate). It is invariant to a constant rescaling of the
+  gradient, so it compares directions, not step sizes. Its floor is ``1 / (K - 1)``: the
+  value for gradients that are pure noise (the sample mean keeps ``1/K`` of the noise).
+  Its percentile-bootstrap interval is approximate (a resample repeats batches, which
+  shrinks the noise term); compare algorithms on the same batches, or over seeds.
 * ``cosine``: each batch gradient's cosine to the mean of the *other* batches (leave one
   out, so a batch is not compared with itself).
 * ``visual_share``: ``||g_vis|| / (||g_vis|| + ||g_other||)``, where ``g_vis`` is the part
@@ -166,15 +170,17 @@ def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     def cell(iv: dict[str, float], fmt: str = ".3f") -> str:
         return f"{iv['estimate']:{fmt}} [{iv['low']:{fmt}}, {iv['high']:{fmt}}]"
 
-    lines = ["| checkpoint | algo | gradient SNR | cosine to mean | visual share of norm | "
-             "grad norm |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| checkpoint | algo | gradient SNR (pure-noise floor 1/(K-1)) | cosine to mean | "
+             "visual share of norm | grad norm |", "|---|---|---:|---:|---:|---:|"]
     for ckpt, per_algo in results.items():
         for algo, r in per_algo.items():
             if "snr" not in r:
                 lines.append(f"| {ckpt} | {algo} | fewer than 2 informative batches "
                              f"({r['batches']}) | | | |")
                 continue
-            lines.append(f"| {ckpt} | {algo} | {cell(r['snr'], '.4f')} | {cell(r['cosine'])} | "
+            floor = 1 / (r["batches"] - 1)
+            lines.append(f"| {ckpt} | {algo} | {cell(r['snr'], '.3f')} ({floor:.3f}) | "
+                         f"{cell(r['cosine'])} | "
                          f"{cell(r['visual_share'])} | {cell(r['grad_norm'], '.3g')} |")
     return "\n".join(lines) + "\n"
 
