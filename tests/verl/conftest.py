@@ -121,7 +121,9 @@ def verl_worker(tiny):
     model_config = HFModelConfig(path=tiny[2], use_remove_padding=False,
                                  enable_gradient_checkpointing=False,
                                  override_config={"attn_implementation": "sdpa"})
+    # float32 compute (no bf16 autocast), so the engine can be compared at 2e-5.
     engine_config = FSDPEngineConfig(strategy="fsdp2", use_dynamic_bsz=False, dtype="float32",
+                                     mixed_precision={"param_dtype": "fp32"},
                                      micro_batch_size_per_gpu=2,
                                      infer_micro_batch_size_per_gpu=2,
                                      use_torch_compile=False)
