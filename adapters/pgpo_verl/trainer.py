@@ -78,6 +78,11 @@ class PGPORayTrainer(RayPPOTrainer):
             raise ValueError("algorithm.rollout_correction.bypass_mode: PGPO computes the "
                              "dependency next to the recomputed old log-probs; bypass mode "
                              "skips them. Set it to false.")
+        groups = self.config.algorithm.get("filter_groups", None)
+        if groups is not None and groups.get("enable", False):
+            raise ValueError("algorithm.filter_groups.enable: verl 0.9's RayPPOTrainer loop "
+                             "does not apply DAPO's dynamic sampling (only its v1 trainer "
+                             "does); set it to false")
         self._pgpo_ids = pgpo_token_ids(self.processor, self.tokenizer)
 
     # -- hook 1: dependency next to the old log-probs ----------------------------------------
