@@ -77,6 +77,7 @@ def exact_dependency(engine, visual: TensorDict, blind: TensorDict, *,
         torch.autocast(device_type=get_device_name(), dtype=autocast_dtype)
     n_chunks = (len(visual) + micro - 1) // micro
     out = []
+    weight = bias = None
     for mb_visual, mb_blind in zip(tu.chunk_tensordict(visual, n_chunks),
                                    tu.chunk_tensordict(blind, n_chunks), strict=True):
         captured: dict[str, torch.Tensor] = {}
@@ -98,9 +99,11 @@ def exact_dependency(engine, visual: TensorDict, blind: TensorDict, *,
                 handle.remove()
             hiddens.append(_response_hidden(captured[name], mb, remove_padding=remove_padding))
         mask = mb_visual["response_mask"].bool().to(hiddens[0].device)
-        bias = None if getattr(head, "bias", None) is None else _full(head.bias)
+        if weight is None:  # gathered once per call (a collective under FSDP), after a forward
+            weight = _full(head.weight)
+            bias = None if getattr(head, "bias", None) is None else _full(head.bias)
         out.append(dependency_from_hidden_states(
-            hiddens[0], hiddens[1].to(hiddens[0].dtype), _full(head.weight), mask,
+            hiddens[0], hiddens[1].to(hiddens[0].dtype), weight, mask,
             temperature=float(temperature), chunk_size=chunk_size, lm_head_bias=bias).cpu())
     width = max(d.shape[1] for d in out)
     return torch.cat([torch.nn.functional.pad(d, (0, width - d.shape[1])) for d in out])

@@ -71,3 +71,21 @@ def test_verl_version_pin():
     for other in ("0.10.0", "0.8.2", "1.0"):
         with pytest.raises(ImportError, match="verl 0.9.x only"):
             check_verl_version(other)
+
+
+def test_task_runner_uses_pgpo_worker_and_trainer():
+    """main_pgpo's Ray actor is verl's TaskRunner with PGPO's worker class for the actor
+    role (built here without starting Ray)."""
+    from verl.trainer import main_ppo_v0
+    from verl.trainer.ppo.ray_trainer import Role
+
+    from pgpo_verl import PGPOActorRolloutRefWorker
+
+    runner_cls = main_pgpo._task_runner_class().__ray_actor_class__
+    assert issubclass(runner_cls, main_ppo_v0.TaskRunner.__ray_actor_class__)
+    runner = runner_cls()
+    worker_cls, _ = runner.add_actor_rollout_worker(_compose("pgpo_qwen2_5_vl_3b"))
+    assert worker_cls is PGPOActorRolloutRefWorker
+    remote = runner.role_worker_mapping[Role.ActorRollout]
+    assert remote.__ray_actor_class__ is PGPOActorRolloutRefWorker
+    assert runner.mapping[Role.ActorRollout] == "global_pool"
