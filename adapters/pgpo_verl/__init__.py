@@ -1,0 +1,36 @@
+"""pgpo_verl: PGPO as a plugin for verl (tested with verl 0.9.1), no fork of its trainer.
+
+- :class:`PGPORayTrainer`: verl's ``RayPPOTrainer`` with PGPO's token-level advantages
+  (blind pass next to the old log-probs, ``pgpo_core.reshape_advantages`` before the actor
+  update, ``pgpo/*`` metrics).
+- :func:`blind_batch`: the blind-pass ``DataProto`` of a rollout batch (a pure function).
+- :class:`PGPOActorRolloutRefWorker`: verl's actor worker with the exact-KL method and the
+  workaround for verl 0.9.1's no-image bug (:func:`apply_no_image_workaround`).
+- ``python -m pgpo_verl.main_pgpo``: verl's ``main_ppo`` with the ``pgpo`` config section.
+
+Ye et al., "Not All Tokens See Equally: Perception-Grounded Policy Optimization for Large
+Vision-Language Models", arXiv 2604.01840 (2026).
+"""
+
+from pgpo_verl._version import TESTED_VERL, check_verl_version
+
+check_verl_version()
+
+from pgpo_verl.blind import blind_batch  # noqa: E402
+from pgpo_verl.config import PGPOSection, parse_section, section_defaults  # noqa: E402
+from pgpo_verl.trainer import PGPORayTrainer  # noqa: E402
+from pgpo_verl.workaround import apply_no_image_workaround  # noqa: E402
+from pgpo_verl.workers import PGPOActorRolloutRefWorker, exact_dependency  # noqa: E402
+
+__all__ = [
+    "TESTED_VERL",
+    "PGPOActorRolloutRefWorker",
+    "PGPORayTrainer",
+    "PGPOSection",
+    "apply_no_image_workaround",
+    "blind_batch",
+    "check_verl_version",
+    "exact_dependency",
+    "parse_section",
+    "section_defaults",
+]

@@ -1,0 +1,76 @@
+"""``python -m pgpo_verl.main_pgpo``: verl's ``main_ppo`` with PGPO.
+
+The same Hydra entry point as ``verl.trainer.main_ppo`` (verl's ``ppo_trainer`` config, its
+``run_ppo`` and its legacy ``TaskRunner``), with three differences:
+
+- the config gains a top-level ``pgpo`` section, registered from
+  :func:`pgpo_verl.section_defaults` (i.e. from ``pgpo_core.PGPOConfig``) and validated
+  before Ray starts; override it like any verl field (``pgpo.tau=0.3``);
+- the actor workers are :class:`pgpo_verl.PGPOActorRolloutRefWorker`;
+- the trainer is :class:`pgpo_verl.PGPORayTrainer` (verl's ``RayPPOTrainer`` loop, so
+  ``trainer.use_v1=false``, which the config here sets).
+
+Example: ``python -m pgpo_verl.main_pgpo --config-name pgpo_qwen2_5_vl_7b
+data.train_files=... data.val_files=...`` (see the README, section "verl").
+"""
+
+from __future__ import annotations
+
+import hydra
+import ray
+from hydra.core.config_store import ConfigStore
+
+from pgpo_verl.config import parse_section, section_defaults
+
+ConfigStore.instance().store(name="pgpo_defaults", node={"pgpo": section_defaults()})
+
+
+def _task_runner_class():
+    """verl's legacy ``TaskRunner`` with PGPO's worker and trainer, as a Ray actor."""
+    from verl.trainer import main_ppo_v0
+    from verl.trainer.ppo.ray_trainer import Role
+
+    from pgpo_verl.trainer import PGPORayTrainer
+    from pgpo_verl.workers import PGPOActorRolloutRefWorker
+
+    class PGPOTaskRunner(main_ppo_v0.TaskRunner.__ray_actor_class__):
+        def add_actor_rollout_worker(self, config):
+            _, group_cls = super().add_actor_rollout_worker(config)
+            for role in (Role.ActorRollout, Role.ActorRolloutRef):
+                if role in self.role_worker_mapping:
+                    self.role_worker_mapping[role] = ray.remote(PGPOActorRolloutRefWorker)
+            return PGPOActorRolloutRefWorker, group_cls
+
+        def run(self, config):
+            # verl's TaskRunner.run builds the trainer by its module-level name; in this Ray
+            # actor (which only runs this job) that name is PGPO's subclass.
+            main_ppo_v0.RayPPOTrainer = PGPORayTrainer
+            return super().run(config)
+
+    return ray.remote(num_cpus=1)(PGPOTaskRunner)
+
+
+def check_config(config) -> None:
+    """PGPO's checks of a composed config, before Ray starts."""
+    parse_section(config.get("pgpo", None))
+    if config.trainer.get("use_v1", False):
+        raise ValueError("trainer.use_v1: PGPO plugs into verl's RayPPOTrainer loop; set "
+                         "trainer.use_v1=false")
+
+
+@hydra.main(config_path="configs", config_name="pgpo_trainer", version_base=None)
+def main(config):
+    from verl.trainer.main_ppo import run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    from verl.utils.device import auto_set_device
+
+    auto_set_device(config)
+    check_config(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config),
+                    use_critic=need_critic(config))
+    run_ppo(config, task_runner_class=_task_runner_class())
+
+
+if __name__ == "__main__":
+    main()
