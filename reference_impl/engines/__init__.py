@@ -61,7 +61,107 @@ def build_engine(name: str, **kwargs: Any) -> RolloutEngine:
     return ENGINES[name](**kwargs)
 
 
+# ------------------------------------------------------------------ the trainer's engine
+
+#: KV cache given to vLLM on CPU when ``rollout.vllm_kv_cache_memory_mb`` is none.
+CPU_KV_CACHE_MB = 64
+
+
+def _model_config(cfg: Any) -> Any:
+    """The policy's HF config without loading weights (the tiny default's, or model.path's)."""
+    if cfg.model.path is None:
+        from pgpo_torch.tiny import build_tiny_config, build_tiny_processor
+
+        from reference_impl import trainer
+
+        processor = build_tiny_processor(min_pixels=cfg.data.min_pixels,
+                                         max_pixels=cfg.data.max_pixels)
+        return build_tiny_config(processor, **trainer.TINY_MODEL)
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(cfg.model.path, local_files_only=True)
+
+
+def check_trainer_setup(cfg: Any, device: Any, world_size: int) -> str:
+    """The engine name ``rollout.backend`` resolves to, after the checks that need no
+    model weights; a bad setup raises :class:`ValueError` naming the config field."""
+    import torch
+
+    r = cfg.rollout
+    name = resolve_backend(r.backend, torch.device(device).type)
+    if name == "vllm":
+        from reference_impl.engines.vllm_engine import check_vllm_setup
+        from reference_impl.trainer import resolve_dtype
+
+        dev = torch.device(device)
+        mb = r.vllm_kv_cache_memory_mb
+        if mb is None and dev.type == "cpu":
+            mb = CPU_KV_CACHE_MB
+        check_vllm_setup(_model_config(cfg), device_type=dev.type,
+                         dtype=resolve_dtype(cfg, dev),
+                         max_model_len=r.max_prompt_length + r.max_response_length,
+                         kv_cache_memory_bytes=None if mb is None else mb * 2**20,
+                         world_size=world_size, sleep=r.vllm_sleep)
+    elif r.tis_cap is not None:
+        raise ValueError(
+            f"rollout.tis_cap: truncated importance sampling needs an engine that reports "
+            f"its log-probs (rollout.backend=vllm); the {name!r} engine samples with the "
+            "trained module itself")
+    elif r.vllm_sleep:
+        raise ValueError(f"rollout.vllm_sleep: only for the vllm engine; this run uses {name!r}")
+    return name
+
+
+def build_trainer_engine(trainer: Any, name: str) -> RolloutEngine:
+    """The engine ``name`` for a :class:`reference_impl.trainer.Trainer` (after its model is
+    built and wrapped). The vLLM engine starts from the policy's current weights: a
+    ``model.path`` checkpoint as is, or the built-in model exported to a temporary folder."""
+    cfg = trainer.cfg
+    if name == "hf":
+        return build_engine("hf", model_fn=lambda: trainer.hf_model,
+                            processor=trainer.processor, device=trainer.device,
+                            gather=trainer._unsharded,
+                            synced_gpus=trainer.wrap_kind == "fsdp2")
+    import tempfile
+
+    from reference_impl.engines.vllm_engine import export_checkpoint
+    from reference_impl.trainer import resolve_dtype
+
+    r = cfg.rollout
+    folder = None
+    model_path = cfg.model.path
+    if model_path is None:
+        folder = tempfile.TemporaryDirectory(prefix="pgpo-vllm-policy-")
+        model_path = export_checkpoint(trainer.policy, trainer.processor, folder.name)
+    mb = r.vllm_kv_cache_memory_mb
+    if mb is None and trainer.device.type == "cpu":
+        mb = CPU_KV_CACHE_MB
+    engine = build_engine(
+        name, model_path=model_path, processor=trainer.processor, device=trainer.device,
+        dtype=resolve_dtype(cfg, trainer.device),
+        max_model_len=r.max_prompt_length + r.max_response_length,
+        max_prompt_length=r.max_prompt_length,
+        gpu_memory_utilization=r.vllm_gpu_memory_utilization,
+        kv_cache_memory_bytes=None if mb is None else mb * 2**20, sleep=r.vllm_sleep,
+        sync_bucket_bytes=r.vllm_sync_bucket_mb * 2**20, seed=cfg.train.seed,
+        logprob_temperature=r.temperature)
+    engine._exported = folder  # the exported checkpoint lives as long as the engine
+    return engine
+
+
+def weights_version(model: Any) -> int:
+    """A number that changes whenever a parameter of ``model`` is modified in place
+    (optimiser steps, ``load_state_dict``): the sum of the tensors' version counters."""
+    total = 0
+    for p in model.parameters():
+        local = p.to_local() if hasattr(p, "to_local") else p
+        total += local._version
+    return total
+
+
 from reference_impl.engines import hf_engine  # noqa: E402,F401  (registers 'hf')
 
-__all__ = ["ENGINES", "RolloutEngine", "build_engine", "register_engine", "resolve_backend",
-           "rollout_mismatch_metrics", "truncated_is_weights", "vllm_importable"]
+__all__ = ["CPU_KV_CACHE_MB", "ENGINES", "RolloutEngine", "build_engine",
+           "build_trainer_engine", "check_trainer_setup", "register_engine", "resolve_backend",
+           "rollout_mismatch_metrics", "truncated_is_weights", "vllm_importable",
+           "weights_version"]
