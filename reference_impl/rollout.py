@@ -206,13 +206,15 @@ def generate_rollouts(
     system_prompt: str | None = None,
     device: torch.device | str = "cpu",
     synced_gpus: bool = False,
+    min_new_tokens: int = 0,
 ) -> RolloutBatch:
     """Sample ``group_size`` responses for each (question, image) with HF ``generate``.
 
     Responses ``i * group_size ... (i + 1) * group_size - 1`` belong to prompt ``i``
     (``group_ids`` = ``i``). Sampling draws from the global torch RNG, so a run
     restored with its RNG state samples the same responses. ``synced_gpus`` keeps
-    every FSDP rank stepping until all have finished.
+    every FSDP rank stepping until all have finished. ``min_new_tokens`` forbids the end
+    of turn before that many tokens (benchmarks: the same length with every engine).
     """
     if group_size < 1:
         raise ValueError(f"group_size: must be >= 1, got {group_size}")
@@ -231,6 +233,8 @@ def generate_rollouts(
         gen_kwargs["suppress_tokens"] = banned
     if synced_gpus:
         gen_kwargs["synced_gpus"] = True
+    if min_new_tokens:
+        gen_kwargs["min_new_tokens"] = min(min_new_tokens, max_new_tokens)
     if do_sample:
         gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
     unwrapped = getattr(model, "module", model)

@@ -48,8 +48,10 @@ class RolloutEngine(abc.ABC):
     @abc.abstractmethod
     def generate(self, questions: Sequence[str], images: Sequence[Any], answers: Sequence[str],
                  *, group_size: int, max_new_tokens: int, temperature: float, top_p: float,
-                 system_prompt: str | None = None) -> RolloutBatch:
-        """``len(questions) * group_size`` sampled responses as a :class:`RolloutBatch`."""
+                 system_prompt: str | None = None, min_new_tokens: int = 0) -> RolloutBatch:
+        """``len(questions) * group_size`` sampled responses as a :class:`RolloutBatch`
+        (``min_new_tokens``: the end-of-turn token is not sampled before that many tokens;
+        benchmarks use it to generate the same number of tokens with every engine)."""
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Load ``model``'s current weights into the engine (no-op when it samples with

@@ -34,13 +34,13 @@ class HFEngine(RolloutEngine):
 
     def generate(self, questions: Sequence[str], images: Sequence[Any], answers: Sequence[str],
                  *, group_size: int, max_new_tokens: int, temperature: float, top_p: float,
-                 system_prompt: str | None = None) -> RolloutBatch:
+                 system_prompt: str | None = None, min_new_tokens: int = 0) -> RolloutBatch:
         with self.gather():
             return generate_rollouts(
                 self.model_fn(), self.processor, questions, images, answers,
                 group_size=group_size, max_new_tokens=max_new_tokens, temperature=temperature,
                 top_p=top_p, system_prompt=system_prompt, device=self.device,
-                synced_gpus=self.synced_gpus)
+                synced_gpus=self.synced_gpus, min_new_tokens=min_new_tokens)
 
 
 __all__ = ["HFEngine"]

@@ -244,7 +244,7 @@ class VLLMEngine(RolloutEngine):
 
     def generate(self, questions: Sequence[str], images: Sequence[Any], answers: Sequence[str],
                  *, group_size: int, max_new_tokens: int, temperature: float, top_p: float,
-                 system_prompt: str | None = None) -> RolloutBatch:
+                 system_prompt: str | None = None, min_new_tokens: int = 0) -> RolloutBatch:
         from vllm import SamplingParams
 
         if group_size < 1:
@@ -268,6 +268,7 @@ class VLLMEngine(RolloutEngine):
                     for k in todo]
         params = [SamplingParams(n=1, temperature=temperature, top_p=top_p, top_k=0,
                                  max_tokens=max_new_tokens, seed=seeds[k], logprobs=0,
+                                 min_tokens=min(min_new_tokens, max_new_tokens),
                                  stop_token_ids=[self.eos], bad_words=self.bad_words or None,
                                  detokenize=False, skip_special_tokens=False)
                   for k in todo]
