@@ -353,7 +353,7 @@ class RolloutConfig(_Section):
         "auto", "Generation engine (reference_impl/engines): hf = Hugging Face generate on the "
                 "trained module; vllm = an in-process vLLM engine colocated with training, "
                 "weights synced after each optimiser step (one process only); auto = vllm "
-                "when importable and on CUDA, else hf.")
+                "when importable and one process on CUDA, else hf.")
     vllm_gpu_memory_utilization: float = _field(
         0.5, "Share of GPU memory vLLM may reserve for its weights and KV cache (vllm backend "
              "on CUDA).")

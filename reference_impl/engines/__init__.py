@@ -8,7 +8,7 @@ Registry (``rollout.backend``):
 
 - ``hf``: Hugging Face ``generate`` on the trained module itself (no copy, nothing to sync).
 - ``vllm``: an in-process vLLM ``LLM`` colocated with training (:mod:`.vllm_engine`).
-- ``auto``: ``vllm`` when it is importable and the run is on CUDA, else ``hf``.
+- ``auto``: ``vllm`` when it is importable and the run is one process on CUDA, else ``hf``.
 """
 
 from __future__ import annotations
@@ -36,11 +36,13 @@ def vllm_importable() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def resolve_backend(backend: str, device_type: str) -> str:
-    """``auto`` -> ``vllm`` when vLLM is importable and ``device_type == 'cuda'``, else ``hf``.
-    Raises :class:`ValueError` naming ``rollout.backend`` for ``vllm`` without vLLM."""
+def resolve_backend(backend: str, device_type: str, world_size: int = 1) -> str:
+    """``auto`` -> ``vllm`` when vLLM is importable, ``device_type == 'cuda'`` and the run
+    is one process (the vllm engine's current scope), else ``hf``. Raises
+    :class:`ValueError` naming ``rollout.backend`` for ``vllm`` without vLLM."""
     if backend == "auto":
-        return "vllm" if device_type == "cuda" and vllm_importable() else "hf"
+        return ("vllm" if device_type == "cuda" and world_size == 1 and vllm_importable()
+                else "hf")
     if backend == "vllm" and not vllm_importable():
         raise ValueError(
             "rollout.backend: 'vllm' needs the vllm package, which is not importable here; "
@@ -88,7 +90,7 @@ def check_trainer_setup(cfg: Any, device: Any, world_size: int) -> str:
     import torch
 
     r = cfg.rollout
-    name = resolve_backend(r.backend, torch.device(device).type)
+    name = resolve_backend(r.backend, torch.device(device).type, world_size)
     if name == "vllm":
         from reference_impl.engines.vllm_engine import check_vllm_setup
         from reference_impl.trainer import resolve_dtype
