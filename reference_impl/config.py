@@ -369,7 +369,7 @@ class RolloutConfig(_Section):
              "each bucket is all-gathered just before it is copied; LoRA merged on the fly).")
     tis_cap: Optional[float] = _field(
         None, "Truncated importance sampling for the rollout/trainer mismatch: each token's "
-              "advantage times min(pi_train / pi_rollout, C) with C = tis_cap (verl/TRL use 2); "
+              "advantage times min(pi_train / pi_rollout, C) with C = tis_cap (e.g. 2); "
               "needs an engine reporting log-probs (vllm); none = off.")
 
     def _validate(self) -> None:

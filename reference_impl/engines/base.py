@@ -85,7 +85,7 @@ def rollout_mismatch_metrics(trainer_logprobs: torch.Tensor, rollout_logprobs: t
 def truncated_is_weights(trainer_logprobs: torch.Tensor, rollout_logprobs: torch.Tensor,
                          mask: torch.Tensor, *, cap: float) -> torch.Tensor:
     """``w_t = min(exp(log pi_train - log pi_rollout), cap)`` on response tokens, 0 under
-    padding; ``(N, T)`` float32, no gradient. ``cap`` is C > 0 (verl / TRL use 2)."""
+    padding; ``(N, T)`` float32, no gradient. ``cap`` is C > 0 (e.g. 2)."""
     if not cap > 0:
         raise ValueError(f"cap: must be > 0, got {cap!r}")
     if trainer_logprobs.shape != rollout_logprobs.shape or trainer_logprobs.shape != mask.shape:
