@@ -368,9 +368,27 @@ class RolloutConfig(_Section):
     temperature: float = _field(1.0, "Sampling temperature (> 0).")
     top_p: float = _field(1.0, "Nucleus sampling threshold in (0, 1].", paper=0.99)
     backend: Literal["auto", "hf", "vllm"] = _field(
-        "auto", "Generation engine; auto = vllm when installed and on CUDA, else HF generate.")
+        "auto", "Generation engine (reference_impl/engines): hf = Hugging Face generate on the "
+                "trained module; vllm = an in-process vLLM engine colocated with training, "
+                "weights synced after each optimiser step (one process only); auto = vllm "
+                "when importable and one process on CUDA, else hf.")
     vllm_gpu_memory_utilization: float = _field(
-        0.5, "Share of GPU memory vLLM may reserve (vllm backend only).")
+        0.5, "Share of GPU memory vLLM may reserve for its weights and KV cache (vllm backend "
+             "on CUDA).")
+    vllm_kv_cache_memory_mb: Optional[int] = _field(
+        None, "vLLM's KV cache in MiB; must hold max_prompt_length + max_response_length "
+              "tokens (checked before any work); none = 64 MiB on CPU, set by "
+              "vllm_gpu_memory_utilization on CUDA.")
+    vllm_sleep: bool = _field(
+        False, "Put vLLM to sleep between rollouts (level 1: KV cache freed, weights moved to "
+               "host memory) to leave the GPU to training; CUDA only.")
+    vllm_sync_bucket_mb: int = _field(
+        512, "Weight sync to vLLM hands over the weights this many MiB at a time (under FSDP2 "
+             "each bucket is all-gathered just before it is copied; LoRA merged on the fly).")
+    tis_cap: Optional[float] = _field(
+        None, "Truncated importance sampling for the rollout/trainer mismatch: each token's "
+              "advantage times min(pi_train / pi_rollout, C) with C = tis_cap (e.g. 2); "
+              "needs an engine reporting log-probs (vllm); none = off.")
 
     def _validate(self) -> None:
         self._range("prompts_per_step", 1)
@@ -382,6 +400,11 @@ class RolloutConfig(_Section):
         self._range("temperature", 0, low_open=True)
         self._range("top_p", 0, 1, low_open=True)
         self._range("vllm_gpu_memory_utilization", 0, 1, low_open=True)
+        if self.vllm_kv_cache_memory_mb is not None:
+            self._range("vllm_kv_cache_memory_mb", 1)
+        self._range("vllm_sync_bucket_mb", 1)
+        if self.tis_cap is not None:
+            self._range("tis_cap", 0, low_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -713,9 +736,6 @@ class Config:
             raise ConfigError(f"eval.num_prompts: must be <= data.eval_size "
                               f"({self.data.eval_size}), got {self.eval.num_prompts}")
         if self.train.device == "cpu":
-            if self.rollout.backend == "vllm":
-                raise ConfigError("rollout.backend: vllm needs CUDA; use 'hf' or 'auto' "
-                                  "with train.device 'cpu'")
             if self.dist.backend == "nccl":
                 raise ConfigError("dist.backend: nccl needs CUDA; use 'gloo' or 'auto' "
                                   "with train.device 'cpu'")

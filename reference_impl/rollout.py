@@ -2,17 +2,18 @@
 
 A :class:`RolloutBatch` holds ``N = prompts * G`` sequences laid out as the
 PGPO adapters expect: left-padded prompts (``P`` columns, image placeholders
-included) followed by right-padded responses (``T`` columns). Generation uses
-Hugging Face ``generate`` (temperature / top-p sampling) by default.
+included) followed by right-padded responses (``T`` columns). Sampling is done by a
+rollout engine (:mod:`reference_impl.engines`): Hugging Face ``generate``
+(:func:`generate_rollouts`, the default) or vLLM; both assemble their output with
+:func:`assemble_rollout_batch`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
-
 
 
 @dataclasses.dataclass
@@ -21,7 +22,10 @@ class RolloutBatch:
 
     ``input_ids``/``attention_mask``/``mm_token_type_ids`` are ``(N, P + T)``;
     ``response_mask`` is ``(N, T)`` (True on response tokens up to and including
-    the end-of-turn token); ``group_ids`` is ``(N,)``.
+    the end-of-turn token); ``group_ids`` is ``(N,)``. ``rollout_logprobs`` (``(N, T)``
+    float32, 0 under padding) are the sampled tokens' log-probs as the rollout engine
+    saw them, when it reports them (vLLM); ``finish_reasons`` is ``'stop'`` (ended with
+    the end-of-turn token) or ``'length'`` per response, when known.
     """
 
     input_ids: torch.Tensor
@@ -34,6 +38,8 @@ class RolloutBatch:
     group_ids: torch.Tensor
     texts: list[str]
     answers: list[str]
+    rollout_logprobs: Optional[torch.Tensor] = None
+    finish_reasons: Optional[list[str]] = None
 
     @property
     def size(self) -> int:
@@ -66,7 +72,11 @@ class RolloutBatch:
             image_grid_thw=self.image_grid_thw[rows], response_mask=self.response_mask[rows],
             prompt_length=self.prompt_length, group_ids=self.group_ids[rows],
             texts=[self.texts[r] for r in rows.tolist()],
-            answers=[self.answers[r] for r in rows.tolist()])
+            answers=[self.answers[r] for r in rows.tolist()],
+            rollout_logprobs=(None if self.rollout_logprobs is None
+                              else self.rollout_logprobs[rows]),
+            finish_reasons=(None if self.finish_reasons is None
+                            else [self.finish_reasons[r] for r in rows.tolist()]))
 
 
 def concat_batches(batches: Sequence[RolloutBatch], *, pad_token_id: int) -> RolloutBatch:
@@ -80,7 +90,9 @@ def concat_batches(batches: Sequence[RolloutBatch], *, pad_token_id: int) -> Rol
     p = max(b.prompt_length for b in batches)
     t = max(b.response_mask.shape[1] for b in batches)
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("ids", "attn", "mm", "resp_mask",
-                                                            "groups")}
+                                                            "groups", "logp")}
+    with_logp = all(b.rollout_logprobs is not None for b in batches)
+    with_finish = all(b.finish_reasons is not None for b in batches)
     offset = 0
     for b in batches:
         lp, lt = p - b.prompt_length, t - b.response_mask.shape[1]
@@ -97,6 +109,9 @@ def concat_batches(batches: Sequence[RolloutBatch], *, pad_token_id: int) -> Rol
         parts["mm"].append(pad(mm, 0))
         parts["resp_mask"].append(torch.cat(
             [b.response_mask, torch.zeros((n, lt), dtype=torch.bool, device=ids.device)], dim=1))
+        if with_logp:
+            parts["logp"].append(torch.cat([b.rollout_logprobs, torch.zeros(
+                (n, lt), dtype=b.rollout_logprobs.dtype, device=ids.device)], dim=1))
         _, inverse = torch.unique(b.group_ids, return_inverse=True)
         parts["groups"].append(inverse + offset)
         offset += int(inverse.max().item()) + 1
@@ -108,7 +123,9 @@ def concat_batches(batches: Sequence[RolloutBatch], *, pad_token_id: int) -> Rol
         response_mask=torch.cat(parts["resp_mask"]), prompt_length=p,
         group_ids=torch.cat(parts["groups"]),
         texts=[x for b in batches for x in b.texts],
-        answers=[x for b in batches for x in b.answers])
+        answers=[x for b in batches for x in b.answers],
+        rollout_logprobs=torch.cat(parts["logp"]) if with_logp else None,
+        finish_reasons=[x for b in batches for x in b.finish_reasons] if with_finish else None)
 
 
 def chat_prompt(processor: Any, question: str, *, system_prompt: str | None) -> str:
@@ -189,13 +206,15 @@ def generate_rollouts(
     system_prompt: str | None = None,
     device: torch.device | str = "cpu",
     synced_gpus: bool = False,
+    min_new_tokens: int = 0,
 ) -> RolloutBatch:
     """Sample ``group_size`` responses for each (question, image) with HF ``generate``.
 
     Responses ``i * group_size ... (i + 1) * group_size - 1`` belong to prompt ``i``
     (``group_ids`` = ``i``). Sampling draws from the global torch RNG, so a run
     restored with its RNG state samples the same responses. ``synced_gpus`` keeps
-    every FSDP rank stepping until all have finished.
+    every FSDP rank stepping until all have finished. ``min_new_tokens`` forbids the end
+    of turn before that many tokens (benchmarks: the same length with every engine).
     """
     if group_size < 1:
         raise ValueError(f"group_size: must be >= 1, got {group_size}")
@@ -214,6 +233,8 @@ def generate_rollouts(
         gen_kwargs["suppress_tokens"] = banned
     if synced_gpus:
         gen_kwargs["synced_gpus"] = True
+    if min_new_tokens:
+        gen_kwargs["min_new_tokens"] = min(min_new_tokens, max_new_tokens)
     if do_sample:
         gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
     unwrapped = getattr(model, "module", model)
@@ -227,22 +248,43 @@ def generate_rollouts(
     responses = out[:, p:]
     if responses.shape[1] == 0:  # nothing generated at all
         responses = torch.full((out.shape[0], 1), eos, dtype=out.dtype, device=out.device)
+    return assemble_rollout_batch(processor, prompt, responses, answers=rep_a,
+                                  group_size=group_size)
+
+
+def assemble_rollout_batch(processor: Any, prompt: dict[str, torch.Tensor],
+                           responses: torch.Tensor, *, answers: Sequence[str], group_size: int,
+                           rollout_logprobs: torch.Tensor | None = None) -> RolloutBatch:
+    """A :class:`RolloutBatch` from left-padded ``prompt`` tensors (:func:`encode_prompts`,
+    one row per response) and ``(N, T)`` generated ids. Each response is cut after its
+    first end-of-turn token (padding after it); ``finish_reasons`` follow from that."""
+    eos, pad = end_of_turn_id(processor), pad_token_id(processor)
+    device = prompt["input_ids"].device
+    responses = responses.to(device=device, dtype=prompt["input_ids"].dtype)
     response_mask = response_mask_from_ids(responses, eos_token_id=eos)
     responses = responses.masked_fill(~response_mask, pad)
+    ended = ((responses == eos) & response_mask).any(-1).tolist()
     texts = processor.tokenizer.batch_decode(
         [r[m] for r, m in zip(responses, response_mask)], skip_special_tokens=True)
     n, t = responses.shape
+    if n % group_size:
+        raise ValueError(f"group_size: {n} responses are not a whole number of groups of "
+                         f"{group_size}")
+    if rollout_logprobs is not None:
+        rollout_logprobs = rollout_logprobs.to(device=device, dtype=torch.float32)
+        rollout_logprobs = rollout_logprobs.masked_fill(~response_mask, 0.0)
     return RolloutBatch(
         input_ids=torch.cat([prompt["input_ids"], responses], dim=1),
         attention_mask=torch.cat([prompt["attention_mask"], response_mask.long()], dim=1),
         mm_token_type_ids=torch.cat(
             [prompt["mm_token_type_ids"],
-             torch.zeros((n, t), dtype=prompt["mm_token_type_ids"].dtype, device=out.device)],
+             torch.zeros((n, t), dtype=prompt["mm_token_type_ids"].dtype, device=device)],
             dim=1),
         pixel_values=prompt["pixel_values"], image_grid_thw=prompt["image_grid_thw"],
-        response_mask=response_mask, prompt_length=p,
-        group_ids=torch.arange(len(questions), device=out.device).repeat_interleave(group_size),
-        texts=texts, answers=rep_a)
+        response_mask=response_mask, prompt_length=prompt["input_ids"].shape[1],
+        group_ids=torch.arange(n // group_size, device=device).repeat_interleave(group_size),
+        texts=texts, answers=[str(a) for a in answers], rollout_logprobs=rollout_logprobs,
+        finish_reasons=["stop" if e else "length" for e in ended])
 
 
 def teacher_forced_batch(
@@ -309,7 +351,7 @@ def response_logprobs(
     return logp, entropy
 
 
-__all__ = ["RolloutBatch", "chat_prompt", "encode_prompts",
+__all__ = ["RolloutBatch", "assemble_rollout_batch", "chat_prompt", "encode_prompts",
            "end_of_turn_id", "generate_rollouts", "pad_token_id", "response_logprobs",
-           "teacher_forced_batch",
+           "placeholder_token_ids", "teacher_forced_batch",
            "response_mask_from_ids"]

@@ -33,12 +33,13 @@ import torch
 
 import pgpo_core
 from reference_impl import checkpoint as ckpt
+from reference_impl import engines
 from reference_impl.config import Config
 from reference_impl.distributed import (DistEnv, all_reduce, any_process, unwrap, wrap_model)
 from reference_impl.logging_utils import MetricsLogger
 from reference_impl.rewards import verifiable_rewards
-from reference_impl.rollout import (RolloutBatch, concat_batches, generate_rollouts,
-                                    pad_token_id, response_logprobs, teacher_forced_batch)
+from reference_impl.rollout import (RolloutBatch, concat_batches, pad_token_id,
+                                    response_logprobs, teacher_forced_batch)
 
 # Size of the built-in tiny Qwen2.5-VL (pgpo_torch.tiny), chosen so that the default run
 # (warm-up + RL + evaluations) finishes in minutes on 2 CPU cores and still learns.
@@ -182,10 +183,8 @@ class Trainer:
         self.cfg, self.env = cfg, env
         self.device = env.device
         _seed_everything(cfg.train.seed + env.rank)
-        if cfg.rollout.backend == "vllm":
-            raise NotImplementedError(
-                "rollout.backend: the vllm backend is not wired into the reference trainer "
-                "yet; use 'hf' or 'auto' (Hugging Face generate)")
+        # Refuse a rollout setup the engine cannot serve before any work (names the field).
+        backend = engines.check_trainer_setup(cfg, self.device, env.world_size)
         self.pgpo = cfg.pgpo_config()
         self.reshape = cfg.algo.reweights_tokens
         self.dynamic_sampling = cfg.algo.uses_dynamic_sampling
@@ -197,6 +196,8 @@ class Trainer:
         self.train_data, self.heldout = build_datasets(cfg)
         if self.wrap_kind == "fsdp2":
             self._fsdp_first_forward()
+        self.engine = engines.build_trainer_engine(self, backend)
+        self._engine_weights = engines.weights_version(self.model)
         if self.total_steps < 1 and cfg.train.total_steps is None:
             raise ValueError("train.epochs: gives 0 RL steps for this data")
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -250,14 +251,18 @@ class Trainer:
 
     def _rollout(self, examples, *, group_size: int, temperature: float, top_p: float,
                  max_new_tokens: int | None = None) -> RolloutBatch:
-        with self._unsharded():  # generate reaches root-level weights outside forward()
-            return generate_rollouts(
-                self.hf_model, self.processor, [e.prompt for e in examples],
-                [e.image for e in examples], [e.answer for e in examples],
-                group_size=group_size,
-                max_new_tokens=max_new_tokens or self.cfg.rollout.max_response_length,
-                temperature=temperature, top_p=top_p, device=self.device,
-                synced_gpus=self.wrap_kind == "fsdp2")
+        if self.engine.needs_sync:
+            # Weight sync: the engine takes the policy's weights whenever they changed in
+            # place since the last sync (optimiser steps, warm-up, a resumed checkpoint).
+            version = engines.weights_version(self.model)
+            if version != self._engine_weights:
+                self.engine.sync_weights(self.model)
+                self._engine_weights = version
+        return self.engine.generate(
+            [e.prompt for e in examples], [e.image for e in examples],
+            [e.answer for e in examples], group_size=group_size,
+            max_new_tokens=max_new_tokens or self.cfg.rollout.max_response_length,
+            temperature=temperature, top_p=top_p)
 
     def _rewards(self, batch: RolloutBatch):
         parts = verifiable_rewards(batch.texts, batch.answers,
@@ -404,6 +409,16 @@ class Trainer:
                ) -> dict[str, float]:
         """PPO mini-batch updates over the kept groups; returns averaged loss metrics."""
         o = self.cfg.optim
+        mismatch: dict[str, float] = {}
+        if batch.rollout_logprobs is not None:  # the engine sampled with its own weights
+            mismatch = engines.rollout_mismatch_metrics(old_logp, batch.rollout_logprobs,
+                                                        batch.response_mask)
+            if self.cfg.rollout.tis_cap is not None:
+                tis = engines.truncated_is_weights(old_logp, batch.rollout_logprobs,
+                                                   batch.response_mask,
+                                                   cap=self.cfg.rollout.tis_cap)
+                token_adv = token_adv * tis
+                mismatch["tis_weight_mean"] = float(tis[batch.response_mask].mean())
         groups = torch.unique(batch.group_ids)
         n_local = len(groups)
         n_global_min = int(all_reduce(torch.tensor([n_local], device=self.device), "min").item())
@@ -419,7 +434,7 @@ class Trainer:
                 for k, v in metrics.items():
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
-        return {k: v / max(count, 1) for k, v in sums.items()}
+        return {**{k: v / max(count, 1) for k, v in sums.items()}, **mismatch}
 
     def _minibatch_step(self, batch, rows, old_logp, token_adv, params) -> dict[str, float]:
         o, agg = self.cfg.optim, self.pgpo.aggregation
