@@ -153,7 +153,7 @@ def test_a_truncated_file_is_detected(tmp_path):
     model_file = newest / "model.pt"
     data = model_file.read_bytes()
     model_file.write_bytes(data[: len(data) // 2])
-    with pytest.warns(RuntimeWarning, match=r"latest checkpoint unusable.*truncated"):
+    with pytest.warns(RuntimeWarning, match=r"unusable checkpoint.*truncated"):
         assert find_latest(tmp_path) == tmp_path / "step_00000001"
     with pytest.raises(CheckpointError, match=r"model\.pt: \d+ bytes, manifest says \d+"):
         load_checkpoint(newest)
