@@ -352,12 +352,12 @@ class ImageLimits:
 
     def reason(self, width: int, height: int) -> str | None:
         """The skip reason for an image of this size, or None when it is accepted."""
+        if max(width, height) > self.max_aspect_ratio * min(width, height):
+            return "extreme_aspect_ratio"
         if min(width, height) < self.min_side:
             return "image_too_small"
         if width * height > self.max_pixels:
             return "image_too_large"
-        if max(width, height) / min(width, height) > self.max_aspect_ratio:
-            return "extreme_aspect_ratio"
         return None
 
 _PLACEHOLDER = re.compile(r"\s*<image>\s*")
