@@ -3,7 +3,7 @@ a named point; used by test_faults.py. ``python _fault_driver.py POINT ARGS...``
 
 Points:
   warmup_save      while writing model.pt of the checkpoint after the warm-up
-  warmup_saved     right after ``latest`` names that checkpoint (before the next eval)
+  first_rl_step    at the first RL step (warm-up saved, its evaluation logged after the save)
   step2_renamed    after step 2's folder is renamed into place, before ``latest`` moves
   metrics_step3    half-way through writing step 3's metrics row
   report           at the start of the end-of-run report (final eval row already logged)
@@ -18,7 +18,6 @@ sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
 
-from reference_impl import checkpoint as ckpt  # noqa: E402
 from reference_impl import logging_utils  # noqa: E402
 from reference_impl import trainer as trainer_mod  # noqa: E402
 from reference_impl.rewards import RewardBreakdown  # noqa: E402
@@ -44,14 +43,8 @@ def install(point: str) -> None:
                 fh.truncate(os.path.getsize(f) // 2)
             die()
         torch.save = save
-    elif point == "warmup_saved":
-        real_write = ckpt.atomic_write_text
-
-        def write(path, text):
-            real_write(path, text)
-            if os.path.basename(path) == ckpt.LATEST and text.startswith("step_00000000"):
-                die()
-        ckpt.atomic_write_text = write
+    elif point == "first_rl_step":
+        trainer_mod.Trainer.rl_step = lambda self: die()
     elif point == "step2_renamed":
         real_replace = os.replace
 

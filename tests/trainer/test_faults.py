@@ -365,7 +365,7 @@ def test_preflight_data_problems(tmp_path, no_model):
 
 FAULT_ARGS = ("model.sft_warmup_steps=2", "train.total_steps=3", "checkpoint.every=1",
               "eval.at_start=true", "algo.dynamic_sampling=false", "logging.plot=false")
-KILL_POINTS = ("warmup_save", "warmup_saved", "step2_renamed", "metrics_step3", "report")
+KILL_POINTS = ("warmup_save", "first_rl_step", "step2_renamed", "metrics_step3", "report")
 
 
 @pytest.mark.slow
