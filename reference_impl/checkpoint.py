@@ -247,12 +247,31 @@ def load_latest_intact(directory: PathLike, *, map_location: Any = "cpu",
             problems.append(str(err))
             warnings.warn(f"skipping unusable checkpoint, looking for an older one: {err}",
                           RuntimeWarning, stacklevel=2)
-    pointer = directory / LATEST
-    if not problems and not pointer.exists():
+    if not problems and not (directory / LATEST).exists():
         return None
+    raise _no_intact_checkpoint(directory, problems)
+
+
+def check_resumable(directory: PathLike) -> None:
+    """Raise :class:`CheckpointError` (as :func:`load_latest_intact` would) when
+    ``directory`` holds checkpoints but none with a sound manifest and file sizes;
+    cheap (no hashing), for a check before a model is built."""
+    directory = Path(directory)
+    problems = []
+    for path in candidates(directory):
+        try:
+            verify_checkpoint(path, checksums=False)
+            return
+        except CheckpointError as err:
+            problems.append(str(err))
+    if problems or (directory / LATEST).exists():
+        raise _no_intact_checkpoint(directory, problems)
+
+
+def _no_intact_checkpoint(directory: Path, problems: list[str]) -> CheckpointError:
     if not problems:
-        problems.append(f"{pointer}: names no checkpoint folder")
-    raise CheckpointError(
+        problems = [f"{directory / LATEST}: names no checkpoint folder"]
+    return CheckpointError(
         f"{directory}: no intact checkpoint to resume from ("
         + "; ".join(problems) + "). Move the damaged checkpoints away, or start fresh "
         "with checkpoint.resume=none (which overwrites them)")
@@ -606,7 +625,7 @@ class GracefulExit:
 
 __all__ = [
     "Checkpoint", "CheckpointError", "GracefulExit", "atomic_write_bytes", "atomic_write_text",
-    "candidates", "capture_rng_state", "checkpoint_name", "find_latest", "first_nonfinite",
+    "candidates", "capture_rng_state", "check_resumable", "checkpoint_name", "find_latest", "first_nonfinite",
     "list_checkpoints", "load_checkpoint", "load_latest_intact", "prune_checkpoints",
     "read_latest_pointer", "restore_rng_state", "save_checkpoint", "verify_checkpoint",
 ]

@@ -8,6 +8,8 @@ with a raw error.
   (tried by writing a file, which also works for root, who ignores permission bits);
 * free disk there for one more checkpoint, estimated from the model size (the newest
   existing checkpoint's size when there is one);
+* ``checkpoint.resume``: with ``auto``, when checkpoints exist, at least one is intact
+  (manifest and file sizes); a given path is an intact checkpoint or holds one;
 * ``model.path``: a folder holding weights (``*.safetensors`` / ``pytorch_model*.bin``)
   and a processor (``preprocessor_config.json`` and a tokenizer);
 * ``data.source`` (and ``data.eval_source``): readable, with at least one usable row
@@ -43,6 +45,7 @@ def run(cfg: Config, env: Any) -> tuple[Any, Any]:
     the main process only (it alone writes there)."""
     if env.is_main:
         check_output_dir(cfg)
+    check_resume(cfg)
     check_model_dir(cfg)
     datasets = check_data(cfg)
     if env.is_main:
@@ -116,6 +119,28 @@ def check_free_disk(cfg: Config) -> None:
             "another train.output_dir")
 
 
+def check_resume(cfg: Config) -> None:
+    """``checkpoint.resume=auto`` over checkpoints that are all damaged (manifests and
+    file sizes; the SHA-256 sums are checked when loading): refuse now, never train
+    over them."""
+    from reference_impl import checkpoint as ckpt
+
+    resume = cfg.checkpoint.resume
+    if resume is None:
+        return
+    try:
+        if resume == "auto":
+            ckpt.check_resumable(Path(cfg.train.output_dir) / "checkpoints")
+        elif (Path(resume) / ckpt.MANIFEST).exists() or Path(resume).name.startswith("step_"):
+            ckpt.verify_checkpoint(resume, checksums=False)
+        else:
+            ckpt.check_resumable(resume)
+            if not ckpt.candidates(resume):
+                raise ckpt.CheckpointError(f"{resume}: no checkpoint folder (step_<N>) in it")
+    except ckpt.CheckpointError as err:
+        raise ckpt.CheckpointError(f"checkpoint.resume={resume}: {err}") from None
+
+
 # ------------------------------------------------------------------ model folder
 
 def check_model_dir(cfg: Config) -> None:
@@ -174,4 +199,4 @@ def check_data(cfg: Config) -> tuple[Any, Any]:
 
 
 __all__ = ["PreflightError", "TINY_CHECKPOINT_BYTES", "check_data", "check_free_disk",
-           "check_model_dir", "check_output_dir", "checkpoint_bytes_estimate", "run"]
+           "check_model_dir", "check_output_dir", "check_resume", "checkpoint_bytes_estimate", "run"]

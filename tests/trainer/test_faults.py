@@ -74,6 +74,10 @@ def rows_of(out):
             for r in read_metrics(os.path.join(out, "metrics.jsonl"))]
 
 
+def no_model_built(*a, **k):
+    raise AssertionError("a model was built before the fault was reported")
+
+
 def same_weights(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -183,16 +187,29 @@ def test_resume_refuses_when_every_checkpoint_is_damaged(tmp_path, kind):
     assert ckpt.load_latest_intact(tmp_path / "nothing-here") is None
 
 
-def test_trainer_refuses_to_start_over_damaged_checkpoints(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["truncated", "bad_hash"])
+def test_trainer_refuses_to_start_over_damaged_checkpoints(tmp_path, monkeypatch, kind):
     out = tmp_path / "run"
-    _damage("truncated", save(out / "checkpoints", 2))
+    _damage(kind, save(out / "checkpoints", 2))
     (out / "metrics.jsonl").write_text('{"step": 1, "kind": "train"}\n')
+    if kind == "truncated":  # found by the sizes, before any model is built
+        monkeypatch.setattr(trainer_mod, "build_policy", no_model_built)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with pytest.raises(ckpt.CheckpointError, match=r"checkpoint\.resume=auto: .*checkpoints: "
                                                        r"no intact checkpoint"):
             main(tiny_args(out, "train.total_steps=1", "checkpoint.resume=auto"))
     assert (out / "metrics.jsonl").read_text() == '{"step": 1, "kind": "train"}\n'
+
+
+def test_a_damaged_checkpoint_named_by_path_is_refused_before_the_model(tmp_path, no_model):
+    path = save(tmp_path / "ck", 3)
+    _damage("no_files", path)
+    with pytest.raises(ckpt.CheckpointError, match=r"^checkpoint\.resume=.*step_00000003.*"
+                                                   r"malformed manifest"):
+        _trainer(tmp_path, f"checkpoint.resume={path}")
+    with pytest.raises(ckpt.CheckpointError, match=r"^checkpoint\.resume=.*no checkpoint folder"):
+        _trainer(tmp_path, f"checkpoint.resume={tmp_path}")
 
 
 def test_resaving_a_step_never_leaves_latest_naming_a_missing_folder(tmp_path, monkeypatch):
@@ -306,9 +323,7 @@ def test_bad_rows_of_every_kind_are_skipped_and_counted(tmp_path):
 @pytest.fixture
 def no_model(monkeypatch):
     """Fail the test if a model would be built: preflight must stop the run before."""
-    def built(*a, **k):
-        raise AssertionError("a model was built before the fault was reported")
-    monkeypatch.setattr(trainer_mod, "build_policy", built)
+    monkeypatch.setattr(trainer_mod, "build_policy", no_model_built)
 
 
 def _trainer(tmp_path, *extra, out=None):
