@@ -14,9 +14,13 @@ renamed to ``step_<N>`` and the ``latest`` pointer replaced (write to a temporar
 file, fsync, ``os.replace``). A process killed at any moment therefore leaves either
 the previous checkpoint as the latest or the new one complete; leftovers of an
 interrupted write are hidden ``.tmp-*`` folders that :func:`find_latest` ignores and
-the next :func:`save_checkpoint` removes. Sizes are checked when looking for the
-latest checkpoint and SHA-256 sums when loading, so a truncated or damaged file is
-reported instead of being loaded.
+the next :func:`save_checkpoint` removes. Re-saving a step that already has a folder
+swaps the two folders in one ``renameat2(RENAME_EXCHANGE)`` on Linux, so ``latest``
+never names a missing folder. Sizes are checked when looking for the latest
+checkpoint and SHA-256 sums when loading, so a truncated or damaged file is reported
+instead of being loaded; :func:`load_latest_intact` falls back past damaged
+checkpoints (bad hash, truncated, missing or malformed manifest, unreadable
+``latest``) to the newest intact one, and refuses, naming the folder, when none is.
 
 Distributed runs: only the main process writes (``is_main_process``); gathering a
 sharded (FSDP) state dict onto it is the trainer's job, as is agreeing across ranks

@@ -160,7 +160,7 @@ def check_model_dir(cfg: Config) -> None:
     if not any((model / f).is_file() for f in _TOKENIZER_FILES):
         missing.append("a tokenizer (tokenizer.json / tokenizer_config.json)")
     if missing:
-        raise PreflightError(f"model.path: {model} has no " + ", no ".join(missing))
+        raise PreflightError(f"model.path: {model} lacks " + "; ".join(missing))
 
 
 # ------------------------------------------------------------------ data

@@ -9,7 +9,11 @@
 
 Writes ``<train.output_dir>/``: ``metrics.jsonl``, ``tensorboard/``, ``checkpoints/``,
 ``learning_curves.png`` and ``samples.html``. SIGTERM (or Ctrl-C) saves a checkpoint
-and exits with status 0; ``checkpoint.resume=auto`` continues from it exactly.
+and exits with status 0 (during the end-of-run report: the report and ``summary.json``
+are finished first); ``checkpoint.resume=auto`` continues from it exactly, with the
+logs cut back to that checkpoint. Faults the user can fix (output folder, free disk,
+model folder, data, damaged checkpoints, diverged weights) end with one line naming
+the config field or file and exit status 1, before the model is built where possible.
 """
 
 from __future__ import annotations

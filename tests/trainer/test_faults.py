@@ -354,8 +354,8 @@ def test_preflight_free_disk_for_one_checkpoint(tmp_path, no_model, monkeypatch)
 def test_preflight_model_folder(tmp_path, no_model):
     (tmp_path / "empty").mkdir()
     with pytest.raises(preflight.PreflightError,
-                       match=r"^model\.path: .*empty has no weights .*, no config\.json, "
-                             r"no an image processor"):
+                       match=r"^model\.path: .*empty lacks weights .*; config\.json; "
+                             r"an image processor .*; a tokenizer"):
         _trainer(tmp_path, f"model.path={tmp_path / 'empty'}")
 
 
@@ -498,3 +498,25 @@ def test_tiny_checkpoint_fits_the_preflight_estimate(tmp_path):
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     # weights + two AdamW moments + small states
     assert 3 * params + 2**20 < preflight.TINY_CHECKPOINT_BYTES
+
+
+@pytest.mark.slow
+def test_the_model_is_freed_before_the_process_group_is_destroyed(tmp_path, monkeypatch):
+    """A DDP model keeps the gloo process group alive; freed only at interpreter exit,
+    gloo can abort the process after a good run. main() drops it before shutdown()."""
+    import weakref
+
+    from reference_impl import distributed
+
+    refs, seen = [], []
+    real_fit = trainer_mod.Trainer.fit
+
+    def fit(self):
+        refs.append(weakref.ref(self.model))
+        return real_fit(self)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "fit", fit)
+    monkeypatch.setattr(distributed, "shutdown",
+                        lambda **kw: seen.append((refs[0]() is None, kw)))
+    main(tiny_args(tmp_path / "run", "train.total_steps=1"))
+    assert seen == [(True, {"synchronize": True})]
