@@ -743,7 +743,18 @@ class Trainer:
                 if any_process(stop.requested, self.device):
                     summary["stopped_by_signal"] = True
                     break
-                metrics = self.rl_step()
+                try:
+                    metrics = self.rl_step()
+                except RuntimeError as err:  # e.g. sampling from inf/nan probabilities
+                    bad = ckpt.first_nonfinite(self.policy.state_dict())
+                    if bad is None:
+                        raise
+                    last = ckpt.read_latest_pointer(self.ckpt_dir)
+                    raise FloatingPointError(
+                        f"step {self.step + 1}: the weights are not finite (first: {bad}), "
+                        f"so the step failed ({err}); the last good checkpoint is "
+                        f"{self.ckpt_dir / last if last else 'none'}. The run diverged: lower "
+                        f"optim.lr (now {cfg.optim.lr:g}), then resume from it") from err
                 self.step += 1
                 if self.step % cfg.logging.log_every == 0 or self.step == self.total_steps:
                     logger.log(self.step, metrics)

@@ -520,3 +520,15 @@ def test_the_model_is_freed_before_the_process_group_is_destroyed(tmp_path, monk
                         lambda **kw: seen.append((refs[0]() is None, kw)))
     main(tiny_args(tmp_path / "run", "train.total_steps=1"))
     assert seen == [(True, {"synchronize": True})]
+
+
+@pytest.mark.slow
+def test_a_step_that_fails_on_diverged_weights_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    out = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match=r"^step \d: the weights are not finite .*"
+                                                 r"probability tensor.*the last good checkpoint "
+                                                 r"is none.*optim\.lr"):
+        main(tiny_args(out, "train.total_steps=3", "optim.lr=1e30",
+                       "algo.dynamic_sampling=false"))
+    assert ckpt.list_checkpoints(out / "checkpoints") == []
