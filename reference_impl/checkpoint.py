@@ -629,7 +629,8 @@ class GracefulExit:
 
 __all__ = [
     "Checkpoint", "CheckpointError", "GracefulExit", "atomic_write_bytes", "atomic_write_text",
-    "candidates", "capture_rng_state", "check_resumable", "checkpoint_name", "find_latest", "first_nonfinite",
+    "candidates", "capture_rng_state", "check_resumable", "checkpoint_name", "find_latest",
+    "first_nonfinite",
     "list_checkpoints", "load_checkpoint", "load_latest_intact", "prune_checkpoints",
     "read_latest_pointer", "restore_rng_state", "save_checkpoint", "verify_checkpoint",
 ]

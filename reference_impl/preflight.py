@@ -20,7 +20,6 @@ with a raw error.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -199,4 +198,5 @@ def check_data(cfg: Config) -> tuple[Any, Any]:
 
 
 __all__ = ["PreflightError", "TINY_CHECKPOINT_BYTES", "check_data", "check_free_disk",
-           "check_model_dir", "check_output_dir", "check_resume", "checkpoint_bytes_estimate", "run"]
+           "check_model_dir", "check_output_dir", "check_resume", "checkpoint_bytes_estimate",
+           "run"]

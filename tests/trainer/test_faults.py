@@ -362,7 +362,7 @@ def test_preflight_model_folder(tmp_path, no_model):
 def test_preflight_data_problems(tmp_path, no_model):
     (tmp_path / "data.csv").write_text("problem,answer\n")
     with pytest.raises(preflight.PreflightError,
-                       match=r"^data\.source: cannot read .*data\.csv.*no \.jsonl/\.json/\.parquet"):
+                       match=r"^data\.source: cannot read .*data\.csv.*no \.jsonl/"):
         _trainer(tmp_path, f"data.source={tmp_path / 'data.csv'}")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
