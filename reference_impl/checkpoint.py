@@ -14,9 +14,13 @@ renamed to ``step_<N>`` and the ``latest`` pointer replaced (write to a temporar
 file, fsync, ``os.replace``). A process killed at any moment therefore leaves either
 the previous checkpoint as the latest or the new one complete; leftovers of an
 interrupted write are hidden ``.tmp-*`` folders that :func:`find_latest` ignores and
-the next :func:`save_checkpoint` removes. Sizes are checked when looking for the
-latest checkpoint and SHA-256 sums when loading, so a truncated or damaged file is
-reported instead of being loaded.
+the next :func:`save_checkpoint` removes. Re-saving a step that already has a folder
+swaps the two folders in one ``renameat2(RENAME_EXCHANGE)`` on Linux, so ``latest``
+never names a missing folder. Sizes are checked when looking for the latest
+checkpoint and SHA-256 sums when loading, so a truncated or damaged file is reported
+instead of being loaded; :func:`load_latest_intact` falls back past damaged
+checkpoints (bad hash, truncated, missing or malformed manifest, unreadable
+``latest``) to the newest intact one, and refuses, naming the folder, when none is.
 
 Distributed runs: only the main process writes (``is_main_process``); gathering a
 sharded (FSDP) state dict onto it is the trainer's job, as is agreeing across ranks
@@ -148,6 +152,21 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{manifest_path}: unreadable manifest: {err}") from None
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{manifest_path}: not a version-{FORMAT_VERSION} manifest")
+    step, files = manifest.get("step"), manifest.get("files")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{manifest_path}: malformed manifest: 'step' must be an "
+                              f"int >= 0, got {step!r}")
+    if not isinstance(files, dict) or "model" not in files:
+        raise CheckpointError(f"{manifest_path}: malformed manifest: 'files' must map each "
+                              f"saved state (at least 'model') to its file, got {files!r}")
+    for part, entry in files.items():
+        ok = (part in PARTS and isinstance(entry, dict)
+              and isinstance(entry.get("file"), str) and entry["file"] == f"{part}.pt"
+              and isinstance(entry.get("bytes"), int) and not isinstance(entry["bytes"], bool)
+              and isinstance(entry.get("sha256"), str))
+        if not ok:
+            raise CheckpointError(f"{manifest_path}: malformed manifest entry for "
+                                  f"{part!r}: {entry!r}")
     return manifest
 
 
@@ -182,30 +201,158 @@ def find_latest(directory: PathLike, *, checksums: bool = False) -> Optional[Pat
     if (directory / MANIFEST).exists():
         verify_checkpoint(directory, checksums=checksums)
         return directory
-    pointer = directory / LATEST
-    tried = None
-    if pointer.is_file():
-        name = pointer.read_text().strip()
-        if _NAME.match(name):
-            tried = name
-            try:
-                verify_checkpoint(directory / name, checksums=checksums)
-                return directory / name
-            except CheckpointError as err:
-                warnings.warn(f"latest checkpoint unusable, looking for an older one: {err}",
-                              RuntimeWarning, stacklevel=2)
-    for _, path in reversed(list_checkpoints(directory)):
-        if path.name == tried:
-            continue
+    for path in candidates(directory):
         try:
             verify_checkpoint(path, checksums=checksums)
             return path
         except CheckpointError as err:
-            warnings.warn(f"skipping incomplete checkpoint: {err}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"skipping unusable checkpoint, looking for an older one: {err}",
+                          RuntimeWarning, stacklevel=2)
     return None
 
 
+def read_latest_pointer(directory: PathLike) -> Optional[str]:
+    """The ``step_<N>`` name the ``latest`` file holds, or None when it is missing,
+    unreadable or holds anything else (e.g. bytes that are not UTF-8)."""
+    try:
+        raw = (Path(directory) / LATEST).read_bytes()
+    except OSError:
+        return None
+    name = raw.decode("utf-8", errors="replace").strip()
+    return name if _NAME.match(name) else None
+
+
+def candidates(directory: PathLike) -> list[Path]:
+    """Checkpoint folders under ``directory`` in the order a resume tries them: the one
+    ``latest`` names first (when it exists), then every ``step_<N>`` from the highest
+    step down. Nothing is verified here."""
+    directory = Path(directory)
+    found = [path for _, path in reversed(list_checkpoints(directory))]
+    name = read_latest_pointer(directory)
+    if name is not None and (directory / name).is_dir():
+        found = [directory / name] + [p for p in found if p.name != name]
+    return found
+
+
+def load_latest_intact(directory: PathLike, *, map_location: Any = "cpu",
+                       weights_only: bool = True) -> Optional["Checkpoint"]:
+    """Load the newest checkpoint under ``directory`` that passes every check (manifest,
+    sizes, SHA-256, unpickling), falling back past damaged ones with a warning each.
+
+    Returns None when ``directory`` holds no checkpoint at all; raises
+    :class:`CheckpointError` naming ``directory`` and each problem when checkpoints
+    exist but none is intact, so a caller never silently starts over damaged files."""
+    directory = Path(directory)
+    problems = []
+    for path in candidates(directory):
+        try:
+            return load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except CheckpointError as err:
+            problems.append(str(err))
+            warnings.warn(f"skipping unusable checkpoint, looking for an older one: {err}",
+                          RuntimeWarning, stacklevel=2)
+    if not problems and not (directory / LATEST).exists():
+        return None
+    raise _no_intact_checkpoint(directory, problems)
+
+
+def check_resumable(directory: PathLike) -> None:
+    """Raise :class:`CheckpointError` (as :func:`load_latest_intact` would) when
+    ``directory`` holds checkpoints but none with a sound manifest and file sizes;
+    cheap (no hashing), for a check before a model is built."""
+    directory = Path(directory)
+    problems = []
+    for path in candidates(directory):
+        try:
+            verify_checkpoint(path, checksums=False)
+            return
+        except CheckpointError as err:
+            problems.append(str(err))
+    if problems or (directory / LATEST).exists():
+        raise _no_intact_checkpoint(directory, problems)
+
+
+def _no_intact_checkpoint(directory: Path, problems: list[str]) -> CheckpointError:
+    if not problems:
+        problems = [f"{directory / LATEST}: names no checkpoint folder"]
+    return CheckpointError(
+        f"{directory}: no intact checkpoint to resume from ("
+        + "; ".join(problems) + "). Move the damaged checkpoints away, or start fresh "
+        "with checkpoint.resume=none (which overwrites them)")
+
+
 # ------------------------------------------------------------------ save / load
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where
+    the platform or file system cannot, so the caller falls back to two renames."""
+    if not hasattr(os, "uname") or os.uname().sysname != "Linux":
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    return False
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    """True for "no space left" in any of its guises (torch.save wraps ENOSPC in a
+    RuntimeError that says only "unexpected pos")."""
+    import errno
+
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("unexpected pos" in text
+                                               or "No space left" in text)
+
+
+def _free_bytes(directory: Path) -> int:
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return 0
+
+
+def _state_bytes(state: Any) -> int:
+    """Bytes of the tensors in a (nested) state: about what ``torch.save`` writes."""
+    if torch.is_tensor(state):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(_state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_state_bytes(v) for v in state)
+    return 0
+
+
+def first_nonfinite(state: Any, prefix: str = "") -> Optional[str]:
+    """The name of the first floating-point tensor in a (nested) state that holds NaN
+    or inf, or whose squared norm overflows float32 (some ``|w|`` near 1e19 or more:
+    diverged weights whose products overflow in any forward pass); None when all are
+    sound. One reduction per tensor: cheap next to writing the tensor to disk."""
+    if torch.is_tensor(state):
+        if state.is_floating_point() and state.numel():
+            if not bool(torch.isfinite(state.detach().float().square().sum())):
+                return prefix or "<tensor>"
+        return None
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return None
+    for key, value in items:
+        found = first_nonfinite(value, f"{prefix}.{key}" if prefix else str(key))
+        if found is not None:
+            return found
+    return None
+
 
 def _remove_stale_temporaries(directory: Path) -> None:
     for child in directory.iterdir():
@@ -271,13 +418,26 @@ def save_checkpoint(
                     "saved_at_unix": time.time(), "files": files}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         _fsync_dir(tmp)
-        if final.exists():  # re-saving a step: move the old one aside, then swap
-            displaced = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}old-{name}-", dir=directory))
-            os.replace(final, displaced / name)
-        os.replace(tmp, final)
+        if final.exists():  # re-saving a step: swap the two folders in one rename
+            if _exchange(tmp, final):
+                displaced = tmp  # now holds the old checkpoint
+            else:  # no atomic exchange here: move the old one aside, then rename
+                displaced = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}old-{name}-",
+                                                  dir=directory))
+                os.replace(final, displaced / name)
+                os.replace(tmp, final)
+        else:
+            os.replace(tmp, final)
         _fsync_dir(directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as err:
+        if displaced is not tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if _is_disk_full(err):
+            raise CheckpointError(
+                f"{directory}: no space left on the device while writing the checkpoint of "
+                f"step {step} ({_free_bytes(directory) / 2**20:.0f} MiB free; one checkpoint "
+                f"needs about {_state_bytes(states) / 2**20:.0f} MiB). Free some space or "
+                "set train.output_dir elsewhere, then resume with checkpoint.resume=auto") from err
         raise
     atomic_write_text(directory / LATEST, name + "\n")
     if displaced is not None:
@@ -293,8 +453,7 @@ def prune_checkpoints(directory: PathLike, *, keep_last: int) -> list[Path]:
     if not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 1:
         raise ValueError(f"keep_last: expected an int >= 1, got {keep_last!r}")
     directory = Path(directory)
-    pointer = directory / LATEST
-    protected = pointer.read_text().strip() if pointer.is_file() else None
+    protected = read_latest_pointer(directory)
     checkpoints = list_checkpoints(directory)
     deleted = []
     for _, path in checkpoints[:max(len(checkpoints) - keep_last, 0)]:
@@ -399,6 +558,9 @@ class GracefulExit:
     A second signal of the same kind while a stop is pending gets the previous
     behaviour (for Ctrl-C: ``KeyboardInterrupt``; for a default SIGTERM: termination),
     so a stuck run can still be killed. The previous handlers come back on exit.
+    Blocks nest: an inner block starts with the outer one's pending stop and passes
+    its own up, so a program can keep signals handled from start to end while its
+    training loop polls its own flag.
     Handlers can only be installed from the main thread (RuntimeError otherwise).
     """
 
@@ -420,6 +582,18 @@ class GracefulExit:
         self.requested = True
         if signum is not None:
             self.signum = signum
+        for parent in self._parents():
+            if not parent.requested:
+                parent.request(signum)
+
+    def _parents(self) -> list["GracefulExit"]:
+        """Enclosing :class:`GracefulExit` blocks whose handlers this one replaced."""
+        found = []
+        for previous in self._previous.values():
+            owner = getattr(previous, "__self__", None)
+            if isinstance(owner, GracefulExit) and owner is not self and owner not in found:
+                found.append(owner)
+        return found
 
     def _handle(self, signum: int, frame: Any) -> None:
         if not self.requested:
@@ -440,6 +614,11 @@ class GracefulExit:
             self._previous[sig] = signal.getsignal(sig)
         for sig in self.signals:
             signal.signal(sig, self._handle)
+        # Nested in another GracefulExit (e.g. the whole program's): a stop it already
+        # received carries over, and a stop received here is passed back up to it.
+        for parent in self._parents():
+            if parent.requested and not self.requested:
+                self.requested, self.signum = True, parent.signum
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -450,7 +629,8 @@ class GracefulExit:
 
 __all__ = [
     "Checkpoint", "CheckpointError", "GracefulExit", "atomic_write_bytes", "atomic_write_text",
-    "capture_rng_state", "checkpoint_name", "find_latest", "list_checkpoints",
-    "load_checkpoint", "prune_checkpoints", "restore_rng_state", "save_checkpoint",
-    "verify_checkpoint",
+    "candidates", "capture_rng_state", "check_resumable", "checkpoint_name", "find_latest",
+    "first_nonfinite",
+    "list_checkpoints", "load_checkpoint", "load_latest_intact", "prune_checkpoints",
+    "read_latest_pointer", "restore_rng_state", "save_checkpoint", "verify_checkpoint",
 ]

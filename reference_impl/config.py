@@ -550,8 +550,9 @@ class OptimConfig(_Section):
         8, "Sequences per forward/backward (gradient accumulation); must divide "
            "mini_batch_size * samples_per_prompt.")
     max_nonfinite_steps: int = _field(
-        5, "Consecutive NaN/inf-loss steps (each skipped and logged) tolerated before "
-           "the run stops.")
+        5, "Consecutive optimiser updates (mini-batch steps, counted across RL steps) "
+           "with a NaN/inf loss or gradient tolerated before the run stops; each is "
+           "skipped, logged (nonfinite_skipped) and printed.")
 
     def _validate(self) -> None:
         self._range("lr", 0, low_open=True)
@@ -623,12 +624,13 @@ class CheckpointConfig(_Section):
 
     _section: ClassVar[str] = "checkpoint"
 
-    every: int = _field(25, "Save every this many RL steps (and at the end, and on SIGTERM); "
-                            "0 = only at the end.")
+    every: int = _field(25, "Save every this many RL steps (and after the warm-up, at the "
+                            "end, and on SIGTERM); 0 = only those.")
     keep_last: Optional[int] = _field(2, "Checkpoints to keep; none = all.")
     resume: Optional[str] = _field(
-        None, "'auto' = the latest checkpoint in output_dir if any, a checkpoint path, "
-              "or none = start fresh.")
+        None, "'auto' = the newest intact checkpoint in output_dir if any (damaged ones "
+              "are skipped; an error if all are damaged), a checkpoint path, or none = "
+              "start fresh (overwrites output_dir's logs and checkpoints).")
 
     def _validate(self) -> None:
         self._range("every", 0)

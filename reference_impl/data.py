@@ -39,6 +39,7 @@ __all__ = [
     "Example",
     "ExampleSampler",
     "INSTRUCTION",
+    "ImageLimits",
     "LocalFileDataset",
     "SKIP_REASONS",
     "SyntheticVisualTask",
@@ -319,8 +320,51 @@ IMAGE_KEYS = ("images", "image", "image_path", "image_bytes")
 TASK_KEYS = ("category", "data_source", "task")
 REFERENCE_KEYS = ("reference", "rationale", "reasoning", "chain_of_thought")
 
-SKIP_REASONS = ("invalid_json", "missing_question", "empty_answer", "missing_image",
-                "corrupt_image")
+SKIP_REASONS = ("invalid_utf8", "invalid_json", "missing_question", "empty_answer",
+                "missing_image", "corrupt_image", "image_too_small", "image_too_large",
+                "extreme_aspect_ratio")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageLimits:
+    """The images a row may carry, decided once when the data is loaded.
+
+    The defaults are the limits of the Qwen2.5-VL image processor the trainer uses
+    (patch 14, ``smart_resize``): ``max_aspect_ratio=200`` is the ratio above which
+    ``smart_resize`` raises ("absolute aspect ratio must be smaller than 200");
+    ``min_side=14`` (one patch) rejects slivers that the processor would blow up from
+    less than a patch of pixels; ``max_pixels`` is Pillow's decompression-bomb
+    threshold (``PIL.Image.MAX_IMAGE_PIXELS``), above which decoding the image for
+    every rollout costs more memory than the resized result is worth. Rows outside
+    the limits are skipped and counted as ``image_too_small``, ``image_too_large`` or
+    ``extreme_aspect_ratio``.
+    """
+
+    min_side: int = 14
+    max_pixels: int = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+    max_aspect_ratio: float = 200.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_side, bool) or not isinstance(self.min_side, int) \
+                or self.min_side < 1:
+            raise ValueError(f"min_side: expected an int >= 1, got {self.min_side!r}")
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) \
+                or self.max_pixels < self.min_side ** 2:
+            raise ValueError(f"max_pixels: expected an int >= min_side ** 2, "
+                             f"got {self.max_pixels!r}")
+        if not self.max_aspect_ratio >= 1:
+            raise ValueError(f"max_aspect_ratio: expected a number >= 1, "
+                             f"got {self.max_aspect_ratio!r}")
+
+    def reason(self, width: int, height: int) -> str | None:
+        """The skip reason for an image of this size, or None when it is accepted."""
+        if max(width, height) > self.max_aspect_ratio * min(width, height):
+            return "extreme_aspect_ratio"
+        if min(width, height) < self.min_side:
+            return "image_too_small"
+        if width * height > self.max_pixels:
+            return "image_too_large"
+        return None
 
 _PLACEHOLDER = re.compile(r"\s*<image>\s*")
 
@@ -393,8 +437,12 @@ class LocalFileDataset(ExampleSampler):
     is caught here, never mid-run; decoded images are not kept (``__getitem__`` decodes
     again from the stored bytes or path).
 
-    Skipped rows are counted by reason (:data:`SKIP_REASONS`) in :attr:`skipped`, e.g.
-    ``{"missing_image": 2, "corrupt_image": 1, "empty_answer": 1}``, and logged once.
+    Whatever is wrong with a row, it is skipped and counted by reason
+    (:data:`SKIP_REASONS`) in :attr:`skipped`, e.g. ``{"missing_image": 2,
+    "corrupt_image": 1, "invalid_utf8": 1, "extreme_aspect_ratio": 1}``, and logged once:
+    a JSONL line that is not UTF-8 or not a JSON object, a missing question or answer, a
+    missing or undecodable image, or an image outside ``image_limits``
+    (:class:`ImageLimits`, by default the limits of the Qwen2.5-VL processor).
     :attr:`multi_image_rows` counts rows whose extra images were dropped.
     """
 
@@ -405,7 +453,8 @@ class LocalFileDataset(ExampleSampler):
                  task_keys: Sequence[str] = TASK_KEYS,
                  reference_keys: Sequence[str] = REFERENCE_KEYS,
                  image_root: str | os.PathLike | None = None,
-                 limit: int | None = None, seed: int = 0, shuffle: bool = True):
+                 limit: int | None = None, seed: int = 0, shuffle: bool = True,
+                 image_limits: ImageLimits | None = None):
         for name, keys in (("question_keys", question_keys), ("answer_keys", answer_keys),
                            ("image_keys", image_keys), ("task_keys", task_keys),
                            ("reference_keys", reference_keys)):
@@ -422,6 +471,10 @@ class LocalFileDataset(ExampleSampler):
         self.image_keys, self.task_keys = tuple(image_keys), tuple(task_keys)
         self.reference_keys = tuple(reference_keys)
         self.image_root = None if image_root is None else os.fspath(image_root)
+        if image_limits is not None and not isinstance(image_limits, ImageLimits):
+            raise TypeError(f"image_limits: expected an ImageLimits, "
+                            f"got {type(image_limits).__name__}")
+        self.image_limits = image_limits or ImageLimits()
         self.files = self._resolve(os.fspath(source), split)
         self._seed, self._shuffle = seed, shuffle
         self._records: list[tuple[str | bytes, str, str, str, str, str | None]] = []
@@ -440,7 +493,8 @@ class LocalFileDataset(ExampleSampler):
         self.skipped = {r: skipped[r] for r in SKIP_REASONS if skipped[r]}
         if self.skipped:
             logger.warning("%s: skipped %d of %d rows %s", source, sum(self.skipped.values()),
-                           self.rows_read + skipped["invalid_json"], self.skipped)
+                           self.rows_read + skipped["invalid_json"] + skipped["invalid_utf8"],
+                           self.skipped)
 
     @staticmethod
     def _resolve(source: str, split: str | None) -> list[str]:
@@ -472,9 +526,14 @@ class LocalFileDataset(ExampleSampler):
                     yield index, row
                     index += 1
             return
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f):
-                if not line.strip():
+        with open(path, "rb") as f:  # decoded line by line: one bad byte costs one row
+            for line_no, raw in enumerate(f):
+                if not raw.strip():
+                    continue
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    skipped["invalid_utf8"] += 1
                     continue
                 try:
                     row = json.loads(line)
@@ -517,7 +576,14 @@ class LocalFileDataset(ExampleSampler):
         if image is None or (isinstance(image, str) and not os.path.isfile(image)):
             return "missing_image"
         try:
-            _open_rgb(image)
+            with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as img:
+                size_reason = self.image_limits.reason(*img.size)  # header only
+                if size_reason is not None:
+                    return size_reason
+                img.load()
+                img.convert("RGB")
+        except Image.DecompressionBombError:
+            return "image_too_large"
         except Exception:  # any decoder failure: truncated, unknown format, bad header
             return "corrupt_image"
         if isinstance(raw_image, (list, tuple)) and len(raw_image) > 1:

@@ -68,10 +68,20 @@ def init_distributed(*, device: str = "auto", backend: str = "auto",
     return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev, backend=backend)
 
 
-def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
+def shutdown(*, synchronize: bool = True) -> None:
+    """Leave the process group: a barrier (so that no rank closes its connections while
+    another still waits on a collective), then ``destroy_process_group``.
+
+    Call it after the last reference to a DDP/FSDP model is gone (``gc.collect()``):
+    a wrapped model keeps the process group alive, and a gloo group freed only during
+    interpreter shutdown can abort the process ("terminate called without an active
+    exception") after a run that finished correctly. ``synchronize=False`` skips the
+    barrier (a rank that failed must not wait for ranks that may never arrive)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if synchronize:
         dist.barrier()
-        dist.destroy_process_group()
+    dist.destroy_process_group()
 
 
 def unwrap(model: Any) -> Any:

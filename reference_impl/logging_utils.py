@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from typing import Any, Mapping
+import warnings
+from typing import Any, Callable, Mapping
 
 
 def _plain(value: Any) -> Any:
@@ -21,25 +23,35 @@ class MetricsLogger:
     """Writes one JSON object per call to ``<output_dir>/metrics.jsonl`` and the numeric
     entries to TensorBoard (``<output_dir>/tensorboard``), on the main process only.
 
-    Appends to an existing file, so a resumed run keeps one history; records from steps
-    at or after the resume step are dropped on :meth:`truncate_after` so a run resumed
-    from an earlier checkpoint does not log a step twice.
+    Appends to an existing file, so a resumed run keeps one history. The logs follow
+    the checkpoint: a run resumed from step ``s`` first calls :meth:`truncate` to drop
+    what was logged after that checkpoint was saved, and passes ``purge_step`` so that
+    TensorBoard hides its events from the re-run steps (``SummaryWriter(purge_step=)``).
+    A line left half-written by a crash (or a full disk) is dropped, never fatal.
+
+    Rows of ``kind="sft"`` (the supervised warm-up, logged at RL step 0) go to
+    TensorBoard on their own step axis, ``sft_step``, in the run ``tensorboard/warmup``.
     """
 
     def __init__(self, output_dir: str, *, enabled: bool = True, tensorboard: bool = True,
                  progress_total: int | None = None, progress: bool = True,
-                 initial: int = 0) -> None:
+                 initial: int = 0, purge_step: int | None = None) -> None:
         self.enabled = enabled
         self.path = os.path.join(output_dir, "metrics.jsonl")
+        self._tb_dir = os.path.join(output_dir, "tensorboard")
         self._tb = None
+        self._tb_sft = None
+        self._tb_wanted = False
         self._bar = None
+        self._tail_checked = False
         if not enabled:
             return
         os.makedirs(output_dir, exist_ok=True)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                self._tb = SummaryWriter(os.path.join(output_dir, "tensorboard"))
+                self._tb = SummaryWriter(self._tb_dir, purge_step=purge_step)
+                self._tb_wanted = True
             except Exception:  # tensorboard missing or broken: JSONL still works
                 self._tb = None
         if progress and progress_total is not None:
@@ -47,30 +59,94 @@ class MetricsLogger:
             self._bar = tqdm(total=progress_total, initial=initial, desc="train",
                              dynamic_ncols=True)
 
-    def truncate_after(self, step: int) -> None:
-        """Drop logged records with ``step >= step`` (used when resuming)."""
+    def rows(self) -> list[dict[str, Any]]:
+        """The records logged so far (a half-written last line left out)."""
+        if not os.path.exists(self.path):
+            return []
+        return read_metrics(self.path)
+
+    def truncate(self, keep: Callable[[dict[str, Any]], bool]) -> int:
+        """Keep only the records for which ``keep(row)`` is true (and drop lines that are
+        not JSON, e.g. one half-written by a crash); returns how many were dropped. The
+        file is replaced atomically."""
         if not self.enabled or not os.path.exists(self.path):
-            return
-        with open(self.path, encoding="utf-8") as f:
-            rows = [line for line in f if line.strip()]
-        kept = [r for r in rows if json.loads(r).get("step", -1) < step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(kept)
-        os.replace(tmp, self.path)
+            return 0
+        kept, dropped = [], 0
+        with open(self.path, "rb") as f:
+            for raw in f:
+                row = _parse(raw)
+                if row is None:
+                    dropped += bool(raw.strip())
+                elif keep(row):
+                    kept.append(json.dumps(row) + "\n")
+                else:
+                    dropped += 1
+        from reference_impl.checkpoint import atomic_write_text
+        atomic_write_text(self.path, "".join(kept))
+        self._tail_checked = True
+        return dropped
+
+    def truncate_after(self, step: int) -> int:
+        """Drop logged records with ``step >= step``."""
+        return self.truncate(lambda row: row.get("step", -1) < step)
+
+    def reset(self) -> None:
+        """Start the history afresh (a run that starts over from nothing)."""
+        self.truncate(lambda row: False)
 
     def log(self, step: int, metrics: Mapping[str, Any], *, kind: str = "train") -> None:
         if not self.enabled:
             return
         row = {"step": step, "kind": kind, **{k: _plain(v) for k, v in metrics.items()}}
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-        if self._tb is not None:
+        if not self._tail_checked:
+            self._drop_partial_last_line()
+        line = (json.dumps(row) + "\n").encode("utf-8")
+        with open(self.path, "ab") as f:
+            start = f.tell()
+            try:
+                f.write(line)
+                f.flush()
+            except OSError as err:
+                # A full disk: take the partial line back out, say which file failed.
+                with contextlib.suppress(OSError):
+                    f.truncate(start)
+                raise OSError(err.errno, f"{self.path}: cannot append metrics "
+                                         f"({err.strerror})") from err
+        writer, axis = self._tb, step
+        if kind == "sft":
+            writer, axis = self._sft_writer(row.get("sft_step")), row.get("sft_step", step)
+        if writer is not None:
             for key, value in row.items():
-                if key in ("step", "kind"):
+                if key in ("step", "kind", "sft_step"):
                     continue
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self._tb.add_scalar(f"{kind}/{key}", value, step)
+                    writer.add_scalar(f"{kind}/{key}", value, axis)
+
+    def _sft_writer(self, first_step: Any):
+        """The warm-up's own TensorBoard run, opened at its first point (purging any
+        points of an earlier attempt from that warm-up step on)."""
+        if self._tb_sft is None and self._tb_wanted:
+            from torch.utils.tensorboard import SummaryWriter
+            purge = first_step if isinstance(first_step, int) else None
+            self._tb_sft = SummaryWriter(os.path.join(self._tb_dir, "warmup"), purge_step=purge)
+        return self._tb_sft
+
+    def _drop_partial_last_line(self) -> None:
+        """A crash mid-append leaves a last line without its newline: cut it off."""
+        self._tail_checked = True
+        try:
+            with open(self.path, "rb+") as f:
+                size = f.seek(0, os.SEEK_END)
+                if size == 0:
+                    return
+                f.seek(size - 1)
+                if f.read(1) == b"\n":
+                    return
+                f.seek(0)
+                data = f.read()
+                f.truncate(data.rfind(b"\n") + 1)
+        except FileNotFoundError:
+            return
 
     def progress(self, n: int = 1, **postfix: Any) -> None:
         if self._bar is not None:
@@ -92,16 +168,38 @@ class MetricsLogger:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        if self._tb is not None:
-            self._tb.flush()
-            self._tb.close()
-            self._tb = None
+        for name in ("_tb", "_tb_sft"):
+            writer = getattr(self, name)
+            if writer is not None:
+                writer.flush()
+                writer.close()
+                setattr(self, name, None)
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    """One JSONL record, or None for a blank, half-written or otherwise broken line."""
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of a ``metrics.jsonl`` file (lines that are not JSON objects, such as
+    one half-written by a crash, are left out with a warning)."""
+    rows, bad = [], 0
+    with open(path, "rb") as f:
+        for raw in f:
+            row = _parse(raw)
+            if row is None:
+                bad += bool(raw.strip())
+            else:
+                rows.append(row)
+    if bad:
+        warnings.warn(f"{path}: skipped {bad} line(s) that are not JSON records",
+                      RuntimeWarning, stacklevel=2)
+    return rows
 
 
 __all__ = ["MetricsLogger", "read_metrics"]

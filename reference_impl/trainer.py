@@ -33,10 +33,10 @@ import torch
 
 import pgpo_core
 from reference_impl import checkpoint as ckpt
-from reference_impl import engines
+from reference_impl import engines, preflight
 from reference_impl.config import Config
 from reference_impl.distributed import (DistEnv, all_reduce, any_process, unwrap, wrap_model)
-from reference_impl.logging_utils import MetricsLogger
+from reference_impl.logging_utils import MetricsLogger, read_metrics
 from reference_impl.rewards import verifiable_rewards
 from reference_impl.rollout import (RolloutBatch, concat_batches, pad_token_id,
                                     response_logprobs, teacher_forced_batch)
@@ -188,12 +188,13 @@ class Trainer:
         self.pgpo = cfg.pgpo_config()
         self.reshape = cfg.algo.reweights_tokens
         self.dynamic_sampling = cfg.algo.uses_dynamic_sampling
+        # Output folder, free disk, model folder and data, before the model is built.
+        self.train_data, self.heldout = preflight.run(cfg, env)
         model, self.processor = build_policy(cfg, self.device)
         self.model, self.wrap_kind = wrap_model(
             model, env, fsdp=cfg.dist.fsdp, cpu_offload=cfg.dist.cpu_offload,
             compute_dtype=resolve_dtype(cfg, self.device))
         self.pad_id = pad_token_id(self.processor)
-        self.train_data, self.heldout = build_datasets(cfg)
         if self.wrap_kind == "fsdp2":
             self._fsdp_first_forward()
         self.engine = engines.build_trainer_engine(self, backend)
@@ -648,25 +649,42 @@ class Trainer:
                            "algo": self.cfg.algo.name})
 
     def save(self) -> Path | None:
+        """Checkpoint the current step (all ranks call it). Weights that are NaN/inf, or
+        so large that their square overflows, are refused: they would replace the last
+        good checkpoint as ``latest``."""
         state = self.state()
+        bad = ckpt.first_nonfinite(state["model_state"]) if self.env.is_main else None
+        if any_process(bad is not None, self.device):
+            last = ckpt.read_latest_pointer(self.ckpt_dir)
+            raise FloatingPointError(
+                f"step {self.step}: the weights are not finite (first: {bad or 'on another rank'}"
+                f"), so they are not saved; the last good checkpoint is "
+                f"{self.ckpt_dir / last if last else 'none'}. The run diverged: lower optim.lr "
+                f"(now {self.cfg.optim.lr:g}) or set optim.grad_clip, then resume from it")
         path = ckpt.save_checkpoint(self.ckpt_dir, self.step, keep_last=self.cfg.checkpoint.keep_last,
                                     is_main_process=self.env.is_main, **state)
         if self.env.distributed:
             import torch.distributed as dist
             dist.barrier()
+        self._saved = (self.step, self.warmup_done)
         return path
 
     def resume(self) -> bool:
-        """Load ``checkpoint.resume`` ('auto': the latest under output_dir, if any)."""
+        """Load ``checkpoint.resume``: 'auto' takes the newest intact checkpoint under
+        output_dir (falling back past damaged ones; an error naming the folder when
+        checkpoints exist but none is intact), a path takes that checkpoint."""
         where = self.cfg.checkpoint.resume
         if where is None:
             return False
         if where == "auto":
-            found = ckpt.find_latest(self.ckpt_dir) if self.ckpt_dir.exists() else None
-            if found is None:
+            try:
+                c = ckpt.load_latest_intact(self.ckpt_dir) if self.ckpt_dir.exists() else None
+            except ckpt.CheckpointError as err:
+                raise ckpt.CheckpointError(f"checkpoint.resume=auto: {err}") from None
+            if c is None:
                 return False
-            where = found
-        c = ckpt.load_checkpoint(where, map_location="cpu")
+        else:
+            c = ckpt.load_checkpoint(where, map_location="cpu")
         extra = c.extra or {}
         if extra.get("world_size", 1) != self.env.world_size:
             raise ValueError(f"checkpoint.resume: saved with {extra.get('world_size')} "
@@ -695,45 +713,83 @@ class Trainer:
         self.step = int(extra["step"])
         self.consecutive_nonfinite = int(extra.get("consecutive_nonfinite", 0))
         self.warmup_done = bool(extra.get("warmup_done", True))
+        self._saved = (self.step, self.warmup_done)
         return True
 
     # ------------------------------------------------------------------ main loop
 
+    def _logged_after_checkpoint(self, row: dict[str, Any]) -> bool:
+        """Whether a metrics row was written after the checkpoint of the current step
+        was saved (so a resume from that checkpoint writes it again): later steps, the
+        evaluations that follow a save (after the warm-up, final), and the rows of a
+        warm-up that a resume runs again."""
+        step = row.get("step", -1)
+        if step != self.step:
+            return step > self.step
+        if row.get("kind") == "sft":
+            return not self.warmup_done
+        return row.get("kind") == "eval" and row.get("phase") in ("warmed_up", "final")
+
     def fit(self) -> dict[str, Any]:
         """Warm-up, RL steps with periodic evaluation and checkpoints, final report.
 
-        Returns a summary: steps run, final evaluation, whether a stop signal ended it."""
+        Returns a summary: steps run, final evaluation, whether a stop signal ended it.
+        The logs follow the checkpoints: a resumed run first drops what was logged after
+        the checkpoint it resumes from, and a run that resumes a finished run (final
+        evaluation logged) logs nothing."""
         cfg = self.cfg
         resumed = self.resume()
+        final_row = None
+        metrics_file = self.output_dir / "metrics.jsonl"
+        if resumed and self.step >= self.total_steps and self.env.is_main \
+                and metrics_file.exists():
+            final_row = next((r for r in read_metrics(str(metrics_file))
+                              if r.get("kind") == "eval" and r.get("phase") == "final"
+                              and r.get("step") == self.step), None)
+        finished = any_process(final_row is not None, self.device)
         logger = MetricsLogger(str(self.output_dir), enabled=self.env.is_main and cfg.logging.jsonl,
-                               tensorboard=cfg.logging.tensorboard,
+                               tensorboard=cfg.logging.tensorboard and not finished,
                                progress_total=self.total_steps,
-                               progress=cfg.logging.progress_bar, initial=self.step)
-        if resumed:
-            logger.truncate_after(self.step + 1)
-            logger.write(f"resumed from step {self.step}")
+                               progress=cfg.logging.progress_bar and not finished,
+                               initial=self.step,
+                               purge_step=None if finished else self.step + 1 if resumed else 0)
         summary: dict[str, Any] = {"resumed_from": self.step if resumed else None,
                                    "stopped_by_signal": False}
         warmed_up_per_prompt: list[float] = []
+        if finished:
+            logger.write(f"resumed a finished run (step {self.step}): nothing to do")
+            return self._finish_again(logger, summary, final_row)
+        if resumed:
+            logger.truncate(lambda row: not self._logged_after_checkpoint(row))
+            logger.write(f"resumed from step {self.step}")
+        else:  # starting over: an earlier attempt's rows must not stay in the history
+            logger.reset()
         with ckpt.GracefulExit() as stop:
             if not resumed and cfg.eval.at_start:
                 ev = self.evaluate()
                 logger.log(self.step, {**ev, "phase": "untrained"}, kind="eval")
                 logger.write(f"eval (untrained): {_fmt(ev)}")
                 summary["eval_untrained"] = ev
+            warming = not self.warmup_done and cfg.model.sft_warmup_steps > 0
             if not self.warmup(logger, stop):
+                self.save()  # a resume runs the warm-up again, from these weights
                 summary["stopped_by_signal"] = True
-                logger.write("stop signal during warm-up: exiting without a checkpoint")
+                summary["steps"] = self.step
+                logger.write("stop signal during warm-up: saved the weights (the warm-up "
+                             "runs again on resume) and exiting")
                 logger.close()
                 return summary
-            if not resumed and cfg.model.sft_warmup_steps and cfg.eval.at_start:
+            if warming:
+                self.save()  # the warm-up is never lost to a crash early in RL
+            if self.step == 0 and cfg.model.sft_warmup_steps and cfg.eval.at_start:
                 ev = self.evaluate()
                 logger.log(self.step, {**ev, "phase": "warmed_up"}, kind="eval")
                 logger.write(f"eval (after warm-up): {_fmt(ev)}")
                 summary["eval_warmed_up"] = ev
                 warmed_up_per_prompt = list(self.last_eval_per_prompt)
-            if self.total_steps == 0:  # warm-up only: keep its checkpoint and stop
-                self.save()
+            if self.total_steps == 0:  # warm-up only: its checkpoint is saved; stop
+                if getattr(self, "_saved", None) != (self.step, self.warmup_done):
+                    self.save()
                 summary["steps"] = 0
                 logger.close()
                 return summary
@@ -741,10 +797,26 @@ class Trainer:
                 if any_process(stop.requested, self.device):
                     summary["stopped_by_signal"] = True
                     break
-                metrics = self.rl_step()
+                try:
+                    metrics = self.rl_step()
+                except RuntimeError as err:  # e.g. sampling from inf/nan probabilities
+                    bad = ckpt.first_nonfinite(self.policy.state_dict())
+                    if bad is None:
+                        raise
+                    last = ckpt.read_latest_pointer(self.ckpt_dir)
+                    raise FloatingPointError(
+                        f"step {self.step + 1}: the weights are not finite (first: {bad}), "
+                        f"so the step failed ({err}); the last good checkpoint is "
+                        f"{self.ckpt_dir / last if last else 'none'}. The run diverged: lower "
+                        f"optim.lr (now {cfg.optim.lr:g}), then resume from it") from err
                 self.step += 1
                 if self.step % cfg.logging.log_every == 0 or self.step == self.total_steps:
                     logger.log(self.step, metrics)
+                if metrics.get("nonfinite_skipped", 0.0) > 0:
+                    logger.write(
+                        f"step {self.step}: skipped an update with a NaN/inf loss or gradient "
+                        f"({self.consecutive_nonfinite} in a row; the run stops after "
+                        f"optim.max_nonfinite_steps={cfg.optim.max_nonfinite_steps})")
                 logger.progress(1, reward=metrics["reward"], acc=metrics["accuracy"])
                 if cfg.eval.every and self.step % cfg.eval.every == 0 \
                         and self.step != self.total_steps:
@@ -753,11 +825,12 @@ class Trainer:
                     logger.write(f"eval @ step {self.step}: {_fmt(ev)}")
                 if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
                     self.save()
-            self.save()
+            if getattr(self, "_saved", None) != (self.step, self.warmup_done):
+                self.save()
+            summary["steps"] = self.step
             if summary["stopped_by_signal"]:
                 logger.write(f"stop signal: saved step {self.step} and exiting")
                 logger.close()
-                summary["steps"] = self.step
                 return summary
             ev = self.evaluate(keep_samples=cfg.logging.html_samples if cfg.logging.html_report else 0)
             logger.log(self.step, {**ev, "phase": "final"}, kind="eval")
@@ -776,10 +849,28 @@ class Trainer:
                 summary["rl_gain"] = gain.as_dict()
                 logger.write(f"RL gain over the warm-up (held-out, paired over "
                              f"{gain.n} prompts, 95% CI): {gain}")
+            logger.close()
+            # Still inside the signal handler: a SIGTERM now lets the report finish.
+            if self.env.is_main:
+                self._report(logger.path)
+        return summary
+
+    def _finish_again(self, logger: MetricsLogger, summary: dict[str, Any],
+                      final_row: dict[str, Any] | None) -> dict[str, Any]:
+        """A resumed run that had already finished: redo the report (its files may be
+        missing after a kill), append nothing to the logs."""
         summary["steps"] = self.step
-        logger.close()
-        if self.env.is_main:
-            self._report(logger.path)
+        if final_row is not None:
+            summary["eval_final"] = {k: v for k, v in final_row.items()
+                                     if k not in ("step", "kind", "phase")}
+        html = self.output_dir / "samples.html"
+        with ckpt.GracefulExit():
+            if any_process(self.env.is_main and self.cfg.logging.html_report
+                           and not html.exists(), self.device):
+                self.evaluate(keep_samples=self.cfg.logging.html_samples)  # same seed, same samples
+            logger.close()
+            if self.env.is_main:
+                self._report(logger.path)
         return summary
 
     def _report(self, metrics_path: str) -> None:

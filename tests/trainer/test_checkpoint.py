@@ -153,7 +153,7 @@ def test_a_truncated_file_is_detected(tmp_path):
     model_file = newest / "model.pt"
     data = model_file.read_bytes()
     model_file.write_bytes(data[: len(data) // 2])
-    with pytest.warns(RuntimeWarning, match=r"latest checkpoint unusable.*truncated"):
+    with pytest.warns(RuntimeWarning, match=r"unusable checkpoint.*truncated"):
         assert find_latest(tmp_path) == tmp_path / "step_00000001"
     with pytest.raises(CheckpointError, match=r"model\.pt: \d+ bytes, manifest says \d+"):
         load_checkpoint(newest)
@@ -410,5 +410,9 @@ def test_real_signals_sigterm_saves_and_exits_sigkill_leaves_a_loadable_latest(t
 
     assert kill.returncode == -signal.SIGKILL
     loaded = load_checkpoint(tmp_path / "kill")  # full SHA-256 verification
-    assert loaded.step >= 3 and loaded.data_state == {"position": loaded.step}
+    # Three step folders were seen, but the kill may land between the rename of the
+    # newest and the update of `latest`, which then still names the one before.
+    newest = max(steps_on_disk(tmp_path / "kill"))
+    assert loaded.step >= 2 and loaded.step in (newest, newest - 1)
+    assert loaded.data_state == {"position": loaded.step}
     assert torch.equal(loaded.model_state["w"], torch.full((1 << 20,), float(loaded.step)))

@@ -213,7 +213,7 @@ def test_same_question_different_images_different_answers():
 # --- local files ------------------------------------------------------------------------
 
 
-def _png(colour, size=(8, 6)) -> bytes:
+def _png(colour, size=(16, 14)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, format="PNG")
     return buf.getvalue()
@@ -239,7 +239,7 @@ def jsonl_dataset(tmp_path):
     (img_dir / "broken.png").write_bytes(_garbage())
     (img_dir / "truncated.png").write_bytes(_png((0, 0, 255))[:40])
     abs_blue = tmp_path / "blue.png"
-    abs_blue.write_bytes(_png((0, 0, 255), size=(5, 5)))
+    abs_blue.write_bytes(_png((0, 0, 255), size=(15, 15)))
     rows = [
         {"problem": "<image>What colour?", "answer": "red", "images": ["imgs/red.png"]},
         {"question": "Colour of it?", "solution": "green", "image": "imgs/green.jpg"},
@@ -278,8 +278,8 @@ def test_jsonl_good_rows_are_loaded_and_bad_rows_counted(jsonl_dataset, caplog):
         ("hf dict", "2.5", "local", "train.jsonl:3"),
     ]
     colours = [(e.image.mode, e.image.size, e.image.getpixel((0, 0))) for e in ds]
-    assert colours == [("RGB", (8, 6), (255, 0, 0)), ("RGB", (8, 6), (0, 255, 0)),
-                       ("RGB", (5, 5), (0, 0, 255)), ("RGB", (8, 6), (255, 0, 0))]
+    assert colours == [("RGB", (16, 14), (255, 0, 0)), ("RGB", (16, 14), (0, 255, 0)),
+                       ("RGB", (15, 15), (0, 0, 255)), ("RGB", (16, 14), (255, 0, 0))]
     warnings = [r for r in caplog.records if r.name == "reference_impl.data"]
     assert len(warnings) == 1 and "skipped 11 of 15 rows" in warnings[0].getMessage()
 
@@ -314,7 +314,7 @@ def hf_layout(tmp_path):
     """A ViRL39K/Geometry3K-style dataset directory with two train shards and a test shard."""
     data = tmp_path / "virl" / "data"
     data.mkdir(parents=True)
-    red, blue = _png((255, 0, 0)), _png((0, 0, 255), size=(3, 4))
+    red, blue = _png((255, 0, 0)), _png((0, 0, 255), size=(14, 18))
     _hf_shard(data / "train-00000-of-00002.parquet", [
         ("<image>\nFind x.", "12", [_image_struct(red)], "geometry"),
         ("Two images <image><image>", r"\boxed{B}", [_image_struct(blue),
@@ -340,9 +340,9 @@ def test_parquet_directory_in_hf_layout(hf_layout):
     assert ds.multi_image_rows == 1
     got = [(e.question, e.answer, e.task, e.id, e.image.size) for e in ds]
     assert got == [
-        ("Find x.", "12", "geometry", "train-00000-of-00002.parquet:0", (8, 6)),
-        ("Two images", r"\boxed{B}", "chart", "train-00000-of-00002.parquet:1", (3, 4)),
-        ("ok", "7", "local", "train-00001-of-00002.parquet:3", (3, 4)),
+        ("Find x.", "12", "geometry", "train-00000-of-00002.parquet:0", (16, 14)),
+        ("Two images", r"\boxed{B}", "chart", "train-00000-of-00002.parquet:1", (14, 18)),
+        ("ok", "7", "local", "train-00001-of-00002.parquet:3", (14, 18)),
     ]
     everything = LocalFileDataset(hf_layout, shuffle=False)
     assert len(everything) == 4 and everything[0].question == "held out"  # sorted paths

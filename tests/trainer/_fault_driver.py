@@ -1,0 +1,77 @@
+"""Run the trainer and kill it like SIGKILL (``os._exit(137)``: no cleanup, no flush) at
+a named point; used by test_faults.py. ``python _fault_driver.py POINT ARGS...``.
+
+Points:
+  warmup_save      while writing model.pt of the checkpoint after the warm-up
+  first_rl_step    at the first RL step (warm-up saved, its evaluation logged after the save)
+  step2_renamed    after step 2's folder is renamed into place, before ``latest`` moves
+  metrics_step3    half-way through writing step 3's metrics row
+  report           at the start of the end-of-run report (final eval row already logged)
+"""
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, HERE)
+
+import torch  # noqa: E402
+
+from reference_impl import logging_utils  # noqa: E402
+from reference_impl import trainer as trainer_mod  # noqa: E402
+from reference_impl.rewards import RewardBreakdown  # noqa: E402
+
+
+def varied_rewards(texts, answers, **_):
+    return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
+            for t in texts]
+
+
+def die():
+    os._exit(137)
+
+
+def install(point: str) -> None:
+    trainer_mod.verifiable_rewards = varied_rewards
+    if point == "warmup_save":
+        real_save = torch.save
+
+        def save(obj, f, *a, **k):
+            real_save(obj, f, *a, **k)
+            with open(f, "r+b") as fh:  # leave the file half-written
+                fh.truncate(os.path.getsize(f) // 2)
+            die()
+        torch.save = save
+    elif point == "first_rl_step":
+        trainer_mod.Trainer.rl_step = lambda self: die()
+    elif point == "step2_renamed":
+        real_replace = os.replace
+
+        def replace(src, dst, *a, **k):
+            real_replace(src, dst, *a, **k)
+            if str(dst).endswith("step_00000002"):
+                die()
+        os.replace = replace
+    elif point == "metrics_step3":
+        real_log = logging_utils.MetricsLogger.log
+
+        def log(self, step, metrics, *, kind="train"):
+            if step == 3 and kind == "train":
+                with open(self.path, "a") as f:
+                    f.write('{"step": 3, "kind": "tr')
+                die()
+            real_log(self, step, metrics, kind=kind)
+        logging_utils.MetricsLogger.log = log
+    elif point == "report":
+        trainer_mod.Trainer._report = lambda self, path: die()
+    else:
+        raise SystemExit(f"unknown point {point!r}")
+
+
+if __name__ == "__main__":
+    install(sys.argv[1])
+    from reference_impl.train import main
+
+    main(sys.argv[2:])
+    sys.exit(3)  # never reached when the kill point is hit
