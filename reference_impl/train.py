@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> dict:
         finally:
             # Free the model (and with it DDP's hold on the process group) while the
             # interpreter is fully alive, then leave the group in step with the others.
+            # The rollout engine goes first: vLLM tears down a group of its own.
+            if trainer is not None:
+                trainer.engine.close()
             del trainer
             gc.collect()
             shutdown(synchronize=finished)
