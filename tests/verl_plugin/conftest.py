@@ -32,7 +32,7 @@ if not HAS_VERL:
 
 def pytest_report_header(config):
     if not HAS_VERL:
-        return ["tests/verl: not collected, verl is not installed in this environment "
+        return ["tests/verl_plugin: not collected, verl is not installed in this environment "
                 "(they run in the verl venv: bash .ci/run, block 'verl')"]
     return []
 
