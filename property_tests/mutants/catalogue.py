@@ -6,6 +6,9 @@ Every entry is a list of source edits: an exact snippet of a ``pgpo_core`` file 
 replacement. ``mutation.py`` applies them to a fresh copy and fails loudly if a snippet
 no longer occurs exactly as often as stated (the catalogue then needs updating, never
 silently skipping). ``quick`` marks the small subset the default ``pytest`` runs.
+``backends``: numpy for most entries (the suite's values are backend-independent, and
+one backend keeps the whole run affordable on a 2-core machine); numpy and torch where
+the mistake shows only in a gradient or in float32/float64 handling on a second library.
 """
 
 from __future__ import annotations
@@ -29,14 +32,15 @@ class Entry:
     what: str
     edits: tuple[Edit, ...]
     quick: bool = False
+    backends: str = "numpy"  # where the suite runs against it; torch for gradients
 
 
-def mutant(name, covers, what, *edits, quick=False):
-    return Entry(name, "mutant", covers, what, tuple(edits), quick)
+def mutant(name, covers, what, *edits, quick=False, backends="numpy"):
+    return Entry(name, "mutant", covers, what, tuple(edits), quick, backends)
 
 
-def variant(name, covers, what, *edits, quick=False):
-    return Entry(name, "variant", covers, what, tuple(edits), quick)
+def variant(name, covers, what, *edits, quick=False, backends="numpy"):
+    return Entry(name, "variant", covers, what, tuple(edits), quick, backends)
 
 
 D, W, A, L, G, V = ("dependency.py", "weights.py", "advantages.py", "loss.py",
@@ -49,7 +53,7 @@ MUTANTS = [
                 "_kl_rows(xp, z_blind, z_visual, dtype, temperature)")),
     mutant("kl-no-clamp", "Eq. 1", "rounding can leave the KL at -1e-16 (no clamp at 0)",
            Edit(D, "xp.where(response_mask, xp.maximum(kl, zero), zero)",
-                "xp.where(response_mask, kl, zero)"), quick=True),
+                "xp.where(response_mask, kl, zero)")),
     mutant("kl-padding-kept", "Eq. 1", "padded tokens keep their (garbage) KL",
            Edit(D, "    return xp.where(response_mask, xp.maximum(kl, zero), zero)",
                 "    return xp.maximum(kl, zero)")),
@@ -89,7 +93,8 @@ MUTANTS = [
            Edit(W, "xp.where(importance < thr, suppressed, boosted)",
                 "xp.where(importance <= thr, suppressed, boosted)")),
     mutant("eq6-no-one", "Eq. 6", "boosted branch without the 1 +",
-           Edit(W, "boosted = 1 + beta * (importance - thr)", "boosted = beta * (importance - thr)")),
+           Edit(W, "boosted = 1 + beta * (importance - thr)", "boosted = beta * (importance - thr)"),
+           quick=True),
     mutant("eq6-denominator", "Eq. 6", "boosted branch divided by (1 + eps), tau not subtracted",
            Edit(W, "(importance - thr) / (1 - thr + eps)", "(importance - thr) / (1 + eps)")),
     mutant("eq6-suppressed-no-eps", "Eq. 6", "suppressed branch divided by tau alone",
@@ -110,7 +115,7 @@ MUTANTS = [
                 "xp.sort(values, axis=-1)")),
     mutant("quantile-lower", "quantile variant", "lower order statistic, no interpolation",
            Edit(W, "    return at_lower + (position - lower) * (at_upper - at_lower)",
-                "    return at_lower")),
+                "    return at_lower"), quick=True),
     mutant("floor-ignored", "floor variant", "low_weight_floor ignored",
            Edit(W, "    if low_weight_floor > 0:\n", "    if False:\n")),
     mutant("eq8-weights-dropped", "Eq. 8", "A~ = A: the weights are computed but not applied",
@@ -122,11 +127,11 @@ MUTANTS = [
                 "mean = xp.sum(r) / n + 0 * count")),
     mutant("eq2-eps-in-sqrt", "Eq. 2", "sqrt(var + eps) instead of std + eps",
            Edit(A, "advantages = advantages / (std + eps)",
-                "advantages = advantages / xp.sqrt(var + eps)")),
+                "advantages = advantages / xp.sqrt(var + eps)"), quick=True),
     mutant("eq2-correction-ignored", "Eq. 2", "always the unbiased std",
            Edit(A, "dof = count - correction", "dof = count - 1")),
     mutant("all-equal-by-std", "dynamic sampling", "all_equal as std == 0",
-           Edit(A, "all_equal = group_max == group_min", "all_equal = std == 0"), quick=True),
+           Edit(A, "all_equal = group_max == group_min", "all_equal = std == 0")),
     mutant("all-equal-by-eps", "dynamic sampling", "all_equal as std < eps",
            Edit(A, "all_equal = group_max == group_min", "all_equal = std < eps")),
     mutant("all-equal-not-zeroed", "dynamic sampling", "advantages of all-equal groups not set to 0",
@@ -147,7 +152,8 @@ MUTANTS = [
     mutant("padding-reaches-exp", "loss gradient", "padded log-ratios reach exp (NaN gradients)",
            Edit(L, "    log_ratio = xp.where(response_mask,\n"
                    "                         xp.astype(logp, dtype) - xp.astype(logp_old, dtype), zero)",
-                "    log_ratio = xp.astype(logp, dtype) - xp.astype(logp_old, dtype)")),
+                "    log_ratio = xp.astype(logp, dtype) - xp.astype(logp_old, dtype)"),
+           backends="numpy,torch"),
     mutant("no-log-ratio-clamp", "loss", "no clamp of the log-ratio before exp",
            Edit(L, "    if log_ratio_clip is not None:\n        log_ratio = xp.clip(",
                 "    if False:\n        log_ratio = xp.clip(")),
@@ -166,7 +172,7 @@ MUTANTS = [
     # --------------------------------------------------------------------------- metrics
     mutant("ratio-max-over-padding", "metrics", "ratio_max includes padding (ratio 1 there)",
            Edit(L, '"ratio_max": xp.max(xp.where(response_mask, ratio, zero))',
-                '"ratio_max": xp.max(ratio)'), quick=True),
+                '"ratio_max": xp.max(ratio)')),
     mutant("clip-frac-over-padding", "metrics", "clip_frac averaged over padding too",
            Edit(L, '"clip_frac": _masked_mean(xp, as_float(clipped_low | clipped_high), response_mask)',
                 '"clip_frac": xp.mean(as_float(clipped_low | clipped_high))')),
@@ -202,7 +208,7 @@ MUTANTS = [
 VARIANTS = [
     variant("float64-everywhere", "dtype latitude", "every result in float64",
             Edit(V, "    return xp.float32 if xp.finfo(dtype).bits < 32 else dtype",
-                 "    return xp.float64"), quick=True),
+                 "    return xp.float64"), quick=True, backends="numpy,torch"),
     variant("kl-log-softmax", "Eq. 1", "KL from two explicit log-softmaxes",
             Edit(D, "    cross = xp.sum(exp_a * (a - b), axis=-1) / sum_a\n"
                     "    return cross - xp.log(sum_a) + xp.log(sum_b)",

@@ -2,8 +2,8 @@
 
 Builds each entry of ``catalogue.py`` as a patched copy of ``pgpo_core`` under its own
 package name in a temporary folder, runs the conformance suite against it through
-``--pgpo-impl`` (default Hypothesis profile, fixed seed, a fresh example database), and
-reports which mutants the suite kills and which correct variants it rejects::
+``--pgpo-impl`` (default Hypothesis profile, fixed seed, a fresh example database, on
+the entry's backends: numpy, plus torch where a gradient is at stake), and reports which mutants the suite kills and which correct variants it rejects::
 
     python property_tests/mutants/mutation.py                  # everything
     python property_tests/mutants/mutation.py --quick          # the subset pytest runs
@@ -31,7 +31,6 @@ from catalogue import ENTRIES, Entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CORE = ROOT / "pgpo_core"
-DEFAULT_BACKENDS = "numpy,torch"  # torch for the gradient properties
 DEFAULT_SEED = 0
 
 
@@ -75,10 +74,12 @@ class Result:
         return self.outcome in ("killed", "accepted")
 
 
-def run_one(entry: Entry, where: Path, *, backends: str = DEFAULT_BACKENDS,
+def run_one(entry: Entry, where: Path, *, backends: str | None = None,
             seed: int = DEFAULT_SEED) -> Result:
-    """Run the conformance suite against ``entry``'s copy (built under ``where``)."""
+    """Run the conformance suite against ``entry``'s copy (built under ``where``) on
+    ``backends`` (default: the entry's own)."""
     where = Path(where)
+    backends = backends or entry.backends
     name = build(entry, where)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(where), str(ROOT)] + (
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="only the entries marked quick")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="only these entries")
-    parser.add_argument("--backends", default=DEFAULT_BACKENDS)
+    parser.add_argument("--backends", default=None,
+                        help="override every entry's backends (e.g. numpy,torch,jax)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--list", action="store_true", help="list the catalogue and exit")
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown names: {sorted(set(args.only) - {e.name for e in ENTRIES})}")
     if args.list:
         for e in entries:
-            print(f"{e.kind:8} {e.name:30} {e.covers:18} {e.what}")
+            print(f"{e.kind:8} {e.name:30} {e.backends:12} {e.covers:18} {e.what}")
         return 0
 
     results = []
@@ -132,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         for e in entries:
             r = run_one(e, Path(tmp), backends=args.backends, seed=args.seed)
             results.append(r)
-            print(f"{e.kind:8} {e.name:30} {r.outcome:9} {r.seconds:6.1f}s  {r.by}", flush=True)
+            print(f"{e.kind:8} {e.name:30} {r.outcome:9} {r.seconds:6.1f}s  "
+                  f"{args.backends or e.backends:12} {r.by}", flush=True)
             if args.verbose and not r.ok:
                 print(r.output[-3000:])
     mutants = [r for r in results if r.entry.kind == "mutant"]
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         if not r.ok:
             print(f"  {r.outcome}: {r.entry.name} ({r.entry.what})")
-    print(f"backends {args.backends}, hypothesis seed {args.seed}, default profile; "
+    print(f"backends {args.backends or 'per entry'}, hypothesis seed {args.seed}, default profile; "
           f"{sum(r.seconds for r in results):.0f} s")
     return 0 if all(r.ok for r in results) else 1
 
