@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 from array_api_compat import device as _device
 
-from pgpo_core import _checks
+from pgpo_core import validation
 
 
 class GroupAdvantages(NamedTuple):
@@ -55,22 +55,22 @@ def group_advantages(
     Cost: ``O(N^2)`` comparisons (a same-group matrix), which keeps the function
     free of data-dependent shapes, so it runs under ``jax.jit``.
     """
-    xp = _checks.namespace(rewards=rewards, group_ids=group_ids)
-    _checks.check_ndim("rewards", rewards, 1)
-    _checks.check_floating("rewards", xp, rewards)
-    _checks.check_ndim("group_ids", group_ids, 1)
+    xp = validation.namespace(rewards=rewards, group_ids=group_ids)
+    validation.check_ndim("rewards", rewards, 1)
+    validation.check_floating("rewards", xp, rewards)
+    validation.check_ndim("group_ids", group_ids, 1)
     if not xp.isdtype(group_ids.dtype, "integral"):
         raise TypeError(f"group_ids: expected an integer dtype, got {group_ids.dtype}")
-    _checks.check_same_shape("group_ids", group_ids, "rewards", rewards)
-    _checks.check_positive("eps", eps)
+    validation.check_same_shape("group_ids", group_ids, "rewards", rewards)
+    validation.check_positive("eps", eps)
     if correction not in (0, 1) or isinstance(correction, bool):
         raise ValueError(f"correction: must be 0 or 1, got {correction!r}")
     if not isinstance(normalize_std, bool):
         raise TypeError(f"normalize_std: expected a bool, got {type(normalize_std).__name__}")
-    _checks.check_finite("rewards", xp, rewards)
+    validation.check_finite("rewards", xp, rewards)
 
     n = rewards.shape[0]
-    dtype = _checks.compute_dtype(xp, rewards.dtype)
+    dtype = validation.compute_dtype(xp, rewards.dtype)
     dev = _device(rewards)
     zero = xp.zeros((), dtype=dtype, device=dev)
     r = xp.astype(rewards, dtype)

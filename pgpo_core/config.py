@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pgpo_core import _checks
+from pgpo_core import validation
 from pgpo_core.dependency import ESTIMATORS
 from pgpo_core.loss import AGGREGATIONS
-from pgpo_core.weights import THRESHOLDS, _check_hyperparameters
+from pgpo_core.validation import THRESHOLDS
 
 DEPENDENCY_ESTIMATORS = ("exact",) + ESTIMATORS
 
@@ -53,27 +53,27 @@ class PGPOConfig:
     aggregation: str = "token-mean"
 
     def __post_init__(self) -> None:
-        _check_hyperparameters(tau=self.tau, beta=self.beta, eps=self.eps,
+        validation.check_weight_hyperparameters(tau=self.tau, beta=self.beta, eps=self.eps,
                                threshold=self.threshold,
                                low_weight_floor=self.low_weight_floor,
                                conserve_mass=self.conserve_mass)
-        _checks.check_choice("estimator", self.estimator, DEPENDENCY_ESTIMATORS)
-        _checks.check_positive("temperature", self.temperature)
-        _checks.check_chunk_size(self.chunk_size, allow_none=True)
+        validation.check_choice("estimator", self.estimator, DEPENDENCY_ESTIMATORS)
+        validation.check_positive("temperature", self.temperature)
+        validation.check_chunk_size(self.chunk_size, allow_none=True)
         if self.estimate_clip is not None:
-            _checks.check_positive("estimate_clip", self.estimate_clip)
-        _checks.check_in_range("clip_low", self.clip_low, 0.0, 1.0)
-        _checks.check_positive("clip_high", self.clip_high, allow_zero=True)
+            validation.check_positive("estimate_clip", self.estimate_clip)
+        validation.check_in_range("clip_low", self.clip_low, 0.0, 1.0)
+        validation.check_positive("clip_high", self.clip_high, allow_zero=True)
         if self.dual_clip is not None and not (isinstance(self.dual_clip, (int, float))
                                                and self.dual_clip > 1):
             raise ValueError(f"dual_clip: must be a number > 1 or None, got {self.dual_clip!r}")
-        _checks.check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        validation.check_choice("aggregation", self.aggregation, AGGREGATIONS)
 
     @classmethod
     def ablation(cls, name: str, **overrides: Any) -> "PGPOConfig":
         """A named variant: ``base``, ``suppress_only``, ``boost_only``,
         ``no_mass_conservation`` or ``dev_variant`` (see ``ABLATIONS``)."""
-        _checks.check_choice("name", name, tuple(ABLATIONS))
+        validation.check_choice("name", name, tuple(ABLATIONS))
         return cls(**{**ABLATIONS[name], **overrides})
 
     def replace(self, **changes: Any) -> "PGPOConfig":

@@ -19,7 +19,8 @@ from typing import Any
 
 from array_api_compat import device as _device
 
-from pgpo_core import _checks
+from pgpo_core import validation
+from pgpo_core.validation import check_logits
 
 ESTIMATORS = ("k1", "k2", "k3")
 
@@ -49,22 +50,6 @@ def _kl_rows(xp: Any, z_visual: Any, z_blind: Any, dtype: Any, temperature: floa
     sum_b = xp.sum(xp.exp(b), axis=-1)
     cross = xp.sum(exp_a * (a - b), axis=-1) / sum_a
     return cross - xp.log(sum_a) + xp.log(sum_b)
-
-
-def check_logits(xp: Any, logits_visual: Any, logits_blind: Any, response_mask: Any) -> None:
-    """The array checks of :func:`token_visual_dependency`: two ``(B, T, V)`` floating
-    arrays of one shape and dtype, and a boolean ``(B, T)`` mask (for adapters that
-    chunk the same computation)."""
-    _checks.check_ndim("logits_visual", logits_visual, 3)
-    _checks.check_same_shape("logits_blind", logits_blind, "logits_visual", logits_visual)
-    _checks.check_floating("logits_visual", xp, logits_visual)
-    _checks.check_floating("logits_blind", xp, logits_blind)
-    if logits_blind.dtype != logits_visual.dtype:
-        raise TypeError(
-            f"logits_blind: dtype {logits_blind.dtype} differs from logits_visual's "
-            f"{logits_visual.dtype}"
-        )
-    _checks.check_response_mask(xp, response_mask, logits_visual.shape[:2], "logits_visual")
 
 
 def token_visual_dependency(
@@ -104,15 +89,15 @@ def token_visual_dependency(
       mismatch, a non-boolean mask, a bad hyper-parameter, or logits that give a
       non-finite KL on a response token (NaN or inf in the logits).
     """
-    xp = _checks.namespace(
+    xp = validation.namespace(
         logits_visual=logits_visual, logits_blind=logits_blind, response_mask=response_mask
     )
     check_logits(xp, logits_visual, logits_blind, response_mask)
-    _checks.check_positive("temperature", temperature)
-    _checks.check_chunk_size(chunk_size, allow_none=True)
+    validation.check_positive("temperature", temperature)
+    validation.check_chunk_size(chunk_size, allow_none=True)
 
     batch, length, vocab = logits_visual.shape
-    dtype = _checks.compute_dtype(xp, logits_visual.dtype)
+    dtype = validation.compute_dtype(xp, logits_visual.dtype)
     n = batch * length
     z_visual = xp.reshape(logits_visual, (n, vocab))
     z_blind = xp.reshape(logits_blind, (n, vocab))
@@ -127,7 +112,7 @@ def token_visual_dependency(
         ]
         kl = xp.concat(parts, axis=0)
     kl = xp.reshape(kl, (batch, length))
-    _checks.check_kl_finite("logits_visual/logits_blind", xp, kl, response_mask)
+    validation.check_kl_finite("logits_visual/logits_blind", xp, kl, response_mask)
     zero = xp.zeros((), dtype=dtype, device=_device(kl))
     return xp.where(response_mask, xp.maximum(kl, zero), zero)
 
@@ -160,22 +145,22 @@ def sampled_token_dependency(
       ``(B, T)`` float array (float32 or better), 0 on padding. Feed k1 to
       :func:`pgpo_core.token_weights` only after clamping it at 0.
     """
-    xp = _checks.namespace(
+    xp = validation.namespace(
         logp_visual=logp_visual, logp_blind=logp_blind, response_mask=response_mask
     )
-    _checks.check_ndim("logp_visual", logp_visual, 2)
-    _checks.check_same_shape("logp_blind", logp_blind, "logp_visual", logp_visual)
-    _checks.check_same_shape("response_mask", response_mask, "logp_visual", logp_visual)
-    _checks.check_floating("logp_visual", xp, logp_visual)
-    _checks.check_floating("logp_blind", xp, logp_blind)
-    _checks.check_bool("response_mask", xp, response_mask)
-    _checks.check_choice("estimator", estimator, ESTIMATORS)
+    validation.check_ndim("logp_visual", logp_visual, 2)
+    validation.check_same_shape("logp_blind", logp_blind, "logp_visual", logp_visual)
+    validation.check_same_shape("response_mask", response_mask, "logp_visual", logp_visual)
+    validation.check_floating("logp_visual", xp, logp_visual)
+    validation.check_floating("logp_blind", xp, logp_blind)
+    validation.check_bool("response_mask", xp, response_mask)
+    validation.check_choice("estimator", estimator, ESTIMATORS)
     if clip is not None:
-        _checks.check_positive("clip", clip)
-    _checks.check_finite("logp_visual", xp, logp_visual, response_mask)
-    _checks.check_finite("logp_blind", xp, logp_blind, response_mask)
+        validation.check_positive("clip", clip)
+    validation.check_finite("logp_visual", xp, logp_visual, response_mask)
+    validation.check_finite("logp_blind", xp, logp_blind, response_mask)
 
-    dtype = _checks.compute_dtype(xp, xp.result_type(logp_visual.dtype, logp_blind.dtype))
+    dtype = validation.compute_dtype(xp, xp.result_type(logp_visual.dtype, logp_blind.dtype))
     zero = xp.zeros((), dtype=dtype, device=_device(logp_visual))
     log_r = xp.astype(logp_blind, dtype) - xp.astype(logp_visual, dtype)
     log_r = xp.where(response_mask, log_r, zero)

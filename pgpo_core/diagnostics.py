@@ -6,9 +6,9 @@ from typing import Any
 
 from array_api_compat import device as _device
 
-from pgpo_core import _checks
-from pgpo_core.weights import (DEFAULT_BETA, DEFAULT_EPS, DEFAULT_TAU, _check_dependency,
-                               _check_hyperparameters, _importance, _threshold, _weights)
+from pgpo_core import validation
+from pgpo_core.weights import (DEFAULT_BETA, DEFAULT_EPS, DEFAULT_TAU, _importance, _threshold,
+                               _weights)
 
 
 def weight_diagnostics(
@@ -37,10 +37,10 @@ def weight_diagnostics(
       the effective number of tokens carrying the advantage as a fraction of the
       length (1 = uniform weights as in GRPO/DAPO, small = mass on few tokens).
     """
-    xp = _checks.namespace(dependency=dependency, response_mask=response_mask)
-    _check_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
+    xp = validation.namespace(dependency=dependency, response_mask=response_mask)
+    validation.check_weight_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
                            low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
-    _check_dependency(xp, dependency, response_mask)
+    validation.check_dependency(xp, dependency, response_mask)
     weights = _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
                        threshold=threshold, low_weight_floor=low_weight_floor,
                        conserve_mass=conserve_mass)

@@ -24,34 +24,12 @@ from typing import Any
 
 from array_api_compat import device as _device
 
-from pgpo_core import _checks
+from pgpo_core import validation
 
-THRESHOLDS = ("fixed", "quantile")
+from pgpo_core.validation import THRESHOLDS
 DEFAULT_TAU = 0.4
 DEFAULT_BETA = 2.0
 DEFAULT_EPS = 1e-6
-
-
-def _check_hyperparameters(
-    *, tau: float, beta: float, eps: float, threshold: str, low_weight_floor: float,
-    conserve_mass: bool,
-) -> None:
-    _checks.check_in_range("tau", tau, 0.0, 1.0)
-    _checks.check_positive("beta", beta, allow_zero=True)
-    _checks.check_positive("eps", eps)
-    _checks.check_choice("threshold", threshold, THRESHOLDS)
-    _checks.check_in_range("low_weight_floor", low_weight_floor, 0.0, 1.0)
-    if not isinstance(conserve_mass, bool):
-        raise TypeError(f"conserve_mass: expected a bool, got {type(conserve_mass).__name__}")
-
-
-def _check_dependency(xp: Any, dependency: Any, response_mask: Any) -> None:
-    _checks.check_ndim("dependency", dependency, 2)
-    _checks.check_floating("dependency", xp, dependency)
-    _checks.check_bool("response_mask", xp, response_mask)
-    _checks.check_same_shape("response_mask", response_mask, "dependency", dependency)
-    _checks.check_finite("dependency", xp, dependency, response_mask)
-    _checks.check_nonnegative("dependency", xp, dependency, response_mask)
 
 
 def _masked_quantile(xp: Any, values: Any, mask: Any, count: Any, q: float) -> Any:
@@ -82,7 +60,7 @@ def _importance(xp: Any, dependency: Any, response_mask: Any, *, eps: float):
     where the response's log-dependency has no spread (one token, all equal, or
     empty); ``count`` is ``(B, 1)``, the response lengths as floats.
     """
-    dtype = _checks.compute_dtype(xp, dependency.dtype)
+    dtype = validation.compute_dtype(xp, dependency.dtype)
     dev = _device(dependency)
     zero = xp.zeros((), dtype=dtype, device=dev)
     log_dep = xp.log1p(xp.where(response_mask, xp.astype(dependency, dtype), zero))
@@ -151,10 +129,10 @@ def token_weights(
       is constant (one token included) or whose raw weights sum to 0 gets 1 on
       every token.
     """
-    xp = _checks.namespace(dependency=dependency, response_mask=response_mask)
-    _check_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
+    xp = validation.namespace(dependency=dependency, response_mask=response_mask)
+    validation.check_weight_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
                            low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
-    _check_dependency(xp, dependency, response_mask)
+    validation.check_dependency(xp, dependency, response_mask)
     return _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
                     threshold=threshold, low_weight_floor=low_weight_floor,
                     conserve_mass=conserve_mass)
@@ -209,24 +187,24 @@ def reshape_advantages(
     Returns:
       ``(B, T)`` token advantages, 0 on padding, in the promoted float dtype.
     """
-    xp = _checks.namespace(advantages=advantages, dependency=dependency,
+    xp = validation.namespace(advantages=advantages, dependency=dependency,
                            response_mask=response_mask)
-    _checks.check_floating("advantages", xp, advantages)
-    _checks.check_ndim("advantages", advantages, (1, 2))
-    _check_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
+    validation.check_floating("advantages", xp, advantages)
+    validation.check_ndim("advantages", advantages, (1, 2))
+    validation.check_weight_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
                            low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
-    _check_dependency(xp, dependency, response_mask)
+    validation.check_dependency(xp, dependency, response_mask)
     if advantages.ndim == 1:
         if advantages.shape[0] != dependency.shape[0]:
             raise ValueError(
                 f"advantages: {advantages.shape[0]} responses, but dependency has "
                 f"{dependency.shape[0]} rows"
             )
-        _checks.check_finite("advantages", xp, advantages)
+        validation.check_finite("advantages", xp, advantages)
         per_token = xp.reshape(advantages, (advantages.shape[0], 1))
     else:
-        _checks.check_same_shape("advantages", advantages, "dependency", dependency)
-        _checks.check_finite("advantages", xp, advantages, response_mask)
+        validation.check_same_shape("advantages", advantages, "dependency", dependency)
+        validation.check_finite("advantages", xp, advantages, response_mask)
         per_token = advantages
     weights = _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
                        threshold=threshold, low_weight_floor=low_weight_floor,

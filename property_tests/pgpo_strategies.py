@@ -1,4 +1,16 @@
-"""Hypothesis strategies, padding layouts and float64 error bounds for the property suite.
+"""Hypothesis strategies, padding layouts, float64 error bounds and the spec's latitude
+for the conformance suite.
+
+Latitude (what a conforming implementation may do differently, see the README):
+
+- result dtype: a real floating dtype of at least float32 and at least the inputs'
+  precision (float64 in gives float64 out; float32 in may give float32 or float64);
+- bad input: ``TypeError`` or ``ValueError`` whose message names the argument somewhere;
+- values: equal to the spec's to a tolerance derived from floating-point rounding;
+  bit-exact only where the spec promises it (0 on padding; ``tau = 0, beta = 0``
+  gives weights exactly 1; an all-equal group gets advantages exactly 0; ties in S
+  get equal weights);
+- extra keys in the metrics and diagnostics dicts.
 
 Arrays are drawn as numpy float64 (the reference precision) and handed to each
 backend through the ``backend`` fixture's converters.
@@ -18,6 +30,14 @@ import numpy as np
 from hypothesis import strategies as st
 
 U = float(np.finfo(np.float64).eps) / 2  # unit roundoff of float64
+
+
+def assert_float_result(x, input_dtype="float64"):
+    """The dtype latitude: real floating, at least float32 and at least ``input_dtype``."""
+    x = np.asarray(x)
+    assert np.issubdtype(x.dtype, np.floating), x.dtype
+    assert x.dtype.itemsize >= max(4, np.dtype(input_dtype).itemsize), (x.dtype, input_dtype)
+
 
 MAX_ROWS = 4
 MAX_LEN = 8

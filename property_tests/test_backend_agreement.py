@@ -23,8 +23,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pgpo_strategies import (MAX_ROWS, U, kl_tolerance, logits_pairs, pack_left, pack_logits,
-                             ragged, reference_kl, reference_weights)
+from pgpo_strategies import (MAX_ROWS, U, assert_float_result, kl_tolerance, logits_pairs,
+                             pack_left, pack_logits, ragged, reference_kl, reference_weights)
 
 
 
@@ -69,7 +69,7 @@ def test_weights_and_advantages_agree(pgpo, backend, rows, kwargs, advantages):
         expected[i, : len(row)] = reference_weights(row, **kwargs)
     np.testing.assert_allclose(ref, expected, rtol=WEIGHT_RTOL, atol=WEIGHT_RTOL)
     np.testing.assert_allclose(got, ref, rtol=WEIGHT_RTOL, atol=WEIGHT_RTOL)
-    assert got.dtype == np.float64
+    assert_float_result(got)
     ref_a, got_a = _both(backend, pgpo.reshape_advantages, a, values, mask, **kwargs)
     np.testing.assert_allclose(backend.to_numpy(got_a), NUMPY.to_numpy(ref_a),
                                rtol=WEIGHT_RTOL, atol=WEIGHT_RTOL * 10)

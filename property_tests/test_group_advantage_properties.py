@@ -2,7 +2,10 @@
 
 - within every group whose rewards are not all equal, the advantages have mean 0
   (and, with the std division, a sample std of ``std / (std + eps)``, i.e. about 1);
-- a group whose rewards are all equal (one response included) is flagged and gets 0;
+- a group whose rewards are all equal (one response included) is flagged and gets
+  exactly 0, also for rewards not exact in binary (0.1, 0.3, 1/3: their group mean
+  rounds away from them, so ``r - mean`` and the std are not 0) and never for a group
+  whose rewards differ by less than eps;
 - permuting the responses (group ids travelling with them) permutes every output.
 """
 
@@ -18,7 +21,11 @@ from pgpo_strategies import U
 # underflows into the subnormal range: XLA on CPU flushes subnormals to zero, which would
 # make, say, [0, 5e-324] an all-equal group on jax only (platform arithmetic, not the spec).
 REWARDS = st.one_of(st.floats(-1e3, 1e3).map(lambda r: r if abs(r) >= 1e-100 else 0.0),
-                    st.sampled_from([0.0, 0.1, 0.9, 1.0]))
+                    st.sampled_from([0.0, 0.1, 0.9, 1.0, 1e-7, 2e-7]))
+
+#: Values whose repeated sum is not exact in binary, so a group of them has a computed
+#: mean != the value and a computed std > 0.
+NOT_BINARY_EXACT = st.sampled_from([0.1, 0.3, 0.7, 0.9, 1 / 3, 2 / 3, 0.2, 1e-3, -0.1, 1e6 + 0.1])
 
 
 @st.composite
@@ -82,3 +89,25 @@ def test_permuting_samples_permutes_outputs(pgpo, backend, problem, normalize_st
     bound = (4 * n * U * big + np.abs(adv[perm]) * 8 * n * U * big) / scale
     bound = 2 * bound + 4 * U * np.abs(adv[perm])
     assert np.all(np.abs(p_adv - adv[perm]) <= bound), (p_adv, adv[perm], bound)
+
+
+@given(value=NOT_BINARY_EXACT, size=st.integers(2, 12), data=st.data(),
+       normalize_std=st.booleans(), correction=st.sampled_from([0, 1]),
+       eps=st.sampled_from([1e-6, 1e-12]))
+def test_equal_rewards_not_exact_in_binary_are_flagged_with_zero_advantages(
+        pgpo, backend, value, size, data, normalize_std, correction, eps):
+    """DAPO's dynamic sampling drops all-equal groups: a flag missed here keeps a group
+    with no signal, and an advantage of 1e-11 instead of 0 trains on rounding noise."""
+    n = 12
+    others = data.draw(st.lists(REWARDS, min_size=n - size, max_size=n - size))
+    other_ids = data.draw(st.lists(st.integers(1, 3), min_size=n - size, max_size=n - size))
+    rewards = np.asarray([value] * size + others, dtype=np.float64)
+    ids = np.asarray([0] * size + other_ids, dtype=np.int64)
+    perm = np.asarray(data.draw(st.permutations(range(n))), dtype=np.int64)
+    rewards, ids = rewards[perm], ids[perm]
+    adv, mean, std, all_equal = _call(pgpo, backend, rewards, ids, normalize_std=normalize_std,
+                                      correction=correction, eps=eps)
+    members = ids == 0
+    assert np.all(all_equal[members])
+    np.testing.assert_array_equal(adv[members], 0.0)
+    assert np.all(np.isfinite(adv)) and np.all(np.isfinite(std)) and np.all(std >= 0)

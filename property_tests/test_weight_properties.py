@@ -9,7 +9,8 @@ the cases the paper leaves open:
   quantile thresholds, with or without the floor, with or without Eq. 7);
 - ``tau = 0, beta = 0`` is the base algorithm: every weight is exactly 1;
 - padding (anywhere, whatever values sit under it) and the order of the rows
-  change nothing on real tokens; padding gets 0;
+  change nothing on real tokens beyond the rounding of ``sum_j w_j``; padding gets
+  exactly 0;
 - finite, non-negative weights for any finite S >= 0, including 0, subnormals,
   1e300 and a tiny eps.
 """
@@ -59,9 +60,11 @@ def test_mass_conservation(pgpo, backend, rows, kwargs, advantages):
         assert abs(np.sum(shaped[i]) - n * a[i]) <= tol, (i, shaped[i])
     np.testing.assert_array_equal(w[~mask], 0.0)
     np.testing.assert_array_equal(shaped[~mask], 0.0)
-    # Per-response (B,) and per-token (B, T) advantages holding the same value agree exactly.
+    # Per-response (B,) and per-token (B, T) advantages holding the same value agree
+    # (one product A * w~ each, so to a couple of roundings).
     per_token = np.where(mask, a[:, None], 0.0)
-    np.testing.assert_array_equal(_reshape(pgpo, backend, per_token, values, mask, kwargs), shaped)
+    np.testing.assert_allclose(_reshape(pgpo, backend, per_token, values, mask, kwargs), shaped,
+                               rtol=4 * U, atol=0)
 
 
 @given(rows=ragged(dependency_values, max_rows=3), kwargs=weight_kwargs())
@@ -124,17 +127,18 @@ def test_padding_invariance(pgpo, backend, problem, kwargs, advantages):
 
 @given(rows=ragged(dependency_values), kwargs=weight_kwargs(), data=st.data())
 def test_batch_order_invariance(pgpo, backend, rows, kwargs, data):
-    """Permuting the responses permutes the weights and token advantages, bit for bit:
-    every response is computed from its own row alone."""
+    """Permuting the responses permutes the weights and token advantages: every response
+    is computed from its own row alone (up to the rounding of its sum)."""
     values, mask = pack_left(rows)
     perm = np.asarray(data.draw(st.permutations(range(MAX_ROWS))), dtype=np.int64)
     a = np.asarray(data.draw(ADVANTAGES))
     w = _weights(pgpo, backend, values, mask, kwargs)
     w_perm = _weights(pgpo, backend, values[perm], mask[perm], kwargs)
-    np.testing.assert_array_equal(w_perm, w[perm])
+    rtol = 4 * (values.shape[1] + 2) * U
+    np.testing.assert_allclose(w_perm, w[perm], rtol=rtol, atol=0)
     shaped = _reshape(pgpo, backend, a, values, mask, kwargs)
     shaped_perm = _reshape(pgpo, backend, a[perm], values[perm], mask[perm], kwargs)
-    np.testing.assert_array_equal(shaped_perm, shaped[perm])
+    np.testing.assert_allclose(shaped_perm, shaped[perm], rtol=rtol, atol=0)
 
 
 @given(rows=ragged(dependency_values), kwargs=weight_kwargs(),

@@ -15,8 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from pgpo_core import _checks
-from pgpo_core.weights import _check_dependency
+from pgpo_core import validation
 
 
 def concrete(*arrays: Any) -> bool:
@@ -25,7 +24,7 @@ def concrete(*arrays: Any) -> bool:
 
 
 def finite(name: str, x: Any, mask: Any = None) -> None:
-    _checks.check_finite(name, jnp, jnp.asarray(x), None if mask is None else jnp.asarray(mask))
+    validation.check_finite(name, jnp, jnp.asarray(x), None if mask is None else jnp.asarray(mask))
 
 
 def per_token(advantages: Any, mask: Any) -> Any:
@@ -38,4 +37,4 @@ def per_token(advantages: Any, mask: Any) -> Any:
 
 def dependency(dep: Any, mask: Any) -> None:
     """The core's dependency checks (:func:`pgpo_core.token_weights`), values included."""
-    _check_dependency(jnp, jnp.asarray(dep), jnp.asarray(mask))
+    validation.check_dependency(jnp, jnp.asarray(dep), jnp.asarray(mask))

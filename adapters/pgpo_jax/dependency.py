@@ -28,8 +28,7 @@ import jax
 import jax.numpy as jnp
 
 import pgpo_core
-from pgpo_core import _checks
-from pgpo_core.dependency import check_logits
+from pgpo_core import validation
 
 from pgpo_jax import _validate
 
@@ -81,7 +80,7 @@ def _core_kl(z_visual: Any, z_blind: Any, mask: Any, temperature: float) -> Any:
 def _chunked(logits_visual, logits_blind, response_mask, *, chunk_size, temperature):
     batch, length, vocab = logits_visual.shape
     n = batch * length
-    out_dtype = _checks.compute_dtype(jnp, logits_visual.dtype)
+    out_dtype = validation.compute_dtype(jnp, logits_visual.dtype)
     if n == 0:
         return jnp.zeros((batch, length), dtype=out_dtype)
     kl = _map_token_chunks(
@@ -118,15 +117,15 @@ def token_visual_dependency_chunked(
     Returns:
       ``(B, T)`` float32 (float64 for float64 input) dependencies, >= 0, 0 on padding.
     """
-    _checks.namespace(logits_visual=logits_visual, logits_blind=logits_blind,
+    validation.namespace(logits_visual=logits_visual, logits_blind=logits_blind,
                       response_mask=response_mask)
-    check_logits(jnp, logits_visual, logits_blind, response_mask)
-    _checks.check_chunk_size(chunk_size)
-    _checks.check_positive("temperature", temperature)
+    validation.check_logits(jnp, logits_visual, logits_blind, response_mask)
+    validation.check_chunk_size(chunk_size)
+    validation.check_positive("temperature", temperature)
     out = _chunked(logits_visual, logits_blind, response_mask, chunk_size=chunk_size,
                    temperature=temperature)
     if _validate.concrete(logits_visual, logits_blind, response_mask):
-        _checks.check_kl_finite("logits_visual/logits_blind", jnp, out,
+        validation.check_kl_finite("logits_visual/logits_blind", jnp, out,
                                 jnp.asarray(response_mask))
     return out
 
@@ -136,7 +135,7 @@ def _from_hidden(hidden_visual, hidden_blind, lm_head, lm_head_bias, response_ma
                  chunk_size, temperature):
     batch, length, width = hidden_visual.shape
     n = batch * length
-    dtype = _checks.compute_dtype(jnp, jnp.result_type(hidden_visual.dtype, lm_head.dtype))
+    dtype = validation.compute_dtype(jnp, jnp.result_type(hidden_visual.dtype, lm_head.dtype))
     if n == 0:
         return jnp.zeros((batch, length), dtype=dtype)
 
@@ -188,31 +187,31 @@ def dependency_from_hidden_states(
       ``(B, T)`` float32 (float64 for float64 input) dependencies, >= 0, 0 on padding,
       without gradient.
     """
-    _checks.namespace(hidden_visual=hidden_visual, hidden_blind=hidden_blind, lm_head=lm_head,
+    validation.namespace(hidden_visual=hidden_visual, hidden_blind=hidden_blind, lm_head=lm_head,
                       lm_head_bias=lm_head_bias, response_mask=response_mask)
-    _checks.check_ndim("hidden_visual", hidden_visual, 3)
-    _checks.check_same_shape("hidden_blind", hidden_blind, "hidden_visual", hidden_visual)
-    _checks.check_floating("hidden_visual", jnp, hidden_visual)
+    validation.check_ndim("hidden_visual", hidden_visual, 3)
+    validation.check_same_shape("hidden_blind", hidden_blind, "hidden_visual", hidden_visual)
+    validation.check_floating("hidden_visual", jnp, hidden_visual)
     if hidden_blind.dtype != hidden_visual.dtype:
         raise TypeError(f"hidden_blind: dtype {hidden_blind.dtype} differs from "
                         f"hidden_visual's {hidden_visual.dtype}")
-    _checks.check_ndim("lm_head", lm_head, 2)
-    _checks.check_floating("lm_head", jnp, lm_head)
+    validation.check_ndim("lm_head", lm_head, 2)
+    validation.check_floating("lm_head", jnp, lm_head)
     if lm_head.shape[0] != hidden_visual.shape[2]:
         raise ValueError(f"lm_head: shape {tuple(lm_head.shape)} must be (H, V) with H = "
                          f"{hidden_visual.shape[2]}, the hidden size of hidden_visual "
                          "(pass a tied (V, H) embedding transposed)")
     if lm_head_bias is not None:
-        _checks.check_floating("lm_head_bias", jnp, lm_head_bias)
+        validation.check_floating("lm_head_bias", jnp, lm_head_bias)
         if tuple(lm_head_bias.shape) != (lm_head.shape[1],):
             raise ValueError(f"lm_head_bias: shape {tuple(lm_head_bias.shape)} must be (V,) = "
                              f"({lm_head.shape[1]},), the vocabulary of lm_head")
-    _checks.check_response_mask(jnp, response_mask, hidden_visual.shape[:2], "hidden_visual")
-    _checks.check_chunk_size(chunk_size)
-    _checks.check_positive("temperature", temperature)
+    validation.check_response_mask(jnp, response_mask, hidden_visual.shape[:2], "hidden_visual")
+    validation.check_chunk_size(chunk_size)
+    validation.check_positive("temperature", temperature)
     out = _from_hidden(hidden_visual, hidden_blind, lm_head, lm_head_bias, response_mask,
                        chunk_size=chunk_size, temperature=temperature)
     if _validate.concrete(hidden_visual, hidden_blind, lm_head, lm_head_bias, response_mask):
-        _checks.check_kl_finite("hidden_visual/hidden_blind/lm_head", jnp, out,
+        validation.check_kl_finite("hidden_visual/hidden_blind/lm_head", jnp, out,
                                 jnp.asarray(response_mask))
     return out

@@ -15,7 +15,7 @@ import array_api_compat.torch as torch_xp
 import torch
 
 import pgpo_core
-from pgpo_core import _checks
+from pgpo_core import validation
 
 __all__ = ["dependency_from_hidden_states", "token_logprobs_from_hidden_states"]
 
@@ -45,9 +45,9 @@ def _check_hidden(hidden_visual, hidden_blind, lm_head_weight, response_mask, ch
     if lm_head_bias is not None and (not isinstance(lm_head_bias, torch.Tensor)
                                      or tuple(lm_head_bias.shape) != (lm_head_weight.shape[0],)):
         raise ValueError(f"lm_head_bias: expected a ({lm_head_weight.shape[0]},) tensor")
-    _checks.check_response_mask(torch_xp, response_mask, hidden_visual.shape[:2],
+    validation.check_response_mask(torch_xp, response_mask, hidden_visual.shape[:2],
                                 "hidden_visual")
-    _checks.check_chunk_size(chunk_size)
+    validation.check_chunk_size(chunk_size)
     if logits_dtype is not None and (not isinstance(logits_dtype, torch.dtype)
                                      or not logits_dtype.is_floating_point):
         raise TypeError(f"logits_dtype: expected a floating torch.dtype or None, got "

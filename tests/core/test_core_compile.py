@@ -4,13 +4,12 @@ Value checks (NaN/inf, sign) need a host read; under torch.compile they are skip
 as under jax.jit, instead of breaking the graph.
 """
 
+import functools
 import warnings
 
 import numpy as np
 import pytest
 import torch
-
-import pgpo_core
 
 
 def _inputs():
@@ -21,29 +20,30 @@ def _inputs():
     return lv, lb, mask
 
 
-def _pipeline(lv, lb, mask):
-    dep = pgpo_core.token_visual_dependency(lv, lb, mask, chunk_size=4)
-    adv = pgpo_core.group_advantages(torch.tensor([1.0, 0.0]), torch.tensor([0, 0])).advantages
-    shaped = pgpo_core.reshape_advantages(adv, dep, mask, threshold="quantile")
+def _pipeline(pgpo, lv, lb, mask):
+    dep = pgpo.token_visual_dependency(lv, lb, mask, chunk_size=4)
+    adv = pgpo.group_advantages(torch.tensor([1.0, 0.0]), torch.tensor([0, 0])).advantages
+    shaped = pgpo.reshape_advantages(adv, dep, mask, threshold="quantile")
     logp = torch.log_softmax(lv, dim=-1)[..., 0]
-    loss, _ = pgpo_core.policy_loss(logp, logp.detach() - 0.1, shaped, mask)
+    loss, _ = pgpo.policy_loss(logp, logp.detach() - 0.1, shaped, mask)
     return dep, shaped, loss
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_pipeline_has_no_graph_breaks_and_matches_eager():
+def test_pipeline_has_no_graph_breaks_and_matches_eager(pgpo):
+    pipeline = functools.partial(_pipeline, pgpo)
     lv, lb, mask = _inputs()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        explained = torch._dynamo.explain(_pipeline)(lv, lb, mask)
-        compiled = torch.compile(_pipeline, backend="eager", fullgraph=True)(lv, lb, mask)
+        explained = torch._dynamo.explain(pipeline)(lv, lb, mask)
+        compiled = torch.compile(pipeline, backend="eager", fullgraph=True)(lv, lb, mask)
     assert explained.graph_break_count == 0
-    for got, want in zip(compiled, _pipeline(lv, lb, mask)):
+    for got, want in zip(compiled, pipeline(lv, lb, mask)):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-7)
 
 
-def test_eager_calls_still_check_values():
+def test_eager_calls_still_check_values(pgpo):
     lv, lb, mask = _inputs()
     lv[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="logits_visual"):
-        pgpo_core.token_visual_dependency(lv, lb, mask)
+        pgpo.token_visual_dependency(lv, lb, mask)

@@ -308,3 +308,47 @@ def test_masked_mean(backend, pgpo):
         pgpo.masked_mean(x, x)
     with pytest.raises(ValueError, match="mask"):
         pgpo.masked_mean(x, backend.asarray(m[:2]))
+
+
+def test_aggregate_normalizer_replaces_the_divisor_as_given(backend, pgpo):
+    """Issue 8: a normalizer below 1 was clamped to 1 (2.0 came back where 4.0 is right)."""
+    ones = backend.asarray(np.ones((1, 2)))
+    mask = backend.asarray(np.ones((1, 2), dtype=bool))
+    for aggregation, want in [("seq-mean-token-sum", 4.0), ("seq-mean-token-mean", 2.0),
+                              ("seq-mean-token-sum-norm", 2.0), ("token-mean", 4.0)]:
+        got = pgpo.aggregate(ones, mask, aggregation=aggregation, normalizer=0.5)
+        assert _scalar(backend, got) == want, aggregation
+    # verl's seq-mean-token-sum-norm (no 1/B) is normalizer=1: 2 rows of sum 2, T = 2 -> 2.
+    two = backend.asarray(np.ones((2, 2)))
+    got = pgpo.aggregate(two, backend.asarray(np.ones((2, 2), dtype=bool)),
+                         aggregation="seq-mean-token-sum-norm", normalizer=1)
+    assert _scalar(backend, got) == 2.0
+
+
+@pytest.mark.parametrize("dual_clip", [None, 3.0])
+def test_policy_loss_log_ratio_clip_keeps_huge_ratios_finite(backend, pgpo, dual_clip):
+    """Issue 8: log r = 90 (and +-inf-like 1e30) is clamped to +-20 before exp, as verl does;
+    with A = 0 the loss is exactly 0, and no NaN appears with the dual clip."""
+    logp = np.array([[90.0, -90.0, 1e30, 0.5]])
+    logp_old = np.zeros((1, 4))
+    mask = np.ones((1, 4), dtype=bool)
+    for dtype in ("float32", "float64"):
+        for adv in ([[0.0, 0.0, 0.0, 0.0]], [[1.0, -1.0, -1.0, 2.0]]):
+            a = np.asarray(adv)
+            loss, metrics = pgpo.policy_loss(
+                backend.asarray(logp, dtype=dtype), backend.asarray(logp_old, dtype=dtype),
+                backend.asarray(a, dtype=dtype), backend.asarray(mask), dual_clip=dual_clip)
+            value = _scalar(backend, loss)
+            assert math.isfinite(value)
+            assert all(math.isfinite(_scalar(backend, m)) for m in metrics.values())
+            # Per token by hand: r = e^20, e^-20, e^20, e^0.5, clip range [0.8, 1.28].
+            r = np.exp(np.clip(logp[0], -20, 20))
+            per = np.maximum(-a[0] * r, -a[0] * np.clip(r, 0.8, 1.28))
+            if dual_clip is not None:
+                per = np.where(a[0] < 0, np.minimum(per, -a[0] * dual_clip), per)
+            np.testing.assert_allclose(value, per.mean(), rtol=1e-6 if dtype == "float32" else 1e-12)
+            if not np.any(a):
+                assert value == 0.0
+    with pytest.raises(ValueError, match="log_ratio_clip"):
+        pgpo.policy_loss(backend.asarray(logp_old), backend.asarray(logp_old),
+                         backend.asarray(logp_old), backend.asarray(mask), log_ratio_clip=0.0)

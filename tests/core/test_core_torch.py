@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +127,27 @@ def test_reshape_advantages_keeps_gradient_of_advantages(pgpo):
     pgpo.reshape_advantages(adv, dep, mask).sum().backward()
     torch.testing.assert_close(adv.grad, torch.tensor([3.0, 2.0], dtype=torch.float64),
                                rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("dual_clip", [None, 3.0])
+def test_policy_loss_gradient_is_finite_for_huge_ratios_and_garbage_padding(pgpo, dual_clip):
+    """Issue 8: in float32, log r = 90 overflowed exp and the gradient was NaN. With the
+    default clamp at +-20 the gradient is 0 beyond it (verl's behaviour), exact inside it,
+    and padding holding +-inf / NaN log-probs or advantages contributes nothing."""
+    logp = torch.tensor([[90.0, 0.1, float("inf"), float("nan")],
+                         [-float("inf"), -90.0, 0.0, 0.0]], requires_grad=True)
+    logp_old = torch.tensor([[0.0, 0.0, float("nan"), 0.0], [-float("inf"), 0.0, 0.0, 0.0]])
+    adv = torch.tensor([[1.0, 1.0, float("nan"), float("inf")], [0.0, -1.0, 1.0, 1.0]])
+    mask = torch.tensor([[True, True, False, False], [False, True, True, True]])
+    loss, _ = pgpo.policy_loss(logp, logp_old, adv, mask, dual_clip=dual_clip)
+    loss.backward()
+    assert torch.isfinite(loss)
+    grad = logp.grad
+    assert torch.all(torch.isfinite(grad)), grad
+    # Token (0, 1): A = 1, r = e^0.1 = 1.105 inside [0.8, 1.28]: d/dlogp (-A r) / n = -r / 5.
+    want = torch.zeros(2, 4)
+    want[0, 1] = -math.exp(0.1) / 5
+    # Token (1, 2): A = 1, r = 1: -1 / 5. Token (1, 3): A = 1, r = 1: -1 / 5.
+    want[1, 2] = want[1, 3] = -1 / 5
+    # Token (1, 1): A = -1, log r = -90 clamped: 0. Token (0, 0): clamped: 0.
+    torch.testing.assert_close(grad, want)

@@ -1,4 +1,5 @@
-"""Input validation shared by every public function of :mod:`pgpo_core`.
+"""Input validation of :mod:`pgpo_core`, public so that adapters and integrations
+check their arguments exactly as the core does (one copy of every check).
 
 Every check raises a ``TypeError`` or ``ValueError`` whose message starts with
 the name of the offending argument. Checks that need array *values* (NaN/inf,
@@ -153,3 +154,49 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name}: must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+# ------------------------------------------------------------- checks of whole arguments
+
+THRESHOLDS = ("fixed", "quantile")
+
+
+def check_logits(xp: Any, logits_visual: Any, logits_blind: Any, response_mask: Any) -> None:
+    """The array checks of :func:`pgpo_core.token_visual_dependency`: two ``(B, T, V)``
+    floating arrays of one shape and dtype, and a boolean ``(B, T)`` mask."""
+    check_ndim("logits_visual", logits_visual, 3)
+    check_same_shape("logits_blind", logits_blind, "logits_visual", logits_visual)
+    check_floating("logits_visual", xp, logits_visual)
+    check_floating("logits_blind", xp, logits_blind)
+    if logits_blind.dtype != logits_visual.dtype:
+        raise TypeError(
+            f"logits_blind: dtype {logits_blind.dtype} differs from logits_visual's "
+            f"{logits_visual.dtype}"
+        )
+    check_response_mask(xp, response_mask, logits_visual.shape[:2], "logits_visual")
+
+
+def check_weight_hyperparameters(
+    *, tau: float, beta: float, eps: float, threshold: str, low_weight_floor: float,
+    conserve_mass: bool,
+) -> None:
+    """The hyper-parameters of :func:`pgpo_core.token_weights` (and of everything taking
+    the same keywords)."""
+    check_in_range("tau", tau, 0.0, 1.0)
+    check_positive("beta", beta, allow_zero=True)
+    check_positive("eps", eps)
+    check_choice("threshold", threshold, THRESHOLDS)
+    check_in_range("low_weight_floor", low_weight_floor, 0.0, 1.0)
+    if not isinstance(conserve_mass, bool):
+        raise TypeError(f"conserve_mass: expected a bool, got {type(conserve_mass).__name__}")
+
+
+def check_dependency(xp: Any, dependency: Any, response_mask: Any) -> None:
+    """A ``(B, T)`` floating dependency, finite and >= 0 on response tokens, with its
+    boolean mask (value checks step aside when the values are traced)."""
+    check_ndim("dependency", dependency, 2)
+    check_floating("dependency", xp, dependency)
+    check_bool("response_mask", xp, response_mask)
+    check_same_shape("response_mask", response_mask, "dependency", dependency)
+    check_finite("dependency", xp, dependency, response_mask)
+    check_nonnegative("dependency", xp, dependency, response_mask)
