@@ -311,6 +311,16 @@ def wait_for(flag_owner, timeout=5.0):
         time.sleep(0.01)
 
 
+@pytest.fixture(autouse=True)
+def _python_default_sigint():
+    """Python's own SIGINT handler, as in a foreground run: a process started in the
+    background by a shell (``cmd &``) inherits SIGINT ignored, and these tests check
+    that GracefulExit gives the previous handler back."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_sigterm_sets_the_flag_and_the_old_handler_comes_back():
     before = signal.getsignal(signal.SIGTERM)
     with GracefulExit() as stop:
