@@ -7,6 +7,8 @@ or the environment variable ``PGPO_IMPL=package.module``.
 Backends: every array test runs once per backend in ``BACKENDS`` through the ``backend``
 fixture. A backend that cannot be imported is an error, never a silent skip; restrict
 the set on purpose with ``--backends numpy,torch`` or ``PGPO_BACKENDS=numpy,torch``.
+``torch_cuda`` (torch tensors on the first CUDA device) is never in the default set, since
+CI has no GPU; asked for on a machine without CUDA it is an error, not a skip.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 import pytest
 
 BACKENDS = ("numpy", "array_api_strict", "torch", "jax")
+#: Selectable with --backends, never run by default.
+EXTRA_BACKENDS = ("torch_cuda",)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,20 +39,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _selected_backends(config: pytest.Config) -> list[str]:
     raw = config.getoption("--backends") or os.environ.get("PGPO_BACKENDS") or ",".join(BACKENDS)
     names = [n.strip() for n in raw.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(BACKENDS))
+    unknown = sorted(set(names) - set(BACKENDS) - set(EXTRA_BACKENDS))
     if unknown:
-        raise pytest.UsageError(f"--backends: unknown backend(s) {unknown}; choose from {BACKENDS}")
+        raise pytest.UsageError(f"--backends: unknown backend(s) {unknown}; choose from "
+                                f"{BACKENDS + EXTRA_BACKENDS}")
     return names
 
 
 @dataclasses.dataclass(frozen=True)
 class Backend:
-    """One array library: its namespace plus converters to and from numpy."""
+    """One array library on one device: its namespace plus converters to and from numpy.
+
+    ``library`` names the array library (``torch`` for both torch backends), for the tests
+    that reach past the array API (automatic differentiation)."""
 
     name: str
     xp: Any
     asarray: Callable[..., Any]
     to_numpy: Callable[[Any], np.ndarray]
+    library: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.library:
+            object.__setattr__(self, "library", self.name)
 
     def __repr__(self) -> str:  # shows in test ids
         return self.name
@@ -74,6 +87,16 @@ def make_backend(name: str) -> Backend:
 
         return Backend(name, xp, lambda a, dtype=None: torch.asarray(np.asarray(a, dtype=dtype)),
                        lambda a: a.detach().cpu().numpy())
+    if name == "torch_cuda":
+        import array_api_compat.torch as xp
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("--backends torch_cuda: torch sees no CUDA device on this machine")
+        return Backend(name, xp,
+                       lambda a, dtype=None: torch.asarray(np.asarray(a, dtype=dtype),
+                                                           device="cuda"),
+                       lambda a: a.detach().cpu().numpy(), library="torch")
     if name == "jax":
         import jax
 

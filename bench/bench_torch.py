@@ -7,7 +7,7 @@ Not a test: it prints markdown tables and asserts nothing about speed.
    time (best of ``--repeats``), sequence length. (a) is timed as the paper runs it (the
    vision tower included) and without the vision tower.
 2. Exact dependency at Qwen2.5-VL's vocabulary, V = 152,064, from hidden states
-   (H = 256, T = ``--tokens``, random LM head, float32):
+   (H = ``--hidden``, default 256, T = ``--tokens``, random LM head, float32):
    - naive: both (T, V) logits materialised, then ``pgpo_core.token_visual_dependency``
      unchunked;
    - logits + chunked core: both logits materialised, the core chunked;
@@ -22,15 +22,22 @@ Not a test: it prints markdown tables and asserts nothing about speed.
    blind no-grad passes, dependency, reshaping). Generation (greedy, same lengths) is
    timed alongside so the ratio including it can be read too.
 
+With ``--device cuda`` every section runs on the GPU: times are taken after
+``torch.cuda.synchronize()``, the extra peak memory of section 2 is
+``torch.cuda.max_memory_allocated()`` beyond the inputs (in this process), and sections 1
+and 3 run under bfloat16 autocast, as the reference trainer does on CUDA.
+
 Usage::
 
-    python bench/bench_torch.py            # full run (a few GiB peak, a few minutes)
-    python bench/bench_torch.py --quick    # small shapes: a smoke run of seconds
+    python bench/bench_torch.py                 # full run (a few GiB peak, a few minutes)
+    python bench/bench_torch.py --quick         # small shapes: a smoke run of seconds
+    python bench/bench_torch.py --device cuda --hidden 3584   # on a GPU, 7B's hidden size
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -42,6 +49,23 @@ import torch
 
 MIB = 2**20
 FULL_VOCAB = 152_064
+DEVICE = torch.device("cpu")  # set from --device in main()
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def autocast():
+    """bfloat16 autocast on CUDA (the trainer's compute dtype there), nothing on the CPU."""
+    if DEVICE.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device(batch: dict) -> dict:
+    return {k: v.to(DEVICE) for k, v in batch.items()}
 
 
 def best_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
@@ -49,11 +73,13 @@ def best_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, flo
     by round so that a change in machine load hits every variant alike."""
     for fn in fns.values():
         fn()  # warm-up
+    sync()
     best = {name: float("inf") for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
+            sync()
             best[name] = min(best[name], time.perf_counter() - start)
     return best
 
@@ -105,9 +131,10 @@ def bench_blind_pass(args) -> list[str]:
 
     px = 112 if args.quick else 448
     processor = build_tiny_processor(max_pixels=px * px)
-    model = build_tiny_model(processor, seed=0)
+    model = build_tiny_model(processor, seed=0).to(DEVICE)
     batch, T = rollout_batch(processor, n_prompts=2, samples=2, image_px=px,
                              response_tokens=16 if args.quick else 128)
+    batch = to_device(batch)
     variants = {
         "visual pass (reference)": visual_inputs(batch),
         "(a) mask attention, vision tower run (paper)": mask_visual_attention(model, batch),
@@ -115,7 +142,7 @@ def bench_blind_pass(args) -> list[str]:
                                                                      keep_pixels=False),
         "(b) drop visual tokens": drop_visual_tokens(model, batch, response_length=T),
     }
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         times = best_times({name: (lambda inputs=inputs: response_outputs(
             model, inputs, response_length=T)) for name, inputs in variants.items()},
             args.repeats)
@@ -140,7 +167,7 @@ def kl_inputs(tokens: int, vocab: int, hidden: int = 256, seed: int = 0):
     hb = hv + 0.3 * torch.randn(1, tokens, hidden, generator=g)
     w = torch.randn(vocab, hidden, generator=g) / hidden**0.5 * 4
     mask = torch.ones(1, tokens, dtype=torch.bool)
-    return hv, hb, w, mask
+    return tuple(x.to(DEVICE) for x in (hv, hb, w, mask))
 
 
 def kl_variant(name: str, hv, hb, w, mask, chunk: int):
@@ -162,10 +189,10 @@ KL_VARIANTS = {
 }
 
 
-def kl_child(name: str, tokens: int, vocab: int, chunk: int) -> None:
+def kl_child(name: str, tokens: int, vocab: int, chunk: int, hidden: int) -> None:
     """Child process: build inputs, reset the RSS high-water mark, run once, report."""
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    hv, hb, w, mask = kl_inputs(tokens, vocab)
+    hv, hb, w, mask = kl_inputs(tokens, vocab, hidden)
     kl_variant("hidden_chunked", hv[:, :2], hb[:, :2], w[:64], mask[:, :2], chunk)  # warm libs
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
@@ -179,22 +206,33 @@ def bench_kl(args) -> list[str]:
     tokens = 128 if args.quick else args.tokens
     vocab = 8192 if args.quick else FULL_VOCAB
     chunk = args.chunk
-    hv, hb, w, mask = kl_inputs(tokens, vocab)
+    hidden = args.hidden
+    hv, hb, w, mask = kl_inputs(tokens, vocab, hidden)
     results = {name: kl_variant(name, hv, hb, w, mask, chunk) for name in KL_VARIANTS}
     max_diff = max(float((results[n] - results["naive"]).abs().max()) for n in KL_VARIANTS)
     times = best_times({name: (lambda name=name: kl_variant(name, hv, hb, w, mask, chunk))
                         for name in KL_VARIANTS}, args.repeats)
     memory = {}
     for name in KL_VARIANTS:
+        if DEVICE.type == "cuda":  # the caching allocator's own high-water mark
+            sync()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+            kl_variant(name, hv, hb, w, mask, chunk)
+            sync()
+            memory[name] = (torch.cuda.max_memory_allocated() - before) / MIB
+            continue
         out = subprocess.run([sys.executable, __file__, "--kl-child", name, "--tokens",
-                              str(tokens), "--vocab", str(vocab), "--chunk", str(chunk)],
+                              str(tokens), "--vocab", str(vocab), "--chunk", str(chunk),
+                              "--hidden", str(hidden)],
                              capture_output=True, text=True, check=True)
         memory[name] = json.loads(out.stdout.strip().splitlines()[-1])["extra_peak_mib"]
     one_logits = tokens * vocab * 4 / MIB
-    rows = [f"### 2. Exact dependency, T = {tokens}, V = {vocab:,}, H = 256, float32, "
+    measure = "CUDA peak allocated" if DEVICE.type == "cuda" else "peak RSS"
+    rows = [f"### 2. Exact dependency, T = {tokens}, V = {vocab:,}, H = {hidden}, float32, "
             f"chunk {chunk} (one (T, V) float32 logits tensor = {one_logits:.0f} MiB; "
             f"max |difference| to naive = {max_diff:.1e})", "",
-            "| variant | time (ms) | time / naive | extra peak RSS (MiB) | memory / naive |",
+            f"| variant | time (ms) | time / naive | extra {measure} (MiB) | memory / naive |",
             "|---|---:|---:|---:|---:|"]
     for name, label in KL_VARIANTS.items():
         rows.append(f"| {label} | {times[name] * 1e3:.0f} | {times[name] / times['naive']:.2f} | "
@@ -212,20 +250,22 @@ def bench_step(args) -> list[str]:
 
     px = 56 if args.quick else 224
     processor = build_tiny_processor(max_pixels=px * px)
-    model = build_tiny_model(processor, seed=0)
+    model = build_tiny_model(processor, seed=0).to(DEVICE)
     T = 8 if args.quick else 64
     batch, T = rollout_batch(processor, n_prompts=4, samples=2, image_px=px,
                              response_tokens=T)
-    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0])
-    groups = torch.arange(4).repeat_interleave(2)
+    batch = to_device(batch)
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0], device=DEVICE)
+    groups = torch.arange(4, device=DEVICE).repeat_interleave(2)
     mask = batch["attention_mask"][:, -T:].bool()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
     loss_fn = PGPOLoss(PGPOConfig())
 
     def train_step(token_advantages):
         model.train()
-        logp = response_token_logprobs(model, visual_inputs(batch), response_length=T)
-        loss, _ = loss_fn(logp, logp.detach(), token_advantages, mask)
+        with autocast():
+            logp = response_token_logprobs(model, visual_inputs(batch), response_length=T)
+        loss, _ = loss_fn(logp.float(), logp.detach().float(), token_advantages, mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -236,8 +276,9 @@ def bench_step(args) -> list[str]:
 
     def pgpo_step(blind, estimator):
         config = PGPOConfig(estimator=estimator)
-        out = compute_pgpo_advantages(model, batch, rewards, groups, response_length=T,
-                                      config=config, blind=blind)
+        with autocast():
+            out = compute_pgpo_advantages(model, batch, rewards, groups, response_length=T,
+                                          config=config, blind=blind)
         train_step(out.token_advantages)
 
     prompt_width = batch["input_ids"].shape[1] - T
@@ -246,7 +287,7 @@ def bench_step(args) -> list[str]:
               for k, v in batch.items()}
 
     def generate():
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             model.generate(**prompt, max_new_tokens=T, min_new_tokens=T, do_sample=False)
 
     steps = {"GRPO step": grpo_step}
@@ -276,19 +317,25 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=1024, help="T for the KL benchmark")
     parser.add_argument("--vocab", type=int, default=FULL_VOCAB)
     parser.add_argument("--chunk", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=256, help="H for the KL benchmark")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: steadier figures on a shared machine)")
     parser.add_argument("--kl-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--sections", default="1,2,3")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if args.kl_child:
-        kl_child(args.kl_child, args.tokens, args.vocab, args.chunk)
+        kl_child(args.kl_child, args.tokens, args.vocab, args.chunk, args.hidden)
         return
     torch.set_num_threads(args.threads)
     os.environ["BENCH_THREADS"] = str(args.threads)
     if args.repeats is None:
         args.repeats = 1 if args.quick else 5
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU"
+    where = (torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda"
+             else f"{torch.get_num_threads()} threads, CPU")
+    print(f"torch {torch.__version__}, {where}"
           + (" (--quick: small shapes, figures not meaningful)" if args.quick else ""))
     benches = {"1": bench_blind_pass, "2": bench_kl, "3": bench_step}
     for key in args.sections.split(","):

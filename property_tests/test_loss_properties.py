@@ -189,15 +189,13 @@ def test_loss_and_metrics_match_the_reference(pgpo, backend, problem, kwargs):
 
 
 def _value_and_grad(pgpo, backend, logp, logp_old, adv, mask, kwargs):
-    if backend.name == "torch":
-        import torch
-
+    if backend.library == "torch":
         x = backend.asarray(logp).requires_grad_(True)
         loss, _ = pgpo.policy_loss(x, backend.asarray(logp_old), backend.asarray(adv),
                                    backend.asarray(mask), **kwargs)
         loss.backward()
-        return float(loss.detach()), x.grad.numpy()
-    if backend.name == "jax":
+        return float(loss.detach()), backend.to_numpy(x.grad)
+    if backend.library == "jax":
         import jax
 
         def f(x):
@@ -213,7 +211,7 @@ def _value_and_grad(pgpo, backend, logp, logp_old, adv, mask, kwargs):
 def autograd_backend(backend):
     """The backend, for the gradient properties: torch and jax; numpy and
     array-api-strict have no automatic differentiation (a platform limit)."""
-    if backend.name not in ("torch", "jax"):
+    if backend.library not in ("torch", "jax"):
         pytest.skip(f"{backend.name} has no automatic differentiation; the gradient "
                     "properties run on torch and jax")
     return backend

@@ -9,6 +9,7 @@ the entry's backends: numpy, plus torch where a gradient is at stake), and repor
     python property_tests/mutants/mutation.py --quick          # the subset pytest runs
     python property_tests/mutants/mutation.py --only kl-no-clamp eq6-boundary
     python property_tests/mutants/mutation.py --list
+    python property_tests/mutants/mutation.py --jobs 8         # 8 entries at a time
 
 Exit status 0 when every mutant is killed and every variant accepted.
 """
@@ -16,6 +17,7 @@ Exit status 0 when every mutant is killed and every variant accepted.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import os
 import re
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override every entry's backends (e.g. numpy,torch,jax)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--list", action="store_true", help="list the catalogue and exit")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="entries run at once, each a pytest process on one thread")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print the suite's output for unexpected outcomes")
     args = parser.parse_args(argv)
@@ -129,15 +133,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{e.kind:8} {e.name:30} {e.backends:12} {e.covers:18} {e.what}")
         return 0
 
+    if args.jobs < 1:
+        parser.error("--jobs: must be >= 1")
     results = []
-    with tempfile.TemporaryDirectory(prefix="pgpo-mutation-") as tmp:
-        for e in entries:
-            r = run_one(e, Path(tmp), backends=args.backends, seed=args.seed)
+    wall = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="pgpo-mutation-") as tmp, \
+            concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(run_one, e, Path(tmp), backends=args.backends, seed=args.seed)
+                   for e in entries]
+        for future in concurrent.futures.as_completed(futures):
+            r = future.result()
             results.append(r)
+            e = r.entry
             print(f"{e.kind:8} {e.name:30} {r.outcome:9} {r.seconds:6.1f}s  "
                   f"{args.backends or e.backends:12} {r.by}", flush=True)
             if args.verbose and not r.ok:
                 print(r.output[-3000:])
+    results.sort(key=lambda r: entries.index(r.entry))
     mutants = [r for r in results if r.entry.kind == "mutant"]
     variants = [r for r in results if r.entry.kind == "variant"]
     killed = sum(r.outcome == "killed" for r in mutants)
@@ -152,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         if not r.ok:
             print(f"  {r.outcome}: {r.entry.name} ({r.entry.what})")
     print(f"backends {args.backends or 'per entry'}, hypothesis seed {args.seed}, default profile; "
-          f"{sum(r.seconds for r in results):.0f} s")
+          f"{sum(r.seconds for r in results):.0f} s in all, {time.perf_counter() - wall:.0f} s "
+          f"wall with {args.jobs} job(s)")
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -5,6 +5,12 @@ differently here; pgpo_core does not: chunking splits the rows of one elementwis
 computation, and every response is computed from its own row alone, so chunked and
 unchunked KL are identical and permuting the batch permutes every output bit for bit.
 Results keep float64 for float64 inputs.
+
+One measured exception: XLA on a GPU compiles the vocabulary reduction per array shape,
+and a (1, V) chunk can be summed in another order than the (B*T, V) whole (seen on an
+H200: chunk_size=1 differed in the 15th digit, 3.9e-16 absolute). There the chunked KL is
+checked to a few float64 ulps instead; everywhere else (numpy, array-api-strict, torch on
+the CPU and on CUDA, jax on the CPU) bit for bit.
 """
 
 from __future__ import annotations
@@ -31,7 +37,19 @@ def test_chunked_kl_is_bit_identical(backend, pgpo, chunk_size):
     chunked = backend.to_numpy(pgpo.token_visual_dependency(*args, temperature=0.7,
                                                             chunk_size=chunk_size))
     assert whole.dtype == np.float64
-    np.testing.assert_array_equal(chunked, whole)
+    if _xla_on_gpu(backend):
+        eps = np.finfo(np.float64).eps  # terms are O(1): a few ulps of 1, absolute
+        np.testing.assert_allclose(chunked, whole, rtol=16 * eps, atol=16 * eps)
+    else:
+        np.testing.assert_array_equal(chunked, whole)
+
+
+def _xla_on_gpu(backend) -> bool:
+    if backend.library != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() == "gpu"
 
 
 def test_permuting_the_batch_permutes_outputs_bit_for_bit(backend, pgpo):

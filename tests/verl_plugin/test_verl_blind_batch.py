@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pgpo_torch.blind_pass import visual_and_blind_outputs
+from pgpo_torch.blind_pass import BlindPassConfig, visual_and_blind_outputs
 from pgpo_verl import blind_batch
 from pgpo_verl.trainer import pgpo_token_ids
 from verl_rollout import build_rollout, hf_response_logits
@@ -33,10 +33,12 @@ def test_blind_batch_logits_equal_masked_attention_and_drop(tiny, include_marker
                   position_ids=b["position_ids"][:, 1:].transpose(0, 1))
     ours = hf_response_logits(model, inputs, T)
     with torch.no_grad():
-        visual, masked = visual_and_blind_outputs(model, hf, response_length=T, blind="mask",
-                                                  include_markers=include_markers)
-        _, dropped = visual_and_blind_outputs(model, hf, response_length=T, blind="drop",
-                                              include_markers=include_markers)
+        visual, masked = visual_and_blind_outputs(
+            model, hf, response_length=T,
+            blind=BlindPassConfig(mode="mask", include_markers=include_markers))
+        _, dropped = visual_and_blind_outputs(
+            model, hf, response_length=T,
+            blind=BlindPassConfig(mode="drop", include_markers=include_markers))
     torch.testing.assert_close(ours[rmask], masked[rmask], rtol=0, atol=1e-5)
     torch.testing.assert_close(ours[rmask], dropped[rmask], rtol=0, atol=1e-6)
     assert (visual[rmask] - ours[rmask]).abs().max() > 1e-2  # really blind
