@@ -8,10 +8,11 @@ vision block, plus the root.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
@@ -89,39 +90,162 @@ def unwrap(model: Any) -> Any:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
-def wrap_model(model: torch.nn.Module, env: DistEnv, *, fsdp: str = "auto",
-               cpu_offload: bool = False, compute_dtype: torch.dtype | None = None,
-               ) -> tuple[torch.nn.Module, str]:
-    """Wrap ``model`` for data-parallel training; returns ``(model, kind)`` where ``kind`` is
-    ``"none"``, ``"ddp"`` or ``"fsdp2"``.
+class ParallelStrategy:
+    """How the policy is laid out over the processes, and everything that depends on it.
 
-    ``fsdp="auto"`` shards with FSDP2 when several processes run on CUDA, and uses DDP
-    otherwise (gloo on CPU). With FSDP2 and a ``compute_dtype`` other than the
-    parameters' (bfloat16 over float32 master weights), parameters are gathered in
-    ``compute_dtype`` and gradients reduced in float32 (``MixedPrecisionPolicy``).
+    One subclass per layout (:class:`SingleProcess`, :class:`DataParallel`,
+    :class:`FullyShardedDataParallel`), built by :func:`parallel_strategy`. The trainer
+    never asks which layout it runs; it calls these:
+
+    - ``model`` (the wrapped module, for the training forward) and ``policy`` (the module
+      without a wrapper, whose weights are saved);
+    - ``prepare(first_forward)``: anything to do once before the first generate or
+      optimiser (FSDP2's lazy initialisation);
+    - ``unsharded()``: a context in which code may call sub-modules of the policy directly
+      (the PGPO adapter calls ``model.model`` and ``model.lm_head``; generation);
+    - ``no_sync(skip)``: a context for a backward pass whose gradients are not reduced yet
+      (gradient accumulation);
+    - ``collective_generate``: every rank must take part in each generate call (FSDP2's
+      all-gathers), so a rank with no prompt left generates a dummy one;
+    - ``full_state(optimizer)`` / ``load_full_state(optimizer, model_state, optim_state)``:
+      unsharded model and optimiser state dicts (on the CPU), as checkpoints hold them.
     """
-    if not env.distributed:
-        return model, "none"
-    use_fsdp = fsdp == "on" or (fsdp == "auto" and env.device.type == "cuda")
-    if not use_fsdp:
-        if cpu_offload:
-            raise ValueError("dist.cpu_offload: needs FSDP (dist.fsdp on)")
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
-        return ddp, "ddp"
-    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
-    kwargs: dict[str, Any] = {}
-    param_dtype = next(model.parameters()).dtype
-    if compute_dtype is not None and compute_dtype != param_dtype:
-        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=compute_dtype,
-                                                   reduce_dtype=torch.float32)
+    name = "single"
+    collective_generate = False
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        return self.model
+
+    def prepare(self, first_forward: Callable[[], None]) -> None:
+        """Nothing to do before training in this layout."""
+
+    def unsharded(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def full_state(self, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+        return self.policy.state_dict(), optimizer.state_dict()
+
+    def load_full_state(self, optimizer: torch.optim.Optimizer, model_state: Mapping[str, Any],
+                        optim_state: Mapping[str, Any] | None) -> None:
+        """Load ``model_state``, and ``optim_state`` unless it is None (the optimiser then
+        keeps its fresh state)."""
+        self.policy.load_state_dict(model_state)
+        if optim_state is not None:
+            optimizer.load_state_dict(optim_state)
+
+
+class SingleProcess(ParallelStrategy):
+    """One process: the model as built."""
+
+
+class DataParallel(ParallelStrategy):
+    """``DistributedDataParallel``: a full replica per process, gradients all-reduced."""
+
+    name = "ddp"
+
+    def __init__(self, model: torch.nn.Module, env: DistEnv) -> None:
+        super().__init__(torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None))
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        return self.model.module
+
+    def no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
+        return self.model.no_sync() if skip else contextlib.nullcontext()
+
+
+class FullyShardedDataParallel(ParallelStrategy):
+    """FSDP2 (``fully_shard``): one unit per decoder layer and per vision block, plus the
+    root. With a ``compute_dtype`` other than the parameters' (bfloat16 over float32
+    master weights), parameters are gathered in ``compute_dtype`` and gradients reduced in
+    float32 (``MixedPrecisionPolicy``)."""
+
+    name = "fsdp2"
+    collective_generate = True
+
+    def __init__(self, model: torch.nn.Module, *, cpu_offload: bool = False,
+                 compute_dtype: torch.dtype | None = None) -> None:
+        from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+
+        kwargs: dict[str, Any] = {}
+        param_dtype = next(model.parameters()).dtype
+        if compute_dtype is not None and compute_dtype != param_dtype:
+            kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=compute_dtype,
+                                                       reduce_dtype=torch.float32)
+        if cpu_offload:
+            kwargs["offload_policy"] = CPUOffloadPolicy()
+        for block in _shardable_blocks(model):
+            fully_shard(block, **kwargs)
+        fully_shard(model, **kwargs)
+        super().__init__(model)
+
+    def prepare(self, first_forward: Callable[[], None]) -> None:
+        """FSDP2 initialises lazily on the first forward through the root module: run one
+        before generate or the adapter call sub-modules directly, then shard the root's
+        parameters again so that the optimiser (built next) holds the sharded ones."""
+        with torch.no_grad():
+            first_forward()
+        self.model.reshard()
+
+    @contextlib.contextmanager
+    def unsharded(self) -> Iterator[None]:
+        """Gather the root's parameters (embeddings, LM head) for direct sub-module calls."""
+        self.model.unshard()
+        try:
+            yield
+        finally:
+            self.model.reshard()
+
+    def no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
+        self.model.set_requires_gradient_sync(not skip)
+        return contextlib.nullcontext()
+
+    def full_state(self, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        return get_state_dict(self.model, optimizer,
+                              options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+    def load_full_state(self, optimizer: torch.optim.Optimizer, model_state: Mapping[str, Any],
+                        optim_state: Mapping[str, Any] | None) -> None:
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                             set_model_state_dict,
+                                                             set_state_dict)
+
+        options = StateDictOptions(full_state_dict=True)
+        if optim_state is None:
+            set_model_state_dict(self.model, model_state, options=options)
+        else:
+            set_state_dict(self.model, optimizer, model_state_dict=model_state,
+                           optim_state_dict=optim_state, options=options)
+
+
+def parallel_strategy(model: torch.nn.Module, env: DistEnv, *, fsdp: str = "auto",
+                      cpu_offload: bool = False, compute_dtype: torch.dtype | None = None,
+                      ) -> ParallelStrategy:
+    """The layout for ``model`` in this process group (``dist.fsdp``, ``dist.cpu_offload``).
+
+    One process: :class:`SingleProcess`. Several: ``fsdp="on"``, or ``"auto"`` on CUDA,
+    shards with FSDP2; otherwise DDP (the CPU default, over gloo)."""
+    if not env.distributed:
+        if cpu_offload:
+            raise ValueError("dist.cpu_offload: needs several processes with FSDP (dist.fsdp on)")
+        return SingleProcess(model)
+    if fsdp == "on" or (fsdp == "auto" and env.device.type == "cuda"):
+        return FullyShardedDataParallel(model, cpu_offload=cpu_offload,
+                                        compute_dtype=compute_dtype)
     if cpu_offload:
-        kwargs["offload_policy"] = CPUOffloadPolicy()
-    for block in _shardable_blocks(model):
-        fully_shard(block, **kwargs)
-    fully_shard(model, **kwargs)
-    return model, "fsdp2"
+        raise ValueError("dist.cpu_offload: needs FSDP (dist.fsdp on)")
+    return DataParallel(model, env)
 
 
 def _shardable_blocks(model: torch.nn.Module) -> Sequence[torch.nn.Module]:
@@ -152,5 +276,6 @@ def any_process(flag: bool, device: torch.device) -> bool:
     return bool(all_reduce(torch.tensor([float(flag)], device=device), "max").item() > 0)
 
 
-__all__ = ["DistEnv", "all_reduce", "any_process", "init_distributed", "launched_by_torchrun",
-           "shutdown", "unwrap", "wrap_model"]
+__all__ = ["DataParallel", "DistEnv", "FullyShardedDataParallel", "ParallelStrategy",
+           "SingleProcess", "all_reduce", "any_process", "init_distributed",
+           "launched_by_torchrun", "parallel_strategy", "shutdown", "unwrap"]

@@ -333,22 +333,18 @@ def response_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs of the response tokens under ``model`` (the visual pass), ``(N, T)`` float32.
 
-    Only the last ``T + 1`` positions go through the LM head (``logits_to_keep``),
-    so no ``(N, P + T, V)`` logits tensor is built. With ``with_entropy`` also the
-    per-token entropy of ``softmax(logits / temperature)`` (no gradient).
+    Runs ``model``'s own forward (a DDP/FSDP-wrapped module must see it; the adapter's
+    :func:`pgpo_torch.response_token_logprobs` calls sub-modules directly). Only the last
+    ``T + 1`` positions go through the LM head (``logits_to_keep``), so no
+    ``(N, P + T, V)`` logits tensor is built. The log-probs (and, with ``with_entropy``,
+    the entropy) come from :func:`pgpo_torch.logprobs_from_logits`.
     """
+    from pgpo_torch import logprobs_from_logits
+
     t = batch.response_mask.shape[1]
     out = model(**batch.model_inputs(), logits_to_keep=t + 1, use_cache=False)
-    logits = out.logits[:, :-1, :].float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    logp_all = torch.log_softmax(logits, dim=-1)
-    logp = torch.gather(logp_all, -1, batch.responses.unsqueeze(-1)).squeeze(-1)
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)
-    return logp, entropy
+    return logprobs_from_logits(out.logits[:, :-1, :], batch.responses,
+                                temperature=temperature, with_entropy=with_entropy)
 
 
 __all__ = ["RolloutBatch", "assemble_rollout_batch", "chat_prompt", "encode_prompts",

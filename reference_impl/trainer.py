@@ -35,7 +35,7 @@ import pgpo_core
 from reference_impl import checkpoint as ckpt
 from reference_impl import engines, preflight
 from reference_impl.config import Config
-from reference_impl.distributed import (DistEnv, all_reduce, any_process, unwrap, wrap_model)
+from reference_impl.distributed import DistEnv, all_reduce, any_process, parallel_strategy
 from reference_impl.logging_utils import MetricsLogger, read_metrics
 from reference_impl.rewards import verifiable_rewards
 from reference_impl.rollout import (RolloutBatch, concat_batches, pad_token_id,
@@ -191,12 +191,12 @@ class Trainer:
         # Output folder, free disk, model folder and data, before the model is built.
         self.train_data, self.heldout = preflight.run(cfg, env)
         model, self.processor = build_policy(cfg, self.device)
-        self.model, self.wrap_kind = wrap_model(
+        self.strategy = parallel_strategy(
             model, env, fsdp=cfg.dist.fsdp, cpu_offload=cfg.dist.cpu_offload,
             compute_dtype=resolve_dtype(cfg, self.device))
+        self.model = self.strategy.model
         self.pad_id = pad_token_id(self.processor)
-        if self.wrap_kind == "fsdp2":
-            self._fsdp_first_forward()
+        self.strategy.prepare(self._first_forward)
         self.engine = engines.build_trainer_engine(self, backend)
         self._engine_weights = engines.weights_version(self.model)
         if self.total_steps < 1 and cfg.train.total_steps is None:
@@ -233,7 +233,7 @@ class Trainer:
     @property
     def policy(self) -> Any:
         """The trained module without its DDP wrapper (a peft model under LoRA)."""
-        return unwrap(self.model)
+        return self.strategy.policy
 
     @property
     def hf_model(self) -> Any:
@@ -400,7 +400,7 @@ class Trainer:
         from pgpo_torch import compute_pgpo_advantages
 
         a = self.cfg.algo
-        with self._unsharded():
+        with self.strategy.unsharded():
             return compute_pgpo_advantages(
                 self.hf_model, batch.model_inputs(), advantages=advantages,
                 response_length=batch.response_mask.shape[1], config=config,
@@ -457,7 +457,7 @@ class Trainer:
                          ((0 if dummy else m) + 1) * o.micro_batch_size]
             sub = batch.select(mrows)
             sync = m == n_micro_all - 1
-            with self._no_sync(not sync), self._autocast():
+            with self.strategy.no_sync(not sync), self._autocast():
                 logp, entropy = response_logprobs(self.model, sub,
                                                   temperature=self.pgpo.temperature,
                                                   with_entropy=True)
@@ -475,7 +475,7 @@ class Trainer:
                     loss = logp.sum() * 0.0
             if dummy:
                 loss = loss * 0.0
-            with self._no_sync(not sync):
+            with self.strategy.no_sync(not sync):
                 loss.backward()
             if not dummy:
                 acc["loss"] = acc.get("loss", 0.0) + float(loss.detach())
@@ -565,9 +565,9 @@ class Trainer:
             bs = max(self.cfg.optim.micro_batch_size // e.k, 1) * 4
             for i in range(0, max(len(mine), 1), bs):
                 chunk = mine[i:i + bs]
-                if not chunk and self.wrap_kind != "fsdp2":
+                if not chunk and not self.strategy.collective_generate:
                     break
-                chunk = chunk or examples[:1]  # FSDP: every rank must run generate
+                chunk = chunk or examples[:1]  # every rank must take part in generate
                 batch = self._rollout(chunk, group_size=e.k, temperature=e.temperature,
                                       top_p=e.top_p)
                 reward, accuracy, fmt = self._rewards(batch)
@@ -624,15 +624,7 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         """Everything a resumed run needs (gathered on the main process)."""
-        if self.wrap_kind == "fsdp2":
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                                 get_state_dict)
-            model_state, optim_state = get_state_dict(
-                self.model, self.optimizer,
-                options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        else:
-            model_state = self.policy.state_dict()
-            optim_state = self.optimizer.state_dict()
+        model_state, optim_state = self.strategy.full_state(self.optimizer)
         rng = ckpt.capture_rng_state()
         if self.env.distributed:
             import torch.distributed as dist
@@ -689,24 +681,13 @@ class Trainer:
         if extra.get("world_size", 1) != self.env.world_size:
             raise ValueError(f"checkpoint.resume: saved with {extra.get('world_size')} "
                              f"processes, resumed with {self.env.world_size}")
-        if self.wrap_kind == "fsdp2":
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                                 set_model_state_dict,
-                                                                 set_state_dict)
-            options = StateDictOptions(full_state_dict=True)
-            if int(extra["step"]) > 0:
-                set_state_dict(self.model, self.optimizer, model_state_dict=c.model_state,
-                               optim_state_dict=c.optimizer_state, options=options)
-            else:
-                set_model_state_dict(self.model, c.model_state, options=options)
-        else:
-            self.policy.load_state_dict(c.model_state)
-            if int(extra["step"]) > 0:
-                self.optimizer.load_state_dict(c.optimizer_state)
         # Before the first RL step (a warm-up checkpoint) the RL optimiser and schedule
         # have done nothing: they stay as this run's config built them, so RL runs that
         # start from one warm-up may use their own optim.* settings.
-        if int(extra["step"]) > 0:
+        rl_started = int(extra["step"]) > 0
+        self.strategy.load_full_state(self.optimizer, c.model_state,
+                                      c.optimizer_state if rl_started else None)
+        if rl_started:
             self.scheduler.load_state_dict(c.scheduler_state)
         ckpt.restore_rng_state(c.rng_state["per_rank"][self.env.rank], strict=False)
         self.train_data.load_state_dict(c.data_state)
@@ -898,39 +879,14 @@ class Trainer:
             warnings.filterwarnings("ignore", message="Seems like `optimizer.step")
             self.scheduler.step()
 
-    @torch.no_grad()
-    def _fsdp_first_forward(self) -> None:
-        """FSDP2 initialises lazily on the first forward through the root module; run one
-        (on a held-out example, no RNG drawn) before generate or the adapter call
-        sub-modules directly."""
+    def _first_forward(self) -> None:
+        """One forward on a held-out example (no RNG drawn), for the strategy's
+        ``prepare`` (FSDP2 initialises on the first forward through the root)."""
         example = self.heldout[0]
         batch = teacher_forced_batch(self.processor, [example.prompt], [example.image],
                                      ["ok"], device=self.device)
         with self._autocast():
             self.model(**batch.model_inputs(), logits_to_keep=1, use_cache=False)
-        # The root keeps its parameters gathered after a forward; shard them again so that
-        # the optimiser (built next) holds the sharded parameters.
-        self.model.reshard()
-
-    @contextlib.contextmanager
-    def _unsharded(self):
-        """Under FSDP2, gather the root's parameters (embeddings, LM head) while the
-        adapter calls ``model.model`` and ``model.lm_head`` directly."""
-        if self.wrap_kind != "fsdp2":
-            yield
-            return
-        self.model.unshard()
-        try:
-            yield
-        finally:
-            self.model.reshard()
-
-    def _no_sync(self, skip_sync: bool):
-        if skip_sync and self.wrap_kind == "ddp":
-            return self.model.no_sync()
-        if self.wrap_kind == "fsdp2":
-            self.model.set_requires_gradient_sync(not skip_sync)
-        return contextlib.nullcontext()
 
     def _mean_over_ranks(self, metrics: dict[str, float]) -> dict[str, float]:
         if not self.env.distributed:

@@ -27,6 +27,7 @@ from pgpo_torch.dependency import (
     dependency_from_hidden_states,
     token_logprobs_from_hidden_states,
 )
+from pgpo_torch.logprobs import logprobs_from_logits
 from pgpo_torch.loss import PGPOLoss, response_token_logprobs
 from pgpo_torch.tiny import build_tiny_model, build_tiny_processor, build_tiny_qwen2_5_vl
 
@@ -43,6 +44,7 @@ __all__ = [
     "build_tiny_processor",
     "build_tiny_qwen2_5_vl",
     "compute_pgpo_advantages",
+    "logprobs_from_logits",
     "dependency_from_hidden_states",
     "drop_visual_tokens",
     "mask_visual_attention",

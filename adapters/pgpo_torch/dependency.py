@@ -16,6 +16,7 @@ import torch
 
 import pgpo_core
 from pgpo_core import validation
+from pgpo_torch.logprobs import logprobs_from_logits
 
 __all__ = ["dependency_from_hidden_states", "token_logprobs_from_hidden_states"]
 
@@ -156,12 +157,12 @@ def token_logprobs_from_hidden_states(
     batch, length, width = hidden.shape
     n = batch * length
     flat = hidden.reshape(n, width)
-    flat_tokens = tokens.reshape(n, 1).long()
+    flat_tokens = tokens.reshape(n).long()
     out_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     out = torch.empty(n, dtype=out_dtype, device=hidden.device)
     for start in range(0, n, chunk_size):
         stop = min(start + chunk_size, n)
         logits = torch.nn.functional.linear(flat[start:stop].to(dtype), weight, bias)
-        logp = torch.log_softmax(logits.to(out_dtype) / temperature, dim=-1)
-        out[start:stop] = logp.gather(-1, flat_tokens[start:stop]).squeeze(-1)
+        out[start:stop] = logprobs_from_logits(logits.to(out_dtype), flat_tokens[start:stop],
+                                               temperature=temperature)[0]
     return out.reshape(batch, length)

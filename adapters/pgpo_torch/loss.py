@@ -9,6 +9,7 @@ import torch
 import pgpo_core
 from pgpo_core import PGPOConfig
 from pgpo_torch.blind_pass import response_outputs
+from pgpo_torch.logprobs import logprobs_from_logits
 
 __all__ = ["PGPOLoss", "response_token_logprobs"]
 
@@ -56,10 +57,6 @@ def response_token_logprobs(model, inputs: Mapping[str, Any], *, response_length
     The ``log pi_theta`` of the policy loss. It materialises the ``(B, T, V)`` response
     logits, as TRL and verl do for the trained pass.
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-            or not temperature > 0:
-        raise ValueError(f"temperature: must be > 0, got {temperature!r}")
     logits = response_outputs(model, inputs, response_length=response_length)
     tokens = inputs["input_ids"][:, -response_length:]
-    logp = torch.log_softmax(logits.float() / temperature, dim=-1)
-    return logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return logprobs_from_logits(logits, tokens, temperature=temperature)[0]

@@ -122,8 +122,8 @@ def build_trainer_engine(trainer: Any, name: str) -> RolloutEngine:
     if name == "hf":
         return build_engine("hf", model_fn=lambda: trainer.hf_model,
                             processor=trainer.processor, device=trainer.device,
-                            gather=trainer._unsharded,
-                            synced_gpus=trainer.wrap_kind == "fsdp2")
+                            gather=trainer.strategy.unsharded,
+                            synced_gpus=trainer.strategy.collective_generate)
     import tempfile
 
     from reference_impl.engines.vllm_engine import export_checkpoint

@@ -57,3 +57,19 @@ def test_two_process_gloo_run(tmp_path, fsdp):
     step1 = load_checkpoint(out / "checkpoints" / "step_00000001")
     assert any(not torch.equal(step1.model_state[k], step2.model_state[k])
                for k in step2.model_state)
+
+
+def test_one_process_gets_the_single_process_strategy():
+    from reference_impl.distributed import DistEnv, SingleProcess, parallel_strategy
+
+    model = torch.nn.Linear(2, 2)
+    strategy = parallel_strategy(model, DistEnv(), fsdp="auto")
+    assert isinstance(strategy, SingleProcess)
+    assert strategy.model is model and strategy.policy is model
+    assert not strategy.collective_generate
+    optimizer = torch.optim.AdamW(model.parameters())
+    model_state, optim_state = strategy.full_state(optimizer)
+    assert model_state.keys() == model.state_dict().keys()
+    # cpu_offload is an FSDP setting: with one process it would do nothing, so it is refused.
+    with pytest.raises(ValueError, match="dist.cpu_offload"):
+        parallel_strategy(model, DistEnv(), cpu_offload=True)
