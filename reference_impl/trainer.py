@@ -38,6 +38,7 @@ from reference_impl.config import Config
 from reference_impl.distributed import DistEnv, all_reduce, any_process, parallel_strategy
 from reference_impl.logging_utils import MetricsLogger, read_metrics
 from reference_impl.rewards import verifiable_rewards
+from reference_impl.warmup import supervised_warmup, warmup_optimizer
 from reference_impl.rollout import (RolloutBatch, concat_batches, pad_token_id,
                                     response_logprobs, teacher_forced_batch)
 
@@ -211,6 +212,9 @@ class Trainer:
         self.step = 0
         self.consecutive_nonfinite = 0
         self.warmup_done = cfg.model.sft_warmup_steps == 0
+        self.warmup_step = 0  # supervised warm-up steps done (checkpointed with its optimiser)
+        self.warmup_optimizer = None if self.warmup_done else warmup_optimizer(
+            self.model, lr=cfg.model.sft_warmup_lr)
         self.output_dir = Path(cfg.train.output_dir)
         self.ckpt_dir = self.output_dir / "checkpoints"
         self.last_samples: list[dict[str, Any]] = []
@@ -276,25 +280,28 @@ class Trainer:
     # ------------------------------------------------------------------ warm-up
 
     def warmup(self, logger: MetricsLogger, stop: ckpt.GracefulExit) -> bool:
-        """Supervised warm-up (:mod:`reference_impl.warmup`) before RL; False if stopped."""
-        from reference_impl.warmup import supervised_warmup
-
+        """Supervised warm-up (:mod:`reference_impl.warmup`) before RL, from step
+        ``warmup_step + 1`` (a resumed warm-up goes on where it stopped); False if stopped."""
         steps = self.cfg.model.sft_warmup_steps
         if self.warmup_done or steps == 0:
             return True
         r = self.cfg.rollout
 
         def on_step(i: int, loss: float) -> None:
+            self.warmup_step = i
             logger.log(0, {"sft_step": i, "sft_loss": loss}, kind="sft")
             logger.progress(0, sft=f"{i}/{steps}", loss=loss)
 
         done = supervised_warmup(
-            self.model, self.processor, self._next_examples, steps=steps,
-            lr=self.cfg.model.sft_warmup_lr, batch_size=r.prompts_per_step * r.samples_per_prompt,
+            self.model, self.processor, self._next_examples, optimizer=self.warmup_optimizer,
+            steps=steps, start=self.warmup_step,
+            batch_size=r.prompts_per_step * r.samples_per_prompt,
             grad_clip=self.cfg.optim.grad_clip, device=self.device,
             world_size=self.env.world_size, autocast=self._autocast,
             should_stop=lambda: any_process(stop.requested, self.device), on_step=on_step)
         self.warmup_done = done
+        if done:
+            self.warmup_optimizer = None  # RL has its own; the warm-up's state is not needed
         return done
 
     # ------------------------------------------------------------------ RL step
@@ -624,7 +631,11 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         """Everything a resumed run needs (gathered on the main process)."""
-        model_state, optim_state = self.strategy.full_state(self.optimizer)
+        # During the warm-up the checkpoint holds the warm-up's optimiser (RL's has done
+        # nothing yet), so that a stopped warm-up resumes exactly.
+        warming = not self.warmup_done
+        model_state, optim_state = self.strategy.full_state(
+            self.warmup_optimizer if warming else self.optimizer)
         rng = ckpt.capture_rng_state()
         if self.env.distributed:
             import torch.distributed as dist
@@ -637,7 +648,8 @@ class Trainer:
                     scheduler_state=self.scheduler.state_dict(), rng_state=rng,
                     data_state=self.train_data.state_dict(),
                     extra={"step": self.step, "consecutive_nonfinite": self.consecutive_nonfinite,
-                           "warmup_done": self.warmup_done, "world_size": self.env.world_size,
+                           "warmup_done": self.warmup_done, "warmup_step": self.warmup_step,
+                           "world_size": self.env.world_size,
                            "algo": self.cfg.algo.name})
 
     def save(self) -> Path | None:
@@ -685,8 +697,20 @@ class Trainer:
         # have done nothing: they stay as this run's config built them, so RL runs that
         # start from one warm-up may use their own optim.* settings.
         rl_started = int(extra["step"]) > 0
-        self.strategy.load_full_state(self.optimizer, c.model_state,
-                                      c.optimizer_state if rl_started else None)
+        warming = not bool(extra.get("warmup_done", True))
+        self.warmup_step = int(extra.get("warmup_step", 0)) if warming else 0
+        if warming and self.warmup_step > 0:  # the warm-up's optimiser, to go on exactly
+            if self.warmup_optimizer is None:
+                raise ValueError(f"checkpoint.resume: {c.path} stopped during the warm-up "
+                                 f"(step {self.warmup_step}); model.sft_warmup_steps must "
+                                 "be > 0 to finish it")
+            self.strategy.load_full_state(self.warmup_optimizer, c.model_state,
+                                          c.optimizer_state)
+        else:
+            self.strategy.load_full_state(self.optimizer, c.model_state,
+                                          c.optimizer_state if rl_started else None)
+        if not warming:
+            self.warmup_optimizer = None
         if rl_started:
             self.scheduler.load_state_dict(c.scheduler_state)
         ckpt.restore_rng_state(c.rng_state["per_rank"][self.env.rank], strict=False)
@@ -708,7 +732,7 @@ class Trainer:
         if step != self.step:
             return step > self.step
         if row.get("kind") == "sft":
-            return not self.warmup_done
+            return not self.warmup_done and row.get("sft_step", 0) > self.warmup_step
         return row.get("kind") == "eval" and row.get("phase") in ("warmed_up", "final")
 
     def fit(self) -> dict[str, Any]:
@@ -753,11 +777,12 @@ class Trainer:
                 summary["eval_untrained"] = ev
             warming = not self.warmup_done and cfg.model.sft_warmup_steps > 0
             if not self.warmup(logger, stop):
-                self.save()  # a resume runs the warm-up again, from these weights
+                self.save()  # weights, warm-up optimiser, data and RNG: resumes exactly
                 summary["stopped_by_signal"] = True
                 summary["steps"] = self.step
-                logger.write("stop signal during warm-up: saved the weights (the warm-up "
-                             "runs again on resume) and exiting")
+                logger.write(f"stop signal during warm-up: saved warm-up step "
+                             f"{self.warmup_step} of {cfg.model.sft_warmup_steps} (a resume "
+                             "goes on from there) and exiting")
                 logger.close()
                 return summary
             if warming:

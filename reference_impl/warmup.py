@@ -6,7 +6,9 @@ minimises the token-mean negative log-likelihood of a reference response
 
     L = - sum_{i,t} m_{i,t} log pi(y_{i,t} | q_i, I_i, y_{i,<t}) / sum_{i,t} m_{i,t}
 
-for a fixed number of AdamW steps. The reference response of an example is
+for a fixed number of AdamW steps (constant learning rate, no weight decay). The
+optimiser is the caller's (:func:`warmup_optimizer`), so that a warm-up stopped at step
+``k`` can be checkpointed with it and resumed at step ``k + 1`` exactly. The reference response of an example is
 :func:`warmup_target`: the source's own reference (the chain task's noisy chains, or a
 file's reasoning column) or, failing that, a minimal ``<think>`` block and the answer.
 """
@@ -22,7 +24,7 @@ from reference_impl.data import Example
 from reference_impl.distributed import all_reduce
 from reference_impl.rollout import response_logprobs, teacher_forced_batch
 
-__all__ = ["FALLBACK_REASONING", "supervised_warmup", "warmup_target"]
+__all__ = ["FALLBACK_REASONING", "supervised_warmup", "warmup_optimizer", "warmup_target"]
 
 FALLBACK_REASONING = "I look at the image."
 """The ``<think>`` text taught for examples whose source has no reference reasoning."""
@@ -40,21 +42,31 @@ def warmup_target(example: Example) -> str:
     return f"<think>{reference or FALLBACK_REASONING}</think> \\boxed{{{example.answer}}}"
 
 
+def warmup_optimizer(model: torch.nn.Module, *, lr: float) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters at ``lr``, no weight decay."""
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                             weight_decay=0.0)
+
+
 def supervised_warmup(model: torch.nn.Module, processor: Any,
-                      next_examples: Callable[[int], Sequence[Example]], *, steps: int,
-                      lr: float, batch_size: int, grad_clip: float | None,
+                      next_examples: Callable[[int], Sequence[Example]], *,
+                      optimizer: torch.optim.Optimizer, steps: int, start: int = 0,
+                      batch_size: int, grad_clip: float | None,
                       device: torch.device, world_size: int = 1,
                       autocast: Callable[[], ContextManager] | None = None,
                       should_stop: Callable[[], bool] = lambda: False,
                       on_step: Callable[[int, float], None] = lambda step, loss: None) -> bool:
-    """Run ``steps`` supervised steps on ``next_examples(batch_size)``; False if stopped.
+    """Run supervised steps ``start + 1 .. steps`` on ``next_examples(batch_size)`` with
+    ``optimizer``; False if ``should_stop()`` ended it first.
 
     The loss is normalised by the token count over all processes, so DDP/FSDP gradient
     averaging gives the global token mean. ``on_step(step, loss)`` receives the
-    1-based step and the loss averaged over processes."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    for step in range(1, steps + 1):
+    1-based step and the loss averaged over processes, after the step's update."""
+    if not 0 <= start <= steps:
+        raise ValueError(f"start: must be in [0, steps={steps}], got {start}")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    opt = optimizer
+    for step in range(start + 1, steps + 1):
         if should_stop():
             return False
         examples = next_examples(batch_size)

@@ -446,6 +446,7 @@ def test_sigterm_during_the_warmup_saves_a_checkpoint(tmp_path):
     assert json.loads((out / "summary.json").read_text())["stopped_by_signal"] is True
     saved = ckpt.load_checkpoint(out / "checkpoints")
     assert saved.step == 0 and saved.extra["warmup_done"] is False
+    assert saved.extra["warmup_step"] >= 1  # steps done, resumed from the next one
     assert saved.data_state["cursor"] > 0  # the warm-up had consumed examples
 
 

@@ -92,3 +92,47 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     saved = load_checkpoint(out / "checkpoints")
     assert 1 <= saved.step == summary["steps"] < 500
     assert saved.extra["step"] == saved.step
+
+
+def test_a_warmup_stopped_midway_resumes_exactly(tmp_path, monkeypatch):
+    """Stopped after 2 of 4 warm-up steps (a SIGTERM's path: should_stop turns true), then
+    resumed: the weights and every logged row equal an uninterrupted run's."""
+    from reference_impl import warmup as warmup_mod
+
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    common = ("algo.dynamic_sampling=false", "model.sft_warmup_steps=4", "train.total_steps=2")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    main(tiny_args(straight, *common))
+
+    real = warmup_mod.supervised_warmup
+
+    def stop_after_two(*args, on_step, should_stop, **kwargs):
+        done = []
+
+        def record(i, loss):
+            done.append(i)
+            on_step(i, loss)
+
+        return real(*args, on_step=record, should_stop=lambda: len(done) >= 2, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "supervised_warmup", stop_after_two)
+    first = main(tiny_args(split, *common))
+    assert first["stopped_by_signal"] is True and first["steps"] == 0
+    saved = load_checkpoint(split / "checkpoints")
+    assert saved.extra["warmup_done"] is False and saved.extra["warmup_step"] == 2
+    assert saved.optimizer_state["state"], "the warm-up optimiser's moments are saved"
+    monkeypatch.setattr(trainer_mod, "supervised_warmup", real)
+    second = main(tiny_args(split, "checkpoint.resume=auto", *common))
+    assert second["resumed_from"] == 0 and second["steps"] == 2
+
+    a = load_checkpoint(straight / "checkpoints")
+    b = load_checkpoint(split / "checkpoints")
+    for k in a.model_state:
+        assert torch.equal(a.model_state[k], b.model_state[k]), k
+
+    def rows(out):
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            return [{k: v for k, v in r.items() if k not in VOLATILE} for r in map(json.loads, f)]
+
+    assert [r["sft_step"] for r in rows(split) if r["kind"] == "sft"] == [1, 2, 3, 4]
+    assert rows(straight) == rows(split)
