@@ -26,7 +26,7 @@ import random
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -213,6 +213,7 @@ class Trainer:
         self.consecutive_nonfinite = 0
         self.warmup_done = cfg.model.sft_warmup_steps == 0
         self.warmup_step = 0  # supervised warm-up steps done (checkpointed with its optimiser)
+        self.eval_pending = False  # this step's periodic evaluation was stopped: redo it
         self.warmup_optimizer = None if self.warmup_done else warmup_optimizer(
             self.model, lr=cfg.model.sft_warmup_lr)
         self.output_dir = Path(cfg.train.output_dir)
@@ -548,14 +549,19 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def evaluate(self, *, keep_samples: int = 0) -> dict[str, float]:
+    def evaluate(self, *, keep_samples: int = 0,
+                 should_stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
         """avg@k accuracy (and reward, format, and where the data knows the image's facts
         the perception accuracy) on the held-out split, sampled at the evaluation
         temperature. Uses its own RNG stream: training is unaffected.
 
         The per-prompt accuracies (held-out order, gathered over processes) are kept in
         :attr:`last_eval_per_prompt`, so that two evaluations can be compared prompt by
-        prompt (a paired interval, :func:`reference_impl.stats.paired_interval`)."""
+        prompt (a paired interval, :func:`reference_impl.stats.paired_interval`).
+
+        ``should_stop`` (a collective: every rank calls it equally often) is asked before
+        each batch; when it turns true the evaluation is abandoned and None returned, so a
+        stop signal never waits for a whole evaluation."""
         from reference_impl.chains import perception_accuracy
 
         e = self.cfg.eval
@@ -570,10 +576,15 @@ class Trainer:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.cfg.train.seed * 1_000_003 + self.step * 7919 + self.env.rank)
             bs = max(self.cfg.optim.micro_batch_size // e.k, 1) * 4
-            for i in range(0, max(len(mine), 1), bs):
+            # The same number of batches on every rank (the stop check and FSDP's generate
+            # are collectives): the largest rank's share.
+            per_rank = -(-len(examples) // self.env.world_size)
+            for i in range(0, max(per_rank, 1), bs):
+                if should_stop is not None and should_stop():
+                    return None
                 chunk = mine[i:i + bs]
                 if not chunk and not self.strategy.collective_generate:
-                    break
+                    continue
                 chunk = chunk or examples[:1]  # every rank must take part in generate
                 batch = self._rollout(chunk, group_size=e.k, temperature=e.temperature,
                                       top_p=e.top_p)
@@ -649,6 +660,7 @@ class Trainer:
                     data_state=self.train_data.state_dict(),
                     extra={"step": self.step, "consecutive_nonfinite": self.consecutive_nonfinite,
                            "warmup_done": self.warmup_done, "warmup_step": self.warmup_step,
+                           "eval_pending": self.eval_pending,
                            "world_size": self.env.world_size,
                            "algo": self.cfg.algo.name})
 
@@ -718,6 +730,7 @@ class Trainer:
         self.step = int(extra["step"])
         self.consecutive_nonfinite = int(extra.get("consecutive_nonfinite", 0))
         self.warmup_done = bool(extra.get("warmup_done", True))
+        self.eval_pending = bool(extra.get("eval_pending", False))
         self._saved = (self.step, self.warmup_done)
         return True
 
@@ -770,25 +783,36 @@ class Trainer:
         else:  # starting over: an earlier attempt's rows must not stay in the history
             logger.reset()
         with ckpt.GracefulExit() as stop:
+            stopping = lambda: any_process(stop.requested, self.device)  # noqa: E731
+
+            def stopped(message: str) -> dict[str, Any]:
+                summary["stopped_by_signal"] = True
+                summary["steps"] = self.step
+                logger.write(message)
+                logger.close()
+                return summary
+
             if not resumed and cfg.eval.at_start:
-                ev = self.evaluate()
+                ev = self.evaluate(should_stop=stopping)
+                if ev is None:  # nothing trained yet: nothing to save
+                    return stopped("stop signal during the first evaluation: nothing trained "
+                                   "or saved yet; exiting")
                 logger.log(self.step, {**ev, "phase": "untrained"}, kind="eval")
                 logger.write(f"eval (untrained): {_fmt(ev)}")
                 summary["eval_untrained"] = ev
             warming = not self.warmup_done and cfg.model.sft_warmup_steps > 0
             if not self.warmup(logger, stop):
                 self.save()  # weights, warm-up optimiser, data and RNG: resumes exactly
-                summary["stopped_by_signal"] = True
-                summary["steps"] = self.step
-                logger.write(f"stop signal during warm-up: saved warm-up step "
-                             f"{self.warmup_step} of {cfg.model.sft_warmup_steps} (a resume "
-                             "goes on from there) and exiting")
-                logger.close()
-                return summary
+                return stopped(f"stop signal during warm-up: saved warm-up step "
+                               f"{self.warmup_step} of {cfg.model.sft_warmup_steps} (a resume "
+                               "goes on from there) and exiting")
             if warming:
                 self.save()  # the warm-up is never lost to a crash early in RL
             if self.step == 0 and cfg.model.sft_warmup_steps and cfg.eval.at_start:
-                ev = self.evaluate()
+                ev = self.evaluate(should_stop=stopping)
+                if ev is None:  # the warm-up's checkpoint is saved; a resume evaluates it
+                    return stopped("stop signal during the evaluation after the warm-up: the "
+                                   "warm-up is saved; exiting")
                 logger.log(self.step, {**ev, "phase": "warmed_up"}, kind="eval")
                 logger.write(f"eval (after warm-up): {_fmt(ev)}")
                 summary["eval_warmed_up"] = ev
@@ -799,6 +823,9 @@ class Trainer:
                 summary["steps"] = 0
                 logger.close()
                 return summary
+            if self.eval_pending and not self._periodic_eval(logger, stopping):
+                return stopped(f"stop signal during the evaluation at step {self.step} "
+                               "(still pending in its checkpoint); exiting")
             while self.step < self.total_steps:
                 if any_process(stop.requested, self.device):
                     summary["stopped_by_signal"] = True
@@ -826,9 +853,10 @@ class Trainer:
                 logger.progress(1, reward=metrics["reward"], acc=metrics["accuracy"])
                 if cfg.eval.every and self.step % cfg.eval.every == 0 \
                         and self.step != self.total_steps:
-                    ev = self.evaluate()
-                    logger.log(self.step, ev, kind="eval")
-                    logger.write(f"eval @ step {self.step}: {_fmt(ev)}")
+                    self.eval_pending = True
+                    if not self._periodic_eval(logger, stopping):
+                        summary["stopped_by_signal"] = True
+                        break  # saved below with the evaluation pending
                 if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
                     self.save()
             if getattr(self, "_saved", None) != (self.step, self.warmup_done):
@@ -838,7 +866,11 @@ class Trainer:
                 logger.write(f"stop signal: saved step {self.step} and exiting")
                 logger.close()
                 return summary
-            ev = self.evaluate(keep_samples=cfg.logging.html_samples if cfg.logging.html_report else 0)
+            ev = self.evaluate(keep_samples=cfg.logging.html_samples if cfg.logging.html_report
+                               else 0, should_stop=stopping)
+            if ev is None:
+                return stopped(f"stop signal during the final evaluation: step {self.step} is "
+                               "saved, a resume evaluates it; exiting")
             logger.log(self.step, {**ev, "phase": "final"}, kind="eval")
             logger.write(f"eval (final) @ step {self.step}: {_fmt(ev)}")
             summary["eval_final"] = ev
@@ -860,6 +892,18 @@ class Trainer:
             if self.env.is_main:
                 self._report(logger.path)
         return summary
+
+    def _periodic_eval(self, logger: MetricsLogger, should_stop: Callable[[], bool]) -> bool:
+        """The evaluation every ``eval.every`` steps; False if a stop signal cut it short
+        (``eval_pending`` then stays set, is saved, and a resume runs it first: the
+        evaluation depends on the weights and the step only, so the row is the same)."""
+        ev = self.evaluate(should_stop=should_stop)
+        if ev is None:
+            return False
+        logger.log(self.step, ev, kind="eval")
+        logger.write(f"eval @ step {self.step}: {_fmt(ev)}")
+        self.eval_pending = False
+        return True
 
     def _finish_again(self, logger: MetricsLogger, summary: dict[str, Any],
                       final_row: dict[str, Any] | None) -> dict[str, Any]:

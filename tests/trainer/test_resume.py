@@ -136,3 +136,58 @@ def test_a_warmup_stopped_midway_resumes_exactly(tmp_path, monkeypatch):
 
     assert [r["sft_step"] for r in rows(split) if r["kind"] == "sft"] == [1, 2, 3, 4]
     assert rows(straight) == rows(split)
+
+
+def _stop_evaluation(monkeypatch, which):
+    """Make the ``which``-th call of Trainer.evaluate (1-based) see a stop signal at once."""
+    real = trainer_mod.Trainer.evaluate
+    calls = []
+
+    def evaluate(self, *, keep_samples=0, should_stop=None):
+        calls.append(1)
+        if len(calls) == which:
+            assert should_stop is not None, "an evaluation in fit must be stoppable"
+            return real(self, keep_samples=keep_samples, should_stop=lambda: True)
+        return real(self, keep_samples=keep_samples, should_stop=should_stop)
+
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", evaluate)
+    return real
+
+
+def _rows(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [{k: v for k, v in r.items() if k not in VOLATILE} for r in map(json.loads, f)]
+
+
+@pytest.mark.parametrize("which, phase", [(2, "periodic"), (3, "final")])
+def test_a_stop_during_an_evaluation_resumes_to_the_same_rows(tmp_path, monkeypatch, which,
+                                                             phase):
+    """A stop signal abandons an evaluation at once; the resumed run evaluates the same
+    weights at the same step (its own RNG stream), so the log equals an uninterrupted one."""
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    common = ("algo.dynamic_sampling=false", "train.total_steps=3", "eval.every=2",
+              "eval.at_start=true")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    main(tiny_args(straight, *common))
+    real = _stop_evaluation(monkeypatch, which)  # 1: untrained, 2: step 2, 3: final
+    first = main(tiny_args(split, *common))
+    assert first["stopped_by_signal"] is True
+    saved = load_checkpoint(split / "checkpoints")
+    assert saved.step == (2 if phase == "periodic" else 3)
+    assert saved.extra["eval_pending"] is (phase == "periodic")
+    assert not any(r["kind"] == "eval" and r["step"] == saved.step for r in _rows(split))
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", real)
+    second = main(tiny_args(split, "checkpoint.resume=auto", *common))
+    assert second["resumed_from"] == saved.step and second["steps"] == 3
+    assert _rows(straight) == _rows(split)
+    a, b = load_checkpoint(straight / "checkpoints"), load_checkpoint(split / "checkpoints")
+    for k in a.model_state:
+        assert torch.equal(a.model_state[k], b.model_state[k]), k
+
+
+def test_a_stop_during_the_first_evaluation_saves_nothing(tmp_path, monkeypatch):
+    _stop_evaluation(monkeypatch, 1)
+    summary = main(tiny_args(tmp_path / "run", "train.total_steps=2", "eval.at_start=true"))
+    assert summary["stopped_by_signal"] is True and summary["steps"] == 0
+    assert not (tmp_path / "run" / "checkpoints").exists() or \
+        not any((tmp_path / "run" / "checkpoints").iterdir())
