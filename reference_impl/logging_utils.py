@@ -29,8 +29,17 @@ class MetricsLogger:
     TensorBoard hides its events from the re-run steps (``SummaryWriter(purge_step=)``).
     A line left half-written by a crash (or a full disk) is dropped, never fatal.
 
-    Rows of ``kind="sft"`` (the supervised warm-up, logged at RL step 0) go to
-    TensorBoard on their own step axis, ``sft_step``, in the run ``tensorboard/warmup``.
+    TensorBoard runs, each with its own step axis, so that no two points share a step:
+
+    - ``tensorboard/``: the RL steps (``train/*``), purged from ``purge_step`` on;
+    - ``tensorboard/eval``: the evaluations during and after RL (``eval/*``, RL step);
+    - ``tensorboard/warmup``: the warm-up's losses (``sft/*``) on the ``sft_step`` axis;
+    - ``tensorboard/warmup_eval``: the evaluations before and after the warm-up (rows
+      of ``kind="eval"`` that carry an ``sft_step``: 0 and the warm-up's length).
+
+    The last three are opened at their first point of this process, purging the points of
+    an earlier attempt from that step on: a resumed run logs again exactly the rows that
+    :meth:`truncate` dropped, so each point appears once.
     """
 
     def __init__(self, output_dir: str, *, enabled: bool = True, tensorboard: bool = True,
@@ -41,6 +50,8 @@ class MetricsLogger:
         self._tb_dir = os.path.join(output_dir, "tensorboard")
         self._tb = None
         self._tb_sft = None
+        self._tb_eval = None
+        self._tb_warm_eval = None
         self._tb_wanted = False
         self._bar = None
         self._tail_checked = False
@@ -114,7 +125,14 @@ class MetricsLogger:
                                          f"({err.strerror})") from err
         writer, axis = self._tb, step
         if kind == "sft":
-            writer, axis = self._sft_writer(row.get("sft_step")), row.get("sft_step", step)
+            axis = row.get("sft_step", step)
+            writer = self._tb_sft = self._lazy_writer(self._tb_sft, "warmup", axis)
+        elif kind == "eval" and "sft_step" in row:
+            axis = row["sft_step"]
+            writer = self._tb_warm_eval = self._lazy_writer(self._tb_warm_eval, "warmup_eval",
+                                                            axis)
+        elif kind == "eval":
+            writer = self._tb_eval = self._lazy_writer(self._tb_eval, "eval", step)
         if writer is not None:
             for key, value in row.items():
                 if key in ("step", "kind", "sft_step"):
@@ -122,14 +140,14 @@ class MetricsLogger:
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     writer.add_scalar(f"{kind}/{key}", value, axis)
 
-    def _sft_writer(self, first_step: Any):
-        """The warm-up's own TensorBoard run, opened at its first point (purging any
-        points of an earlier attempt from that warm-up step on)."""
-        if self._tb_sft is None and self._tb_wanted:
+    def _lazy_writer(self, writer: Any, run: str, first_step: Any):
+        """``writer``, or the TensorBoard run ``run`` opened at its first point (purging
+        the points of an earlier attempt from that step on)."""
+        if writer is None and self._tb_wanted:
             from torch.utils.tensorboard import SummaryWriter
             purge = first_step if isinstance(first_step, int) else None
-            self._tb_sft = SummaryWriter(os.path.join(self._tb_dir, "warmup"), purge_step=purge)
-        return self._tb_sft
+            writer = SummaryWriter(os.path.join(self._tb_dir, run), purge_step=purge)
+        return writer
 
     def _drop_partial_last_line(self) -> None:
         """A crash mid-append leaves a last line without its newline: cut it off."""
@@ -168,7 +186,7 @@ class MetricsLogger:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        for name in ("_tb", "_tb_sft"):
+        for name in ("_tb", "_tb_sft", "_tb_eval", "_tb_warm_eval"):
             writer = getattr(self, name)
             if writer is not None:
                 writer.flush()

@@ -797,7 +797,7 @@ class Trainer:
                 if ev is None:  # nothing trained yet: nothing to save
                     return stopped("stop signal during the first evaluation: nothing trained "
                                    "or saved yet; exiting")
-                logger.log(self.step, {**ev, "phase": "untrained"}, kind="eval")
+                logger.log(self.step, {**ev, "phase": "untrained", "sft_step": 0}, kind="eval")
                 logger.write(f"eval (untrained): {_fmt(ev)}")
                 summary["eval_untrained"] = ev
             warming = not self.warmup_done and cfg.model.sft_warmup_steps > 0
@@ -813,7 +813,8 @@ class Trainer:
                 if ev is None:  # the warm-up's checkpoint is saved; a resume evaluates it
                     return stopped("stop signal during the evaluation after the warm-up: the "
                                    "warm-up is saved; exiting")
-                logger.log(self.step, {**ev, "phase": "warmed_up"}, kind="eval")
+                logger.log(self.step, {**ev, "phase": "warmed_up",
+                                       "sft_step": cfg.model.sft_warmup_steps}, kind="eval")
                 logger.write(f"eval (after warm-up): {_fmt(ev)}")
                 summary["eval_warmed_up"] = ev
                 warmed_up_per_prompt = list(self.last_eval_per_prompt)

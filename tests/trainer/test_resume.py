@@ -191,3 +191,47 @@ def test_a_stop_during_the_first_evaluation_saves_nothing(tmp_path, monkeypatch)
     assert summary["stopped_by_signal"] is True and summary["steps"] == 0
     assert not (tmp_path / "run" / "checkpoints").exists() or \
         not any((tmp_path / "run" / "checkpoints").iterdir())
+
+
+def _tensorboard_points(out):
+    """{(run, tag): [(step, value), ...]} as TensorBoard reads them (purges applied)."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    mux = EventMultiplexer().AddRunsFromDirectory(str(out / "tensorboard"))
+    mux.Reload()
+    points = {}
+    for run, tags in mux.Runs().items():
+        for tag in tags["scalars"]:
+            if "time_" in tag:
+                continue
+            points[(run, tag)] = [(e.step, round(e.value, 6)) for e in mux.Scalars(run, tag)]
+    return points
+
+
+def test_tensorboard_after_a_resume_holds_each_point_once(tmp_path, monkeypatch):
+    """Stopped in the final evaluation and resumed: every TensorBoard curve equals the
+    uninterrupted run's (the re-run evaluation replaces its earlier attempt, the
+    evaluations before and after the warm-up sit on the warm-up's own axis)."""
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    common = ("algo.dynamic_sampling=false", "train.total_steps=3", "eval.every=2",
+              "eval.at_start=true", "model.sft_warmup_steps=2", "logging.tensorboard=true")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    main(tiny_args(straight, *common))
+    # Calls: 1 untrained, 2 after the warm-up, 3 at step 2, 4 final. Stop in the last one
+    # after it has been logged once by an earlier attempt: run it, then stop a re-run.
+    real = _stop_evaluation(monkeypatch, 4)
+    main(tiny_args(split, *common))
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", real)
+    main(tiny_args(split, "checkpoint.resume=auto", *common))
+    # A finished run resumed from its step-0 warm-up checkpoint logs the warm-up's
+    # evaluation again: its TensorBoard point must replace the earlier one.
+    main(tiny_args(split, f"checkpoint.resume={split / 'checkpoints' / 'step_00000000'}",
+                   *common))
+    want, got = _tensorboard_points(straight), _tensorboard_points(split)
+    assert got.keys() == want.keys()
+    assert ("warmup_eval", "eval/accuracy_avg@1") in got and ("eval", "eval/accuracy_avg@1") in got
+    for key in want:
+        steps = [s for s, _ in got[key]]
+        assert len(steps) == len(set(steps)), (key, got[key])
+        assert got[key] == want[key], key
+    assert _rows(straight) == _rows(split)
