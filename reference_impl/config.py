@@ -6,6 +6,10 @@ App. C; EasyR1 on Qwen2.5-VL-3B/7B) ships as ``reference_impl/configs/paper_*.ya
 and each field whose paper value differs records it in its metadata (shown by
 ``--help``).
 
+This module declares the sections (frozen dataclasses: defaults, help, validation) and
+the algorithm and paper presets; parsing, type checking and ``--help`` are
+`jsonargparse <https://jsonargparse.readthedocs.io>`_'s, with the glue at the end.
+
 Precedence: dataclass defaults < ``--config`` YAML files (in order) < command-line
 overrides (in order). Every value is checked when the :class:`Config` is built, so
 a bad value fails with a :class:`ConfigError` naming its dotted key (``rollout.top_p``)
@@ -19,15 +23,18 @@ before any model, data or process group is touched::
 import argparse
 import dataclasses
 import difflib
+import functools
 import importlib.util
+import math
+import re
 import sys
 import textwrap
-import types
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping, Optional, Sequence
+from typing import Any, Callable, ClassVar, Literal, Mapping, Optional, Sequence
 
 import yaml
+from jsonargparse import ArgumentParser, DefaultHelpFormatter
 
 from pgpo_core import AGGREGATIONS, PGPOConfig
 from pgpo_core.config import ABLATIONS, DEPENDENCY_ESTIMATORS, THRESHOLDS
@@ -68,158 +75,26 @@ def _field(default: Any, help: str, *, paper: Any = dataclasses.MISSING,
     return dataclasses.field(default=default, metadata=meta)
 
 
-# --------------------------------------------------------------------------- types
-
-def _union_args(tp: Any) -> tuple | None:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return typing.get_args(tp)
-    return None
-
-
-def _type_name(tp: Any) -> str:
-    """Short human-readable name of an annotation, for --help and error messages."""
-    args = _union_args(tp)
-    if args is not None:
-        inner = [a for a in args if a is not type(None)]
-        return "|".join(_type_name(a) for a in inner) + "|none"
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "{" + ",".join(str(a) for a in typing.get_args(tp)) + "}"
-    if origin is tuple:
-        targs = typing.get_args(tp)
-        if len(targs) == 2 and targs[1] is Ellipsis:
-            return f"{_type_name(targs[0])},..."
-        return ",".join(_type_name(a) for a in targs)
-    return {bool: "bool", int: "int", float: "float", str: "str"}.get(tp, str(tp))
-
-
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
-_NONE = ("none", "null", "~", "")
-
-
-def _parse_string(key: str, text: str, tp: Any) -> Any:
-    """Convert a command-line (or unquoted-YAML) string to the annotated type ``tp``."""
-    args = _union_args(tp)
-    if args is not None:
-        if text.strip().lower() in _NONE:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        if len(inner) != 1:
-            raise ConfigTypeError(f"{key}: unsupported annotation {tp!r}")
-        return _parse_string(key, text, inner[0])
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return text
-    if origin is tuple:
-        stripped = text.strip()
-        if stripped.startswith("["):
-            items = yaml.safe_load(stripped)
-            if not isinstance(items, list):
-                raise ConfigTypeError(f"{key}: expected a list, got {text!r}")
-            items = [str(i) if not isinstance(i, str) else i for i in items]
-        else:
-            items = [i.strip() for i in stripped.split(",") if i.strip()]
-        targs = typing.get_args(tp)
-        item_types = ([targs[0]] * len(items) if len(targs) == 2 and targs[1] is Ellipsis
-                      else list(targs))
-        if len(item_types) != len(items):
-            raise ConfigTypeError(f"{key}: expected {len(item_types)} comma-separated values "
-                                  f"({_type_name(tp)}), got {text!r}")
-        return tuple(_parse_string(key, i, t) for i, t in zip(items, item_types))
-    if tp is bool:
-        low = text.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ConfigTypeError(f"{key}: expected a bool (true/false), got {text!r}")
-    if tp is int:
-        try:
-            return int(text)
-        except ValueError:
-            raise ConfigTypeError(f"{key}: expected an int, got {text!r}") from None
-    if tp is float:
-        try:
-            return float(text)
-        except ValueError:
-            raise ConfigTypeError(f"{key}: expected a float, got {text!r}") from None
-    if tp is str:
-        return text
-    raise ConfigTypeError(f"{key}: unsupported annotation {tp!r}")
-
-
-def _check_type(key: str, value: Any, tp: Any) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it normalised
-    (int -> float for float fields, list -> tuple). Strings are not parsed here."""
-    args = _union_args(tp)
-    if args is not None:
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _check_type(key, value, inner[0])
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
-            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}; "
-                              f"got {value!r}{hint}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigTypeError(f"{key}: expected a list ({_type_name(tp)}), "
-                                  f"got {type(value).__name__}")
-        targs = typing.get_args(tp)
-        if len(targs) == 2 and targs[1] is Ellipsis:
-            item_types = [targs[0]] * len(value)
-        else:
-            item_types = list(targs)
-            if len(value) != len(item_types):
-                raise ConfigError(f"{key}: expected {len(item_types)} values, got {len(value)}")
-        return tuple(_check_type(f"{key}[{i}]", v, t)
-                     for i, (v, t) in enumerate(zip(value, item_types)))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigTypeError(f"{key}: expected a bool, got {type(value).__name__} {value!r}")
-        return value
-    if tp is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigTypeError(f"{key}: expected an int, got {type(value).__name__} {value!r}")
-        return value
-    if tp is float:
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ConfigTypeError(f"{key}: expected a float, got {type(value).__name__} {value!r}")
-        value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ConfigError(f"{key}: must be finite, got {value}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigTypeError(f"{key}: expected a str, got {type(value).__name__} {value!r}")
-        return value
-    raise ConfigTypeError(f"{key}: unsupported annotation {tp!r}")
-
-
 # ---------------------------------------------------------------------- sections
 
 class _Section:
-    """Base of every config section: type checks from the annotations, then ``_validate``."""
+    """Base of every config section: values type-checked (and normalised: 1 -> 1.0 for a
+    float, a list -> tuple) by the parser, then the section's own ``_validate``."""
 
     _section: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            key = f"{self._section}.{f.name}"
-            value = getattr(self, f.name)
-            if f.name in _groups(type(self)):  # a nested config, validated by its own class
-                if not isinstance(value, hints[f.name]):
-                    raise ConfigTypeError(f"{key}: expected a {hints[f.name].__name__}, "
-                                          f"got {type(value).__name__}")
-                continue
-            object.__setattr__(self, f.name, _check_type(key, value, hints[f.name]))
+        groups = _groups(type(self))
+        for name, cls in groups.items():  # a nested config validates itself
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigTypeError(f"{self._section}.{name}: expected a {cls.__name__}, "
+                                      f"got {type(getattr(self, name)).__name__}")
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                 if f.name not in groups}
+        checked = _parse(lambda p: p.parse_object({self._section: plain}, defaults=False),
+                         origin=type(self).__name__)
+        for name, value in checked.get(self._section, {}).items():
+            object.__setattr__(self, name, value)
         self._validate()
 
     def _validate(self) -> None:
@@ -520,11 +395,11 @@ def algorithm_defaults(name: str, clip_low: float) -> dict[str, Any]:
 
 
 def _implied(name: str, clip_low: float) -> dict[str, Any]:
-    """Every ``algo.pgpo.*`` key's value under ``name`` when not given."""
+    """Every ``algo.pgpo`` field's value under ``name`` when not given."""
     values = {f.name: getattr(PGPOConfig(), f.name) for f in dataclasses.fields(PGPOConfig)}
     values.update(algorithm_defaults(name, clip_low))
     values.update(algorithm_fixed(name))
-    return {f"algo.pgpo.{k}": v for k, v in values.items() if f"algo.pgpo.{k}" not in DERIVED}
+    return {k: v for k, v in values.items() if f"algo.pgpo.{k}" not in DERIVED}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -784,7 +659,7 @@ class Config:
     def flat(self) -> dict[str, Any]:
         """``{"section.field": value}`` (``"algo.pgpo.tau"`` for nested configs) for every key."""
         out = {}
-        for key in field_types():
+        for key in leaf_fields():
             value: Any = self
             for part in key.split("."):
                 value = getattr(value, part)
@@ -797,15 +672,26 @@ class Config:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Config":
         """Build from a nested (or dotted-key) mapping; unknown keys are errors."""
-        return apply_overrides(cls(), _flatten(data, origin="mapping"))
+        return cls().override(**data)
 
     def override(self, **dotted_or_sections: Any) -> "Config":
-        """A copy with changes, e.g. ``cfg.override(**{"rollout.temperature": 0.7})``."""
-        return apply_overrides(self, dotted_or_sections)
+        """A copy with changes, e.g. ``cfg.override(**{"rollout.temperature": 0.7})``;
+        values may be whole sections or nested configs, as objects or mappings."""
+        # Values equal to what algo.name implies count as not given, so that they follow a
+        # change of algo.name (or of clip_low under grpo), as they would from the command line.
+        base = self.to_dict()
+        implied = _implied(self.algo.name, self.algo.pgpo.clip_low)
+        pgpo = base["algo"]["pgpo"]
+        for key in [k for k, v in implied.items() if pgpo[k] == v]:
+            del pgpo[key]
+        changes = _parse(lambda p: p.parse_object(_plain(dotted_or_sections), defaults=False),
+                         origin="overrides")
+        return _build(_merge(base, changes), origin="overrides")
+# ------------------------------------------------------- glue to the parser library
+# jsonargparse parses the command line, YAML mappings and Python values into typed
+# values and formats --help; what follows maps its dotted keys onto the sections above.
 
-
-# ----------------------------------------------------------------------- loading
-
+@functools.cache
 def _groups(cls: type) -> dict[str, type]:
     """The fields of section ``cls`` that hold a nested config class (``algo.pgpo``)."""
     hints = typing.get_type_hints(cls)
@@ -823,43 +709,131 @@ class Leaf:
     paper: Any = dataclasses.MISSING
 
 
-def leaf_fields() -> dict[str, Leaf]:
-    """``"section.field"`` (``"section.group.field"`` inside a nested config) -> :class:`Leaf`,
-    for every configurable key, in declaration order."""
+@functools.cache
+def _leaves() -> dict[str, Leaf]:
     out: dict[str, Leaf] = {}
     for name, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
-        defaults = cls()
-        groups = _groups(cls)
         for f in dataclasses.fields(cls):
-            if f.name not in groups:
-                out[f"{name}.{f.name}"] = Leaf(hints[f.name], f.metadata["help"],
-                                               getattr(defaults, f.name),
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+            group = _groups(cls).get(f.name)
+            if group is None:
+                out[f"{name}.{f.name}"] = Leaf(hints[f.name], f.metadata["help"], default,
                                                f.metadata.get("paper", dataclasses.MISSING))
                 continue
-            group = groups[f.name]
             group_hints = typing.get_type_hints(group)
-            group_default = getattr(defaults, f.name)
             for g in dataclasses.fields(group):
                 key = f"{name}.{f.name}.{g.name}"
-                if key in DERIVED:
-                    continue
-                choices = _GROUP_CHOICES.get((group, g.name))
-                out[key] = Leaf(Literal[choices] if choices else group_hints[g.name],
-                                _GROUP_HELP[group][g.name], getattr(group_default, g.name),
-                                _GROUP_PAPER.get((group, g.name), dataclasses.MISSING))
+                if key not in DERIVED:
+                    choices = _GROUP_CHOICES.get((group, g.name))
+                    out[key] = Leaf(Literal[choices] if choices else group_hints[g.name],
+                                    _GROUP_HELP[group][g.name], getattr(default, g.name),
+                                    _GROUP_PAPER.get((group, g.name), dataclasses.MISSING))
     return out
 
 
-def field_types() -> dict[str, Any]:
-    """``"section.field"`` -> annotation, for every configurable key."""
-    return {key: leaf.type for key, leaf in leaf_fields().items()}
+def leaf_fields() -> dict[str, Leaf]:
+    """``"section.field"`` (``"section.group.field"`` inside a nested config) -> :class:`Leaf`,
+    for every configurable key, in declaration order."""
+    return dict(_leaves())
+
+
+#: Short command-line names for the options people type most: ``--algo dapo``,
+#: ``--model /path/to/Qwen2.5-VL-7B-Instruct``, ``--data /path/to/ViRL39K``.
+SHORTCUTS = {"algo": "algo.name", "model": "model.path", "data": "data.source"}
+_NONE = ("none", "null", "~", "")
+
+
+class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """jsonargparse's (each option's type and default), keeping hyphenated values
+    (``seq-mean-token-mean``) whole when wrapping."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+@functools.cache
+def build_parser(prog: str | None = None) -> ArgumentParser:
+    """The jsonargparse parser of every key, one argument group per section."""
+    shortcuts = "".join(f"\n  --{short} VALUE{' ' * (7 - len(short))}Shortcut for --{key}."
+                        for short, key in SHORTCUTS.items())
+    parser = ArgumentParser(
+        prog=prog, exit_on_error=False, allow_abbrev=False, print_config=None,
+        formatter_class=_HelpFormatter,
+        usage="%(prog)s [--config FILE.yaml ...] [--print-config] "
+              "[--SECTION.FIELD VALUE ...] [SECTION.FIELD=VALUE ...]",
+        description="PGPO reference trainer. With no arguments: the tiny CPU run on the "
+                    "synthetic task.\nPrecedence: defaults < --config files < command-line "
+                    "overrides (later wins).\nBooleans: true/false; 'none' (or null) unsets "
+                    "an optional value; lists: a,b or [a, b].\nPaper recipes: "
+                    f"reference_impl/configs/paper_qwen2_5_vl_{{3b,7b}}.yaml{shortcuts}")
+    parser.add_argument("--config", metavar="FILE.yaml", action="append",
+                        help="YAML file of {section: {field: value}}; repeatable.")
+    parser.add_argument("--print-config", action="store_true",
+                        help="Print the resolved configuration as YAML and exit.")
+    for name, cls in SECTIONS.items():
+        group = parser.add_argument_group(name, (cls.__doc__ or "").strip().splitlines()[0])
+        for key, leaf in _leaves().items():
+            if key.split(".", 1)[0] == name:
+                paper = "" if leaf.paper is dataclasses.MISSING else \
+                    f" [paper: {'null' if leaf.paper is None else leaf.paper}]"
+                flag = {"nargs": "?", "const": True} if leaf.type is bool else {}
+                group.add_argument(f"--{key}", type=leaf.type, default=leaf.default,
+                                   help=leaf.help + paper, **flag)
+    return parser
+
+
+def _parse(parse: Callable[[ArgumentParser], Any], *, origin: str) -> dict[str, Any]:
+    """The values a jsonargparse parse (given values only) returns, as a nested dict;
+    its errors become :class:`ConfigError` naming the dotted key."""
+    try:
+        given = parse(build_parser()).as_dict()
+    except argparse.ArgumentError as err:
+        raise _config_error(str(err), origin) from None
+
+    def finite(values: Mapping[str, Any], prefix: str) -> None:
+        for k, v in values.items():
+            if isinstance(v, dict):
+                finite(v, f"{prefix}{k}.")
+            elif isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{prefix}{k}: must be finite, got {v}")
+    finite(given, "")
+    return given
+
+
+def _config_error(text: str, origin: str) -> ConfigError:
+    """jsonargparse's message as a :class:`ConfigError` that starts with the dotted key."""
+    unknown = re.match(r"Option '([^']+)' is not accepted", text)
+    if unknown:
+        return _unknown_key(unknown.group(1), origin)
+    bad = re.match(r'Parser key "([^"]+)"', text)
+    if bad is None or bad.group(1) not in _leaves():
+        return ConfigError(f"{origin}: {text}")
+    key, tp = bad.group(1), _leaves()[bad.group(1)].type
+    got = re.findall(r"(?:Got|Given) value: (.*)", text)
+    value = got[-1] if got else "?"
+    if typing.get_origin(tp) is Literal:
+        choices = [str(c) for c in typing.get_args(tp)]
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}; "
+                           f"got {value!r}{hint}")
+    size = re.search(r"Expected a tuple with (\d+) elements", text)
+    if size:
+        return ConfigTypeError(f"{key}: expected {size.group(1)} comma-separated values, "
+                               f"got {value!r}")
+    args = typing.get_args(tp)
+    inner = [a for a in args if a is not type(None)] if type(None) in args else [tp]
+    names = [{bool: "a bool", int: "an int", float: "a float", str: "a str"}.get(
+        a, "a list" if typing.get_origin(a) is tuple else str(a)) for a in inner]
+    expected = " or ".join(names + (["null"] if len(inner) < len(args) else []))
+    return ConfigTypeError(f"{key}: expected {expected}, got {value!r}")
 
 
 def _unknown_key(key: str, origin: str) -> ConfigError:
     if key in DERIVED:
         return ConfigError(f"{key}: is set by {DERIVED[key]} (from {origin}); set that instead")
-    known = list(field_types())
+    known = list(_leaves())
     section = key.split(".", 1)[0]
     if "." in key and section not in SECTIONS:
         close = difflib.get_close_matches(section, list(SECTIONS), n=2)
@@ -871,71 +845,86 @@ def _unknown_key(key: str, origin: str) -> ConfigError:
     guesses += [g for g in difflib.get_close_matches(key, known, n=3, cutoff=0.6)
                 if g not in guesses]
     if "." not in key and key not in SECTIONS:
-        guesses += [s for s in difflib.get_close_matches(key, list(SECTIONS), n=2)]
+        guesses += difflib.get_close_matches(key, list(SECTIONS), n=2)
     hint = f"; did you mean {', '.join(guesses[:3])}?" if guesses else ""
     return ConfigError(f"{key}: unknown config key (from {origin}){hint}")
 
 
-def _flatten(data: Mapping[str, Any], *, origin: str) -> dict[str, Any]:
-    """Nested ``{section: {field: value}}`` (or dotted keys) -> ``{"section.field": value}``."""
+def _optional(tp: Any) -> bool:
+    return type(None) in typing.get_args(tp)
+
+
+def _split_argv(argv: Sequence[str]) -> tuple[list[str], list[str], bool]:
+    """``argv`` -> (``--config`` files, ``--SECTION.FIELD=VALUE`` arguments for the parser,
+    ``--print-config``). Also accepted: ``SECTION.FIELD=VALUE``, ``--SECTION.FIELD VALUE``,
+    a bare boolean ``--SECTION.FIELD`` (true), the :data:`SHORTCUTS`, ``none`` for null
+    and ``a,b`` for a list."""
+    files: list[str] = []
+    args: list[str] = []
+    print_config = False
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token == "--print-config":
+            print_config = True
+            continue
+        if token == "--config" or token.startswith("--config="):
+            if "=" not in token and i == len(argv):
+                raise ConfigError("--config: expected a YAML file path")
+            files.append(token.split("=", 1)[1] if "=" in token else argv[i])
+            i += "=" not in token
+            continue
+        if not token.startswith("-") and "=" in token:
+            token = "--" + token
+        if not token.startswith("--"):
+            raise ConfigError(f"{token}: unexpected argument; use --SECTION.FIELD VALUE or "
+                              "SECTION.FIELD=VALUE (see --help)")
+        key, eq, value = token[2:].partition("=")
+        key = SHORTCUTS.get(key, key)
+        if key not in _leaves():
+            raise _unknown_key(key, "command line")
+        tp = _leaves()[key].type
+        if not eq:
+            nxt = argv[i] if i < len(argv) else None
+            if tp is bool and (nxt is None or nxt.startswith("--") or "=" in nxt):
+                value = "true"
+            elif nxt is None:
+                raise ConfigError(f"{key}: expected a value after --{key}")
+            else:
+                value, i = nxt, i + 1
+        if _optional(tp) and value.strip().lower() in _NONE:
+            value = "null"
+        elif typing.get_origin(tp) is tuple and not value.lstrip().startswith("["):
+            value = f"[{value}]"
+        args.append(f"--{key}={value}")
+    return files, args, print_config
+
+
+def _plain(data: Any, prefix: str = "") -> Any:
+    """``data`` for the parser: config objects as mappings of their fields, ``none`` as
+    null for optional keys (as on the command line)."""
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        data = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)
+                if f"{prefix}{f.name}" not in DERIVED}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{origin}: expected a mapping of sections, got {type(data).__name__}")
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        key = str(key)
-        section, _, rest = key.partition(".")
-        if rest and section in SECTIONS and rest in _groups(SECTIONS[section]) and (
-                isinstance(value, Mapping) or dataclasses.is_dataclass(value)):
-            _flatten_into(flat, key, value, origin)  # a whole nested config: "algo.pgpo"
-        elif "." in key:
-            flat[key] = value
-        elif key in SECTIONS:
-            _flatten_into(flat, key, value, origin)
-        else:
-            raise _unknown_key(key, origin)
-    return flat
+        return data
+    out = {}
+    for k, v in data.items():
+        leaf = _leaves().get(f"{prefix}{k}")
+        if leaf is not None and _optional(leaf.type) and isinstance(v, str) \
+                and v.strip().lower() in _NONE:
+            v = None
+        out[k] = _plain(v, f"{prefix}{k}.")
+    return out
 
 
-def _flatten_into(flat: dict[str, Any], prefix: str, value: Any, origin: str) -> None:
-    """Section (or nested group) ``prefix``'s mapping or object into dotted keys."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        # a section or nested config object, e.g. override(rollout=...) or algo.pgpo
-        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)
-                 if f"{prefix}.{f.name}" not in DERIVED}
-    if value is None:  # an empty YAML section
-        return
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{prefix}: expected a mapping of fields, got "
-                          f"{type(value).__name__} (from {origin})")
-    groups = _groups(SECTIONS[prefix]) if prefix in SECTIONS else {}
-    for sub, v in value.items():
-        if sub in groups and (isinstance(v, Mapping) or dataclasses.is_dataclass(v) or v is None):
-            _flatten_into(flat, f"{prefix}.{sub}", v, origin)
-        else:
-            flat[f"{prefix}.{sub}"] = v
-
-
-def apply_overrides(config: Config, overrides: Mapping[str, Any], *,
-                    origin: str = "overrides") -> Config:
-    """``config`` with dotted-key overrides applied and validated. String values for
-    non-string fields are parsed (``"0.7"`` -> 0.7, ``"none"`` -> None, ``"a,b"`` -> tuple)."""
-    merged = config.flat()
-    # Values equal to what algo.name implies count as not given, so that they follow a
-    # change of algo.name (or of clip_low under grpo), as they would from the command line.
-    implied = _implied(config.algo.name, config.algo.pgpo.clip_low)
-    merged = {k: v for k, v in merged.items() if not (k in implied and v == implied[k])}
-    merged.update(_flatten(overrides, origin=origin))
-    return _build(merged, origin=origin)
-
-
-def _accepts_plain_str(tp: Any) -> bool:
-    """True when a string is a legitimate value as is (str, Literal of strings, Optional of those)."""
-    args = _union_args(tp)
-    if args is not None:
-        return any(_accepts_plain_str(a) for a in args if a is not type(None))
-    if typing.get_origin(tp) is Literal:
-        return all(isinstance(a, str) for a in typing.get_args(tp))
-    return tp is str
+def _merge(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        both = isinstance(v, Mapping) and isinstance(out.get(k), Mapping)
+        out[k] = _merge(out[k], v) if both else v
+    return out
 
 
 def _read_yaml(path: str) -> dict[str, Any]:
@@ -947,68 +936,35 @@ def _read_yaml(path: str) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"--config: {path!r} is not valid YAML: {err}") from None
-    return {} if data is None else data
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return _plain(data or {})
 
 
-def _format_value(value: Any) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, tuple):
-        return ",".join(_format_value(v) for v in value)
-    return str(value)
+def _build(given: Mapping[str, Any], *, origin: str) -> Config:
+    """The :class:`Config` of ``given`` (nested values from the parser) over the defaults,
+    with what ``algo.name`` implies for the ``algo.pgpo`` keys not given."""
+    def mapping(value: Any, key: str) -> dict[str, Any]:
+        if value is not None and not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of fields, got "
+                              f"{type(value).__name__} (from {origin})")
+        return dict(value or {})
 
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps hyphenated values (``seq-mean-token-mean``) whole when wrapping help lines."""
-
-    def _split_lines(self, text: str, width: int) -> list[str]:
-        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
-
-
-def build_help_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The argparse parser used for ``--help``: one group per section, each option with
-    its type, default, the paper's value where it differs, and a one-line description."""
-    parser = argparse.ArgumentParser(
-        prog=prog, add_help=False, allow_abbrev=False,
-        formatter_class=lambda prog: _HelpFormatter(prog, max_help_position=36),
-        usage="%(prog)s [--config FILE.yaml ...] [--print-config] "
-              "[--SECTION.FIELD VALUE ...] [SECTION.FIELD=VALUE ...]",
-        description="PGPO reference trainer. With no arguments: the tiny CPU run on the "
-                    "synthetic task.\n"
-                    "Precedence: defaults < --config files < command-line overrides "
-                    "(later wins).\n"
-                    "Booleans: true/false; 'none' unsets an optional value.\n"
-                    "Paper recipes: reference_impl/configs/paper_qwen2_5_vl_{3b,7b}.yaml")
-    general = parser.add_argument_group("general")
-    general.add_argument("-h", "--help", action="store_true", help="Show this help and exit.")
-    general.add_argument("--config", metavar="FILE.yaml", action="append",
-                         help="YAML file of {section: {field: value}}; repeatable.")
-    general.add_argument("--print-config", action="store_true",
-                         help="Print the resolved configuration as YAML and exit.")
-    for short, key in SHORTCUTS.items():
-        general.add_argument(f"--{short}", metavar="VALUE", help=f"Shortcut for --{key}.")
-    leaves = leaf_fields()
+    values = {name: mapping(given.get(name), name) for name in SECTIONS}
     for name, cls in SECTIONS.items():
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        group = parser.add_argument_group(name, doc)
-        for key, leaf in leaves.items():
-            if key.split(".", 1)[0] != name:
-                continue
-            info = f"{leaf.help} [default: {_format_value(leaf.default)}"
-            if leaf.paper is not dataclasses.MISSING:
-                info += f"; paper: {_format_value(leaf.paper)}"
-            group.add_argument(f"--{key}", metavar=_type_name(leaf.type).upper()
-                               if typing.get_origin(leaf.type) is not Literal
-                               else _type_name(leaf.type),
-                               help=(info + "]").replace("%", "%%"))
-    return parser
-
-
-#: Short command-line names for the options people type most: ``--algo dapo``,
-#: ``--model /path/to/Qwen2.5-VL-7B-Instruct``, ``--data /path/to/ViRL39K``.
-SHORTCUTS = {"algo": "algo.name", "model": "model.path", "data": "data.source"}
+        for group in _groups(cls):
+            values[name][group] = mapping(values[name].get(group), f"{name}.{group}")
+    algorithm, pgpo = values["algo"].get("name", AlgoConfig.name), values["algo"]["pgpo"]
+    for key, value in algorithm_defaults(algorithm, pgpo.get("clip_low", PGPOConfig.clip_low)).items():
+        pgpo.setdefault(key, value)
+    for name, cls in SECTIONS.items():
+        for group, group_cls in _groups(cls).items():
+            try:
+                values[name][group] = group_cls(**values[name][group])
+            except (TypeError, ValueError) as err:  # the class's checks, renamed to the dotted key
+                kind = ConfigTypeError if isinstance(err, TypeError) else ConfigError
+                raise kind(f"{name}.{group}.{err}") from None
+    return Config(**{name: cls(**values[name]) for name, cls in SECTIONS.items()})
 
 
 def load_config(argv: Sequence[str] | None = None, *, prog: str | None = None,
@@ -1024,106 +980,27 @@ def load_config(argv: Sequence[str] | None = None, *, prog: str | None = None,
     checks of :meth:`Config.check_environment` run too.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    types_ = field_types()
-    config_files: list[str] = []
-    overrides: list[tuple[str, str]] = []
-    print_config = False
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if token in ("-h", "--help"):
-            build_help_parser(prog).print_help()
-            raise SystemExit(0)
-        if token == "--print-config":
-            print_config = True
-        elif token == "--config" or token.startswith("--config="):
-            if "=" in token:
-                config_files.append(token.split("=", 1)[1])
-            elif i + 1 < len(argv):
-                i += 1
-                config_files.append(argv[i])
-            else:
-                raise ConfigError("--config: expected a YAML file path")
-        elif token.startswith("--"):
-            key, eq, value = token[2:].partition("=")
-            key = SHORTCUTS.get(key, key)
-            if key not in types_:
-                raise _unknown_key(key, "command line")
-            if not eq:
-                nxt = argv[i + 1] if i + 1 < len(argv) else None
-                if types_[key] is bool and (nxt is None or nxt.startswith("--") or "=" in nxt):
-                    value = "true"
-                elif nxt is None:
-                    raise ConfigError(f"{key}: expected a value after --{key}")
-                else:
-                    i += 1
-                    value = nxt
-            overrides.append((key, value))
-        elif "=" in token and not token.startswith("-"):
-            key, value = token.split("=", 1)
-            if key not in types_:
-                raise _unknown_key(key, "command line")
-            overrides.append((key, value))
-        else:
-            raise ConfigError(f"{token}: unexpected argument; use --SECTION.FIELD VALUE or "
-                              "SECTION.FIELD=VALUE (see --help)")
-        i += 1
-
+    if "-h" in argv or "--help" in argv:
+        build_parser(prog).print_help()
+        raise SystemExit(0)
+    files, args, print_config = _split_argv(argv)
     # Defaults < YAML files (in order) < command line (in order). The merge happens on
-    # plain values and the Config is built once, so intermediate combinations that are
-    # only invalid half-way (e.g. a YAML batch size fixed by a CLI override) do not fail.
-    merged: dict[str, Any] = {}
-    for path in config_files:
-        for key, value in _flatten(_read_yaml(path), origin=path).items():
-            if key not in types_:
-                raise _unknown_key(key, path)
-            merged[key] = value
-    for key, value in overrides:
-        merged[key] = value
-    config = _build(merged, origin="configuration")
+    # the given values and the Config is built once, so intermediate combinations that
+    # are only invalid half-way (e.g. a YAML batch size fixed by a CLI override) do not fail.
+    given: dict[str, Any] = {}
+    for path in files:
+        data = _read_yaml(path)
+        given = _merge(given, _parse(lambda p, data=data: p.parse_object(data, defaults=False),
+                                     origin=path))
+    given = _merge(given, _parse(lambda p: p.parse_args(args, defaults=False),
+                                 origin="command line"))
+    config = _build(given, origin="configuration")
     if check_environment:
         config.check_environment()
     if print_config:
         sys.stdout.write(config.to_yaml())
         raise SystemExit(0)
     return config
-
-
-def _build(flat: Mapping[str, Any], *, origin: str) -> Config:
-    """Build a Config from dotted keys in one go (sections first, then the cross checks)."""
-    types_ = field_types()
-    parsed: dict[str, Any] = {}
-    for key, value in flat.items():
-        if key not in types_:
-            raise _unknown_key(key, origin)
-        tp = types_[key]
-        if isinstance(value, str) and not _accepts_plain_str(tp):
-            value = _parse_string(key, value, tp)
-        elif isinstance(value, str) and _union_args(tp) is not None and value.strip().lower() in _NONE:
-            value = None
-        parsed[key] = value
-    # algo.name's defaults for the algo.pgpo keys not given (its fixed values: AlgoConfig).
-    name = _check_type("algo.name", parsed.get("algo.name", AlgoConfig().name), Algorithm)
-    clip_low = parsed.get("algo.pgpo.clip_low", PGPOConfig().clip_low)
-    for k, v in algorithm_defaults(name, clip_low).items():
-        parsed.setdefault(f"algo.pgpo.{k}", v)
-    per_section: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for key, value in parsed.items():
-        section, rest = key.split(".", 1)
-        if "." in rest:  # a nested config's field: type-checked here, validated by its class
-            group, field = rest.split(".", 1)
-            groups.setdefault((section, group), {})[field] = _check_type(key, value, types_[key])
-        else:
-            per_section[section][rest] = value
-    for (section, group), values in groups.items():
-        cls = _groups(SECTIONS[section])[group]
-        try:
-            per_section[section][group] = cls(**values)
-        except (TypeError, ValueError) as err:  # the class's checks, renamed to the dotted key
-            kind = ConfigTypeError if isinstance(err, TypeError) else ConfigError
-            raise kind(f"{section}.{group}.{err}") from None
-    return Config(**{name: SECTIONS[name](**values) for name, values in per_section.items()})
 
 
 def preset(name: str, *overrides: str, check_environment: bool = False) -> Config:
@@ -1137,9 +1014,9 @@ def preset(name: str, *overrides: str, check_environment: bool = False) -> Confi
 
 
 __all__ = [
-    "ALGORITHMS", "AlgoConfig", "CONFIG_DIR", "DERIVED", "Leaf", "algorithm_defaults",
-    "algorithm_fixed", "leaf_fields", "CheckpointConfig", "Config", "ConfigError",
-    "ConfigTypeError", "DataConfig", "DistConfig", "EvalConfig", "LoggingConfig", "LoraConfig",
-    "ModelConfig", "OptimConfig", "RewardConfig", "RolloutConfig", "SECTIONS", "TrainConfig",
-    "apply_overrides", "build_help_parser", "field_types", "load_config", "preset",
+    "ALGORITHMS", "AlgoConfig", "CONFIG_DIR", "DERIVED", "Leaf", "SHORTCUTS",
+    "algorithm_defaults", "algorithm_fixed", "build_parser", "leaf_fields",
+    "CheckpointConfig", "Config", "ConfigError", "ConfigTypeError", "DataConfig", "DistConfig",
+    "EvalConfig", "LoggingConfig", "LoraConfig", "ModelConfig", "OptimConfig", "RewardConfig",
+    "RolloutConfig", "SECTIONS", "TrainConfig", "load_config", "preset",
 ]

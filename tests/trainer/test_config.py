@@ -143,7 +143,7 @@ def test_override_and_from_dict():
     (["--rollout.top_p", "1.5"], r"^rollout\.top_p: must lie in \(0, 1\], got 1\.5"),
     (["--rollout.top_p", "0"], r"^rollout\.top_p: must lie in \(0, 1\]"),
     (["--rollout.temperature", "0"], r"^rollout\.temperature: must lie in \(0, inf\)"),
-    (["--rollout.temperature", "nan"], r"^rollout\.temperature: must be finite"),
+    (["--rollout.temperature", "nan"], r"^rollout\.temperature: expected a float, got 'nan'"),
     (["--rollout.samples_per_prompt", "1"], r"^rollout\.samples_per_prompt: group advantages need G >= 2"),
     (["--rollout.max_response_length", "0"], r"^rollout\.max_response_length: must lie in \[1, inf\)"),
     (["--algo.pgpo.tau", "1.5"], r"^algo\.pgpo\.tau: must lie in \[0\.0, 1\.0\], got 1\.5"),
@@ -193,16 +193,18 @@ def test_values_of_the_wrong_type_are_rejected(argv, message):
 
 
 def test_direct_construction_is_type_checked():
-    with pytest.raises(ConfigTypeError, match=r"^rollout\.temperature: expected a float, got str"):
+    with pytest.raises(ConfigTypeError, match=r"^rollout\.temperature: expected a float, got 'hot'"):
         RolloutConfig(temperature="hot")
-    with pytest.raises(ConfigTypeError, match=r"^rollout\.prompts_per_step: expected an int, got bool"):
+    with pytest.raises(ConfigTypeError, match=r"^rollout\.prompts_per_step: expected an int, got 'True'"):
         RolloutConfig(prompts_per_step=True)
     assert RolloutConfig(temperature=1).temperature == 1.0  # ints are fine for floats
     with pytest.raises(ConfigTypeError, match=r"^rollout: expected a RolloutConfig"):
         Config(rollout={"temperature": 1.0})
     with pytest.raises(ConfigTypeError, match=r"^algo\.pgpo: expected a PGPOConfig, got dict"):
         AlgoConfig(pgpo={"tau": 0.3})
-    with pytest.raises(ConfigTypeError, match=r"^algo\.pgpo\.tau: expected a float, got list"):
+    with pytest.raises(ConfigError, match=r"^rollout\.top_p: must be finite"):
+        RolloutConfig(top_p=float("nan"))
+    with pytest.raises(ConfigTypeError, match=r"^algo\.pgpo\.tau: expected a float, got '\[1\]'"):
         Config.from_dict({"algo": {"pgpo": {"tau": [1]}}})
     with pytest.raises(ConfigTypeError, match=r"^algo\.pgpo\.conserve_mass: expected a bool"):
         Config.from_dict({"algo": {"pgpo": {"conserve_mass": 1}}})
@@ -247,10 +249,20 @@ def test_unknown_yaml_key_is_rejected_with_suggestions(tmp_path):
                                           r"did you mean rollout\.top_p"):
         load_config(["--config", path])
     path = write_yaml(tmp_path, "b.yaml", {"optimizer": {"lr": 1e-5}})
-    with pytest.raises(ConfigError, match=r"^optimizer: unknown config key .*did you mean .*optim"):
+    with pytest.raises(ConfigError, match=r"^optimizer\.lr: unknown config section 'optimizer' "
+                                          r"\(from .*b\.yaml\).*did you mean optim"):
         load_config(["--config", path])
     path = write_yaml(tmp_path, "c.yaml", {"rollout": 3})
     with pytest.raises(ConfigError, match=r"^rollout: expected a mapping of fields, got int"):
+        load_config(["--config", path])
+    path = write_yaml(tmp_path, "d.yaml", {"algo": {"pgpo": [0.3]}})
+    with pytest.raises(ConfigError, match=r"^algo\.pgpo: expected a mapping of fields, got list"):
+        load_config(["--config", path])
+    path = write_yaml(tmp_path, "e.yaml", "optim:\n  lr: .nan\n")
+    with pytest.raises(ConfigError, match=r"^optim\.lr: must be finite"):
+        load_config(["--config", path])
+    path = write_yaml(tmp_path, "f.yaml", "- rollout\n")
+    with pytest.raises(ConfigError, match=r"f\.yaml: expected a mapping of sections, got list"):
         load_config(["--config", path])
 
 
@@ -275,10 +287,13 @@ def test_help_is_grouped_and_describes_every_field(capsys):
         {f"algo.pgpo.{f.name}" for f in dataclasses.fields(PGPOConfig)} - {"algo.pgpo.temperature"}
     assert {k for k in leaves if k.startswith("algo.blind.")} == \
         {f"algo.blind.{f.name}" for f in dataclasses.fields(BlindPassConfig)}
-    assert "--rollout.top_p FLOAT Nucleus sampling threshold in (0, 1]. [default: 1.0; paper: 0.99]" in flat
+    # jsonargparse's help format: the field's help, the paper's value, then type and default.
+    assert ("--rollout.top_p TOP_P Nucleus sampling threshold in (0, 1]. [paper: 0.99] "
+            "(type: float, default: 1.0)") in flat
     assert "--algo.blind.mode {drop,mask,blacken}" in flat
-    assert "--algo.pgpo.estimator {exact,k1,k2,k3}" in flat and "paper: k3" in flat
-    assert "--optim.grad_clip FLOAT|NONE" in flat
+    assert "--algo.pgpo.estimator {exact,k1,k2,k3}" in flat and "[paper: k3]" in flat
+    assert "(type: Optional[float], default: 1.0)" in flat  # optim.grad_clip
+    assert "--lora.enabled [{true,false}]" in flat
 
 
 # ------------------------------------------------------------ paper presets
