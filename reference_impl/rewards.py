@@ -188,11 +188,16 @@ def _math_equivalent(prediction: str, answer: str) -> bool:
         return _math_verify(prediction, answer)
     with _worker_lock:
         if _worker is None:
+            import atexit
             import concurrent.futures
             import multiprocessing
 
             _worker = concurrent.futures.ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            # Shut it down while the interpreter is whole: left to its weakref callback at
+            # exit, it prints "Exception ignored ... 'NoneType' object has no attribute
+            # 'util'" after a run that went well.
+            atexit.register(_worker.shutdown, wait=True)
         worker = _worker
     return worker.submit(_math_verify, prediction, answer).result()
 

@@ -239,3 +239,20 @@ def test_bad_inputs_are_rejected_by_name():
         verifiable_rewards(["a", "b"], ["a"])
     with pytest.raises(TypeError, match="texts"):
         verifiable_rewards("ab", "ab")
+
+
+def test_the_grading_worker_leaves_a_clean_exit():
+    """The math-verify worker process (used off the main thread) is shut down before the
+    interpreter tears itself down; left to its weakref callback it printed
+    "Exception ignored ... 'NoneType' object has no attribute 'util'" after a good run."""
+    import subprocess
+    import sys
+
+    code = ("import threading\nimport reference_impl.trainer\n"
+            "from reference_impl.rewards import answers_match\n"
+            "out = []\nt = threading.Thread(target=lambda: out.append(answers_match('x=5', '5')))\n"
+            "t.start(); t.join(); assert out == [True]\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
