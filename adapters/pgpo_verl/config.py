@@ -1,6 +1,8 @@
 """The ``pgpo`` section of a verl config: declared once, from ``pgpo_core.PGPOConfig``.
 
-The section holds the plugin's own switches (:data:`PLUGIN_DEFAULTS`) plus the fields of
+The section holds the plugin's switch ``enable``, the blind pass ``blind`` (the fields of
+:class:`pgpo_torch.BlindPassConfig`, nested: ``pgpo.blind.mode``,
+``pgpo.blind.include_markers``; a bare mode name is accepted too) plus the fields of
 :class:`pgpo_core.PGPOConfig` that act in verl: the weighting (``tau``, ``beta``, ``eps``,
 ``threshold``, ``low_weight_floor``, ``conserve_mass``) and the dependency
 (``estimator``, ``chunk_size``, ``estimate_clip``). Not in the section, because verl owns
@@ -16,6 +18,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from pgpo_core import PGPOConfig
+from pgpo_torch.blind_pass import BlindPassConfig
 
 __all__ = ["PGPOSection", "PLUGIN_DEFAULTS", "VERL_BLIND_MODES", "VERL_OWNED_FIELDS",
            "section_defaults", "parse_section"]
@@ -24,10 +27,8 @@ VERL_BLIND_MODES = ("drop",)
 """Blind passes the plugin runs: ``drop`` (visual tokens removed, original mRoPE ids kept;
 the same logits as the paper's masked attention, without the vision tower)."""
 
-PLUGIN_DEFAULTS: dict[str, Any] = dict(enable=True, blind="drop", include_markers=False)
-"""``enable``: reshape the advantages (``False``: stock verl, no blind pass);
-``blind``: one of :data:`VERL_BLIND_MODES`; ``include_markers``: also drop
-``<|vision_start|>``/``<|vision_end|>`` in the blind pass."""
+PLUGIN_DEFAULTS: dict[str, Any] = dict(enable=True)
+"""``enable``: reshape the advantages (``False``: stock verl, no blind pass)."""
 
 VERL_OWNED_FIELDS = tuple(PGPOConfig().loss_kwargs()) + ("temperature",)
 """``PGPOConfig`` fields verl's own config decides (see the module docstring)."""
@@ -38,8 +39,7 @@ class PGPOSection:
     """The validated ``pgpo`` section: plugin switches and the core configuration."""
 
     enable: bool
-    blind: str
-    include_markers: bool
+    blind: BlindPassConfig
     core: PGPOConfig
 
 
@@ -51,7 +51,8 @@ def _core_fields() -> tuple[str, ...]:
 def section_defaults() -> dict[str, Any]:
     """The section with every default, for Hydra (``main_pgpo`` registers it)."""
     core = dataclasses.asdict(PGPOConfig())
-    return {**PLUGIN_DEFAULTS, **{name: core[name] for name in _core_fields()}}
+    return {**PLUGIN_DEFAULTS, "blind": dataclasses.asdict(BlindPassConfig()),
+            **{name: core[name] for name in _core_fields()}}
 
 
 def parse_section(section: Mapping[str, Any] | None) -> PGPOSection:
@@ -73,20 +74,42 @@ def parse_section(section: Mapping[str, Any] | None) -> PGPOSection:
             "actor_rollout_ref.actor.clip_ratio_low/clip_ratio_high; aggregation: "
             "actor_rollout_ref.actor.loss_agg_mode; temperature: "
             "actor_rollout_ref.rollout.temperature)")
-    known = set(PLUGIN_DEFAULTS) | set(_core_fields())
+    known = set(PLUGIN_DEFAULTS) | {"blind"} | set(_core_fields())
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"pgpo.{unknown[0]}: unknown field; the section takes "
                          f"{sorted(known)}")
-    plugin = {k: values.pop(k, v) for k, v in PLUGIN_DEFAULTS.items()}
-    for name in ("enable", "include_markers"):
-        if not isinstance(plugin[name], bool):
-            raise TypeError(f"pgpo.{name}: expected a bool, got {plugin[name]!r}")
-    if plugin["blind"] not in VERL_BLIND_MODES:
-        raise ValueError(f"pgpo.blind: must be one of {VERL_BLIND_MODES} with verl, got "
-                         f"{plugin['blind']!r}")
+    enable = values.pop("enable", PLUGIN_DEFAULTS["enable"])
+    if not isinstance(enable, bool):
+        raise TypeError(f"pgpo.enable: expected a bool, got {enable!r}")
+    blind = _blind(values.pop("blind", {}))
     try:
         core = PGPOConfig(**values)
     except (TypeError, ValueError) as err:
         raise type(err)(f"pgpo.{err}") from err
-    return PGPOSection(core=core, **plugin)
+    return PGPOSection(enable=enable, blind=blind, core=core)
+
+
+def _blind(value: Any) -> BlindPassConfig:
+    """``pgpo.blind``: a mapping of :class:`BlindPassConfig` fields, or a mode name."""
+    if isinstance(value, str):
+        value = {"mode": value}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"pgpo.blind: expected a mapping of {_blind_fields()} or a mode "
+                        f"name, got {value!r}")
+    unknown = sorted(set(value) - set(_blind_fields()))
+    if unknown:
+        raise ValueError(f"pgpo.blind.{unknown[0]}: unknown field; the blind pass takes "
+                         f"{list(_blind_fields())}")
+    try:
+        blind = BlindPassConfig(**value)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"pgpo.blind.{err}") from err
+    if blind.mode not in VERL_BLIND_MODES:
+        raise ValueError(f"pgpo.blind.mode: must be one of {VERL_BLIND_MODES} with verl, got "
+                         f"{blind.mode!r}")
+    return blind
+
+
+def _blind_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(BlindPassConfig))

@@ -100,7 +100,7 @@ class PGPORayTrainer(RayPPOTrainer):
         blind = blind_batch(batch, image_token_id=ids["image_token_id"],
                             pad_token_id=ids["pad_token_id"],
                             video_token_id=ids["video_token_id"],
-                            include_markers=self.pgpo.include_markers,
+                            include_markers=self.pgpo.blind.include_markers,
                             marker_ids=ids["marker_ids"])
         blind.meta_info.setdefault("temperature",
                                    self.config.actor_rollout_ref.rollout.temperature)

@@ -41,9 +41,11 @@ def test_base_config_is_verl_plus_the_pgpo_defaults():
 
 
 def test_paper_config_7b_and_3b():
-    config = _compose("pgpo_qwen2_5_vl_7b", ["pgpo.tau=0.3"])
+    config = _compose("pgpo_qwen2_5_vl_7b", ["pgpo.tau=0.3", "pgpo.blind.include_markers=true"])
     section = pgpo_verl.parse_section(config.pgpo)
     assert section.core == pgpo_core.PGPOConfig(tau=0.3, beta=2.0, estimator="k3")
+    # The blind pass is pgpo_torch.BlindPassConfig, nested as pgpo.blind.
+    assert section.blind.mode == "drop" and section.blind.include_markers is True
     actor = config.actor_rollout_ref.actor
     assert (actor.clip_ratio_low, actor.clip_ratio_high) == (0.2, 0.28)
     assert actor.loss_agg_mode == "token-mean" and actor.use_kl_loss is False

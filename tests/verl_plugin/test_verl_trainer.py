@@ -20,7 +20,7 @@ from verl.utils import tensordict_utils as tu
 from verl.workers.engine_workers import ActorRolloutRefWorker
 
 import pgpo_core
-from pgpo_torch.blind_pass import visual_and_blind_outputs
+from pgpo_torch.blind_pass import BlindPassConfig, visual_and_blind_outputs
 from pgpo_verl import PGPOActorRolloutRefWorker, PGPORayTrainer, parse_section
 from verl_rollout import build_rollout, token_log_probs
 
@@ -176,7 +176,15 @@ def test_disabled_pgpo_is_stock_verl(tiny, verl_worker, rollout):
 def test_config_section_is_validated(tiny, verl_worker):
     section = parse_section({"tau": 0.3, "estimator": "k3"})
     assert section.core == pgpo_core.PGPOConfig(tau=0.3, estimator="k3")
-    assert section.enable and section.blind == "drop"
+    assert section.enable and section.blind == BlindPassConfig(mode="drop")
+    nested = parse_section({"blind": {"mode": "drop", "include_markers": True}})
+    assert nested.blind == BlindPassConfig(mode="drop", include_markers=True)
+    with pytest.raises(ValueError, match="pgpo.blind.mode"):
+        parse_section({"blind": {"mode": "mask"}})
+    with pytest.raises(TypeError, match="pgpo.blind.include_markers"):
+        parse_section({"blind": {"include_markers": "yes"}})
+    with pytest.raises(ValueError, match="pgpo.blind.includ_markers"):
+        parse_section({"blind": {"includ_markers": True}})
     with pytest.raises(ValueError, match="pgpo.tau"):
         parse_section({"tau": 1.5})
     with pytest.raises(ValueError, match="pgpo.clip_high"):
