@@ -22,9 +22,12 @@ instead of being loaded; :func:`load_latest_intact` falls back past damaged
 checkpoints (bad hash, truncated, missing or malformed manifest, unreadable
 ``latest``) to the newest intact one, and refuses, naming the folder, when none is.
 
-Distributed runs: only the main process writes (``is_main_process``); gathering a
-sharded (FSDP) state dict onto it is the trainer's job, as is agreeing across ranks
-on a stop request from :class:`GracefulExit`.
+Distributed runs: only the main process writes the checkpoint's own files
+(``is_main_process``). A sharded (FSDP2) model and optimiser are written by every rank
+at once with ``torch.distributed.checkpoint`` into the checkpoint's ``sharded/`` folder
+(``sharded_state``; a version-2 manifest lists and hashes its files too), so no rank
+gathers the full state. Agreeing across ranks on a stop request from
+:class:`GracefulExit` is the trainer's job.
 """
 
 import dataclasses
@@ -46,6 +49,9 @@ import numpy as np
 import torch
 
 FORMAT_VERSION = 1
+#: Manifests of checkpoints with a ``sharded/`` folder (torch.distributed.checkpoint).
+SHARDED_FORMAT_VERSION = 2
+SHARDED = "sharded"
 MANIFEST = "manifest.json"
 LATEST = "latest"
 PARTS = ("model", "optimizer", "scheduler", "rng", "data", "extra")
@@ -71,6 +77,9 @@ class Checkpoint:
     rng_state: Any
     data_state: Any
     extra: Any
+    sharded: Optional[Path] = None
+    """The ``torch.distributed.checkpoint`` folder of a sharded model (and optimiser),
+    whose states are then None here unless loaded with ``consolidate=True``."""
 
 
 # ------------------------------------------------------------------ file helpers
@@ -150,15 +159,27 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no {MANIFEST} (incomplete checkpoint)") from None
     except (OSError, ValueError) as err:
         raise CheckpointError(f"{manifest_path}: unreadable manifest: {err}") from None
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{manifest_path}: not a version-{FORMAT_VERSION} manifest")
+    versions = (FORMAT_VERSION, SHARDED_FORMAT_VERSION)
+    if not isinstance(manifest, dict) or manifest.get("format_version") not in versions:
+        raise CheckpointError(f"{manifest_path}: not a version-{FORMAT_VERSION} or "
+                              f"-{SHARDED_FORMAT_VERSION} manifest")
     step, files = manifest.get("step"), manifest.get("files")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise CheckpointError(f"{manifest_path}: malformed manifest: 'step' must be an "
                               f"int >= 0, got {step!r}")
-    if not isinstance(files, dict) or "model" not in files:
+    sharded = manifest.get("format_version") == SHARDED_FORMAT_VERSION
+    if not isinstance(files, dict) or not (sharded or "model" in files):
         raise CheckpointError(f"{manifest_path}: malformed manifest: 'files' must map each "
                               f"saved state (at least 'model') to its file, got {files!r}")
+    shards = manifest.get(SHARDED)
+    if sharded and not (isinstance(shards, dict) and shards and all(
+            isinstance(name, str) and not name.startswith(("/", ".."))
+            and isinstance(e, dict) and isinstance(e.get("bytes"), int)
+            and not isinstance(e["bytes"], bool) and isinstance(e.get("sha256"), str)
+            for name, e in shards.items())):
+        raise CheckpointError(f"{manifest_path}: malformed manifest: '{SHARDED}' must map "
+                              f"each file of the sharded state to its size and hash, got "
+                              f"{shards!r}")
     for part, entry in files.items():
         ok = (part in PARTS and isinstance(entry, dict)
               and isinstance(entry.get("file"), str) and entry["file"] == f"{part}.pt"
@@ -176,8 +197,10 @@ def verify_checkpoint(path: PathLike, *, checksums: bool = True) -> dict[str, An
     manifest; raises :class:`CheckpointError` naming the first problem."""
     path = Path(path)
     manifest = _read_manifest(path)
-    for part, entry in manifest["files"].items():
-        file = path / entry["file"]
+    entries = [(part, path / entry["file"], entry) for part, entry in manifest["files"].items()]
+    entries += [("sharded", path / SHARDED / name, entry)
+                for name, entry in manifest.get(SHARDED, {}).items()]
+    for part, file, entry in entries:
         if not file.is_file():
             raise CheckpointError(f"{file}: missing ({part} state)")
         size = file.stat().st_size
@@ -367,7 +390,8 @@ def save_checkpoint(
     directory: PathLike,
     step: int,
     *,
-    model_state: Any,
+    model_state: Any = None,
+    sharded_state: Any = None,
     optimizer_state: Any = None,
     scheduler_state: Any = None,
     rng_state: Any = None,
@@ -386,23 +410,46 @@ def save_checkpoint(
     back as None. Saving a step that already has a checkpoint replaces it. With
     ``keep_last``, older checkpoints beyond the newest ``keep_last`` are deleted
     afterwards (see :func:`prune_checkpoints`).
+
+    ``sharded_state`` instead of ``model_state`` (and ``optimizer_state``): a state dict
+    of sharded tensors (FSDP2's DTensors, e.g. ``{"model": ..., "optimizer": ...}`` from
+    ``torch.distributed.checkpoint.state_dict.get_state_dict``), written by every rank at
+    once with ``torch.distributed.checkpoint.save`` into the checkpoint's ``sharded/``
+    folder. Then every rank must call this function (it is a collective); the main one
+    writes the other states, hashes every file and renames the folder into place.
     """
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise ValueError(f"step: expected an int >= 0, got {step!r}")
     if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 1):
         raise ValueError(f"keep_last: expected an int >= 1 or None, got {keep_last!r}")
-    if model_state is None:
-        raise ValueError("model_state: required, got None")
-    if not is_main_process:
+    if (model_state is None) == (sharded_state is None):
+        raise ValueError("model_state, sharded_state: give exactly one")
+    if sharded_state is not None and optimizer_state is not None:
+        raise ValueError("optimizer_state: with sharded_state, the optimiser's state goes "
+                         "into sharded_state")
+    if not is_main_process and sharded_state is None:
         return None
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(directory)
     name = checkpoint_name(step)
     final = directory / name
     states = dict(model=model_state, optimizer=optimizer_state, scheduler=scheduler_state,
                   rng=rng_state, data=data_state, extra=extra)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}-", dir=directory))
+    tmp = None
+    if is_main_process:
+        directory.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(directory)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}-", dir=directory))
+    if sharded_state is not None:
+        try:
+            tmp = _save_sharded(sharded_state, tmp)
+        except BaseException as err:
+            if is_main_process and tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if _is_disk_full(err):
+                raise _disk_full(directory, step, sharded_state) from err
+            raise
+        if not is_main_process:
+            return None
     displaced = None
     try:
         files = {}
@@ -416,6 +463,12 @@ def save_checkpoint(
                            "sha256": _sha256(file)}
         manifest = {"format_version": FORMAT_VERSION, "step": step,
                     "saved_at_unix": time.time(), "files": files}
+        if sharded_state is not None:
+            manifest["format_version"] = SHARDED_FORMAT_VERSION
+            manifest[SHARDED] = {
+                str(file.relative_to(tmp / SHARDED)): {"bytes": file.stat().st_size,
+                                                       "sha256": _sha256(file)}
+                for file in sorted((tmp / SHARDED).rglob("*")) if file.is_file()}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         _fsync_dir(tmp)
         if final.exists():  # re-saving a step: swap the two folders in one rename
@@ -433,11 +486,7 @@ def save_checkpoint(
         if displaced is not tmp:
             shutil.rmtree(tmp, ignore_errors=True)
         if _is_disk_full(err):
-            raise CheckpointError(
-                f"{directory}: no space left on the device while writing the checkpoint of "
-                f"step {step} ({_free_bytes(directory) / 2**20:.0f} MiB free; one checkpoint "
-                f"needs about {_state_bytes(states) / 2**20:.0f} MiB). Free some space or "
-                "set train.output_dir elsewhere, then resume with checkpoint.resume=auto") from err
+            raise _disk_full(directory, step, [states, sharded_state]) from err
         raise
     atomic_write_text(directory / LATEST, name + "\n")
     if displaced is not None:
@@ -445,6 +494,34 @@ def save_checkpoint(
     if keep_last is not None:
         prune_checkpoints(directory, keep_last=keep_last)
     return final
+
+
+def _disk_full(directory: Path, step: int, states: Any) -> CheckpointError:
+    return CheckpointError(
+        f"{directory}: no space left on the device while writing the checkpoint of "
+        f"step {step} ({_free_bytes(directory) / 2**20:.0f} MiB free; one checkpoint "
+        f"needs about {_state_bytes(states) / 2**20:.0f} MiB). Free some space or "
+        "set train.output_dir elsewhere, then resume with checkpoint.resume=auto")
+
+
+def _save_sharded(state: Any, tmp: Optional[Path]) -> Path:
+    """Every rank: ``torch.distributed.checkpoint.save`` of ``state`` into the main
+    rank's temporary folder ``tmp`` (its name broadcast), then a barrier, so that every
+    shard is on disk before the main rank hashes the files. Returns ``tmp``."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+
+    name = [str(tmp) if tmp is not None else None]
+    if dist.is_initialized():
+        dist.broadcast_object_list(name, src=0)
+    tmp = Path(name[0])
+    dcp.save(state, checkpoint_id=str(tmp / SHARDED))
+    if dist.is_initialized():
+        dist.barrier()
+    for file in (tmp / SHARDED).rglob("*"):
+        if file.is_file():
+            _fsync_file(file)
+    return tmp
 
 
 def prune_checkpoints(directory: PathLike, *, keep_last: int) -> list[Path]:
@@ -469,13 +546,19 @@ def prune_checkpoints(directory: PathLike, *, keep_last: int) -> list[Path]:
 
 
 def load_checkpoint(path_or_dir: PathLike, *, map_location: Any = "cpu",
-                    checksums: bool = True, weights_only: bool = True) -> Checkpoint:
+                    checksums: bool = True, weights_only: bool = True,
+                    consolidate: bool = False) -> Checkpoint:
     """Load a checkpoint folder, or the latest complete one under a parent directory.
 
     Every file is checked against the manifest (size, and SHA-256 when ``checksums``)
     before it is unpickled; ``weights_only=True`` restricts unpickling to tensors and
     plain containers. Raises ``FileNotFoundError`` when there is no checkpoint and
     :class:`CheckpointError` when it is incomplete or damaged.
+
+    A sharded checkpoint's model and optimiser stay on disk (``Checkpoint.sharded``
+    names their folder; a sharded run loads them into its own shards) unless
+    ``consolidate``: then they are assembled into full state dicts in this one process
+    (``torch.distributed.checkpoint``'s offline converter), e.g. for inference or export.
     """
     given = Path(path_or_dir)
     if not given.exists():
@@ -491,9 +574,28 @@ def load_checkpoint(path_or_dir: PathLike, *, map_location: Any = "cpu",
                                       weights_only=weights_only)
         except Exception as err:
             raise CheckpointError(f"{path / entry['file']}: cannot be loaded: {err}") from err
+    sharded = path / SHARDED if SHARDED in manifest else None
+    if sharded is not None and consolidate:
+        full = _consolidate(sharded)
+        states["model"], states["optimizer"] = full.get("model"), full.get("optimizer")
     return Checkpoint(path=path, step=int(manifest["step"]), model_state=states["model"],
                       optimizer_state=states["optimizer"], scheduler_state=states["scheduler"],
-                      rng_state=states["rng"], data_state=states["data"], extra=states["extra"])
+                      rng_state=states["rng"], data_state=states["data"], extra=states["extra"],
+                      sharded=sharded)
+
+
+def _consolidate(folder: Path) -> dict[str, Any]:
+    """The full (unsharded) state dicts saved in a ``torch.distributed.checkpoint``
+    folder, assembled in this process."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    with tempfile.TemporaryDirectory() as scratch:
+        file = Path(scratch) / "full.pt"
+        try:
+            dcp_to_torch_save(str(folder), str(file))
+            return torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise CheckpointError(f"{folder}: cannot be consolidated: {err}") from err
 
 
 # -------------------------------------------------------------------------- RNG

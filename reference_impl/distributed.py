@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import datetime
 import os
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -107,8 +107,11 @@ class ParallelStrategy:
       (gradient accumulation);
     - ``collective_generate``: every rank must take part in each generate call (FSDP2's
       all-gathers), so a rank with no prompt left generates a dummy one;
-    - ``full_state(optimizer)`` / ``load_full_state(optimizer, model_state, optim_state)``:
-      unsharded model and optimiser state dicts (on the CPU), as checkpoints hold them.
+    - ``checkpoint_state(optimizer)`` / ``load_checkpoint_state(optimizer, checkpoint,
+      with_optimizer=)``: the model's and optimiser's part of a checkpoint (keyword
+      arguments of :func:`reference_impl.checkpoint.save_checkpoint`) and back. The
+      optimiser's state is left out while it has taken no step (asking FSDP2 for it would
+      initialise it with a zero step, which shifts Adam's bias correction).
     """
 
     name = "single"
@@ -130,16 +133,23 @@ class ParallelStrategy:
     def no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
-    def full_state(self, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-        return self.policy.state_dict(), optimizer.state_dict()
+    def checkpoint_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """``model_state`` (the policy's full state dict) and ``optimizer_state`` (None
+        while the optimiser has taken no step)."""
+        return {"model_state": self.policy.state_dict(),
+                "optimizer_state": optimizer.state_dict() if optimizer.state else None}
 
-    def load_full_state(self, optimizer: torch.optim.Optimizer, model_state: Mapping[str, Any],
-                        optim_state: Mapping[str, Any] | None) -> None:
-        """Load ``model_state``, and ``optim_state`` unless it is None (the optimiser then
-        keeps its fresh state)."""
-        self.policy.load_state_dict(model_state)
-        if optim_state is not None:
-            optimizer.load_state_dict(optim_state)
+    def load_checkpoint_state(self, optimizer: torch.optim.Optimizer, checkpoint: Any, *,
+                              with_optimizer: bool) -> None:
+        """Load ``checkpoint``'s model, and its optimiser state when ``with_optimizer`` and
+        it holds one (otherwise the optimiser keeps its fresh state)."""
+        if checkpoint.model_state is None:
+            raise ValueError(f"checkpoint.resume: {checkpoint.path} holds a sharded (FSDP2) "
+                             "model; resume it under torchrun with dist.fsdp=on, or read it "
+                             "with load_checkpoint(..., consolidate=True)")
+        self.policy.load_state_dict(checkpoint.model_state)
+        if with_optimizer and checkpoint.optimizer_state is not None:
+            optimizer.load_state_dict(checkpoint.optimizer_state)
 
 
 class SingleProcess(ParallelStrategy):
@@ -209,24 +219,48 @@ class FullyShardedDataParallel(ParallelStrategy):
         self.model.set_requires_gradient_sync(not skip)
         return contextlib.nullcontext()
 
-    def full_state(self, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+    def checkpoint_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """``sharded_state``: this rank's shards of the model (and of the optimiser, once
+        it has taken a step), which every rank writes with torch.distributed.checkpoint;
+        nothing is gathered."""
+        from torch.distributed.checkpoint.state_dict import (get_model_state_dict,
+                                                             get_optimizer_state_dict)
 
-        return get_state_dict(self.model, optimizer,
-                              options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        state = {"model": get_model_state_dict(self.model)}
+        if optimizer.state:
+            state["optimizer"] = get_optimizer_state_dict(self.model, optimizer)
+        return {"sharded_state": state}
 
-    def load_full_state(self, optimizer: torch.optim.Optimizer, model_state: Mapping[str, Any],
-                        optim_state: Mapping[str, Any] | None) -> None:
+    def load_checkpoint_state(self, optimizer: torch.optim.Optimizer, checkpoint: Any, *,
+                              with_optimizer: bool) -> None:
+        """Each rank reads its own shards (torch.distributed.checkpoint). A full-state
+        checkpoint (written by one process) is loaded too, every rank taking its shards
+        of the full tensors."""
         from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                             get_model_state_dict,
+                                                             get_optimizer_state_dict,
                                                              set_model_state_dict,
-                                                             set_state_dict)
+                                                             set_optimizer_state_dict)
 
-        options = StateDictOptions(full_state_dict=True)
-        if optim_state is None:
-            set_model_state_dict(self.model, model_state, options=options)
-        else:
-            set_state_dict(self.model, optimizer, model_state_dict=model_state,
-                           optim_state_dict=optim_state, options=options)
+        if checkpoint.sharded is None:
+            options = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.model, checkpoint.model_state, options=options)
+            if with_optimizer and checkpoint.optimizer_state is not None:
+                set_optimizer_state_dict(self.model, optimizer, checkpoint.optimizer_state,
+                                         options=options)
+            return
+        import torch.distributed.checkpoint as dcp
+
+        saved = dcp.FileSystemReader(str(checkpoint.sharded)).read_metadata()
+        with_optimizer = with_optimizer and any(
+            key.startswith("optimizer.") for key in saved.state_dict_metadata)
+        state = {"model": get_model_state_dict(self.model)}
+        if with_optimizer:  # (initialises the optimiser's state, then overwritten)
+            state["optimizer"] = get_optimizer_state_dict(self.model, optimizer)
+        dcp.load(state, checkpoint_id=str(checkpoint.sharded))
+        set_model_state_dict(self.model, state["model"])
+        if with_optimizer:
+            set_optimizer_state_dict(self.model, optimizer, state["optimizer"])
 
 
 def parallel_strategy(model: torch.nn.Module, env: DistEnv, *, fsdp: str = "auto",

@@ -641,11 +641,12 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def state(self) -> dict[str, Any]:
-        """Everything a resumed run needs (gathered on the main process)."""
+        """Everything a resumed run needs: the model and optimiser as the parallel strategy
+        gives them (full on the main process, or each rank's shards), RNG from every rank."""
         # During the warm-up the checkpoint holds the warm-up's optimiser (RL's has done
         # nothing yet), so that a stopped warm-up resumes exactly.
         warming = not self.warmup_done
-        model_state, optim_state = self.strategy.full_state(
+        weights = self.strategy.checkpoint_state(
             self.warmup_optimizer if warming else self.optimizer)
         rng = ckpt.capture_rng_state()
         if self.env.distributed:
@@ -655,7 +656,7 @@ class Trainer:
             rng = {"per_rank": gathered}
         else:
             rng = {"per_rank": [rng]}
-        return dict(model_state=model_state, optimizer_state=optim_state,
+        return dict(**weights,
                     scheduler_state=self.scheduler.state_dict(), rng_state=rng,
                     data_state=self.train_data.state_dict(),
                     extra={"step": self.step, "consecutive_nonfinite": self.consecutive_nonfinite,
@@ -669,7 +670,11 @@ class Trainer:
         so large that their square overflows, are refused: they would replace the last
         good checkpoint as ``latest``."""
         state = self.state()
-        bad = ckpt.first_nonfinite(state["model_state"]) if self.env.is_main else None
+        if "sharded_state" in state:  # every rank checks its own shards
+            bad = ckpt.first_nonfinite({k: v.to_local() if hasattr(v, "to_local") else v
+                                        for k, v in state["sharded_state"]["model"].items()})
+        else:
+            bad = ckpt.first_nonfinite(state["model_state"]) if self.env.is_main else None
         if any_process(bad is not None, self.device):
             last = ckpt.read_latest_pointer(self.ckpt_dir)
             raise FloatingPointError(
@@ -716,11 +721,9 @@ class Trainer:
                 raise ValueError(f"checkpoint.resume: {c.path} stopped during the warm-up "
                                  f"(step {self.warmup_step}); model.sft_warmup_steps must "
                                  "be > 0 to finish it")
-            self.strategy.load_full_state(self.warmup_optimizer, c.model_state,
-                                          c.optimizer_state)
+            self.strategy.load_checkpoint_state(self.warmup_optimizer, c, with_optimizer=True)
         else:
-            self.strategy.load_full_state(self.optimizer, c.model_state,
-                                          c.optimizer_state if rl_started else None)
+            self.strategy.load_checkpoint_state(self.optimizer, c, with_optimizer=rl_started)
         if not warming:
             self.warmup_optimizer = None
         if rl_started:

@@ -225,8 +225,8 @@ def test_torchrun_fsdp2_over_nccl(tmp_path):
     with open(out / "metrics.jsonl") as f:
         rows = [json.loads(line) for line in f]
     assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2]
-    step1 = load_checkpoint(out / "checkpoints" / "step_00000001")
-    step2 = load_checkpoint(out / "checkpoints" / "step_00000002")
+    step1 = load_checkpoint(out / "checkpoints" / "step_00000001", consolidate=True)
+    step2 = load_checkpoint(out / "checkpoints" / "step_00000002", consolidate=True)
     assert any(not torch.equal(step1.model_state[k], step2.model_state[k])
                for k in step2.model_state)
     assert all(torch.isfinite(v).all() for v in step2.model_state.values()

@@ -82,7 +82,8 @@ def test_only_the_main_process_writes(tmp_path):
     (dict(step=-1), r"^step: expected an int >= 0"),
     (dict(step=True), r"^step: expected an int >= 0"),
     (dict(step=1, keep_last=0), r"^keep_last: expected an int >= 1"),
-    (dict(step=1, model_state=None), r"^model_state: required"),
+    (dict(step=1, model_state=None), r"^model_state, sharded_state: give exactly one"),
+    (dict(step=1, sharded_state={"model": {}}), r"^model_state, sharded_state: give exactly one"),
 ])
 def test_bad_arguments_are_rejected(tmp_path, kwargs, message):
     kwargs.setdefault("model_state", {"w": torch.ones(1)})
@@ -426,3 +427,31 @@ def test_real_signals_sigterm_saves_and_exits_sigkill_leaves_a_loadable_latest(t
     assert loaded.step >= 2 and loaded.step in (newest, newest - 1)
     assert loaded.data_state == {"position": loaded.step}
     assert torch.equal(loaded.model_state["w"], torch.full((1 << 20,), float(loaded.step)))
+
+
+def test_a_sharded_checkpoint_is_hashed_and_falls_back_when_damaged(tmp_path):
+    """sharded_state goes through torch.distributed.checkpoint into sharded/ (here one
+    process, no group); the manifest hashes those files too, so a damaged shard makes a
+    resume fall back to the older checkpoint, as for any other file."""
+    import json
+
+    from reference_impl.checkpoint import load_latest_intact
+
+    w1, w2 = torch.arange(6.0).reshape(2, 3), -torch.arange(6.0).reshape(2, 3)
+    save_checkpoint(tmp_path, 1, sharded_state={"model": {"w": w1}}, extra={"step": 1})
+    path = save_checkpoint(tmp_path, 2, sharded_state={"model": {"w": w2}}, extra={"step": 2})
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format_version"] == 2 and "model" not in manifest["files"]
+    assert ".metadata" in manifest["sharded"] and len(manifest["sharded"]) >= 2
+    lazy = load_checkpoint(path)
+    assert lazy.model_state is None and lazy.sharded == path / "sharded"
+    assert torch.equal(load_checkpoint(path, consolidate=True).model_state["w"], w2)
+
+    shard = next(f for f in (path / "sharded").iterdir() if f.suffix == ".distcp")
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.warns(RuntimeWarning, match="SHA-256"):
+        fallback = load_latest_intact(tmp_path)
+    assert fallback.step == 1
+    assert torch.equal(load_checkpoint(fallback.path, consolidate=True).model_state["w"], w1)
