@@ -13,7 +13,7 @@ from pgpo_core.config import ABLATIONS, PGPOConfig
 from pgpo_core.dependency import sampled_token_dependency, token_visual_dependency
 from pgpo_core.diagnostics import weight_diagnostics
 from pgpo_core.loss import AGGREGATIONS, aggregate, masked_mean, policy_loss
-from pgpo_core.weights import reshape_advantages, token_weights
+from pgpo_core.weights import reshape_advantages, token_weights, weighted_advantages
 
 __version__ = "0.1.0"
 
@@ -30,5 +30,6 @@ __all__ = [
     "sampled_token_dependency",
     "token_visual_dependency",
     "token_weights",
+    "weighted_advantages",
     "weight_diagnostics",
 ]

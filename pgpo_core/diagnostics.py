@@ -21,8 +21,13 @@ def weight_diagnostics(
     threshold: str = "fixed",
     low_weight_floor: float = 0.0,
     conserve_mass: bool = True,
+    weights: Any = None,
 ) -> dict[str, Any]:
     """Statistics of the dependency and of the weights :func:`token_weights` gives for it.
+
+    ``weights``: those weights when the caller already has them (``token_weights`` with
+    the same hyper-parameters), so they are not computed a second time; None computes
+    them here.
 
     Returns a dict of 0-d arrays (no host sync, safe under ``jax.jit``), all over
     response tokens of the batch:
@@ -37,13 +42,18 @@ def weight_diagnostics(
       the effective number of tokens carrying the advantage as a fraction of the
       length (1 = uniform weights as in GRPO/DAPO, small = mass on few tokens).
     """
-    xp = validation.namespace(dependency=dependency, response_mask=response_mask)
+    arrays = dict(dependency=dependency, response_mask=response_mask)
+    xp = validation.namespace(**arrays, **({} if weights is None else {"weights": weights}))
     validation.check_weight_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
                            low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
     validation.check_dependency(xp, dependency, response_mask)
-    weights = _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
-                       threshold=threshold, low_weight_floor=low_weight_floor,
-                       conserve_mass=conserve_mass)
+    if weights is None:
+        weights = _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
+                           threshold=threshold, low_weight_floor=low_weight_floor,
+                           conserve_mass=conserve_mass)
+    else:
+        validation.check_dependency(xp, weights, response_mask, name="weights")
+        weights = xp.where(response_mask, weights, xp.zeros_like(weights))  # padding: 0
     importance, _, count, dtype = _importance(xp, dependency, response_mask, eps=eps)
     thr = _threshold(xp, importance, response_mask, count, tau=tau, threshold=threshold)
     dev = _device(weights)

@@ -191,12 +191,14 @@ def check_weight_hyperparameters(
         raise TypeError(f"conserve_mass: expected a bool, got {type(conserve_mass).__name__}")
 
 
-def check_dependency(xp: Any, dependency: Any, response_mask: Any) -> None:
-    """A ``(B, T)`` floating dependency, finite and >= 0 on response tokens, with its
-    boolean mask (value checks step aside when the values are traced)."""
-    check_ndim("dependency", dependency, 2)
-    check_floating("dependency", xp, dependency)
+def check_dependency(xp: Any, dependency: Any, response_mask: Any, *,
+                     name: str = "dependency") -> None:
+    """A ``(B, T)`` floating array (the dependency, or token weights with ``name``),
+    finite and >= 0 on response tokens, with its boolean mask (value checks step aside
+    when the values are traced)."""
+    check_ndim(name, dependency, 2)
+    check_floating(name, xp, dependency)
     check_bool("response_mask", xp, response_mask)
-    check_same_shape("response_mask", response_mask, "dependency", dependency)
-    check_finite("dependency", xp, dependency, response_mask)
-    check_nonnegative("dependency", xp, dependency, response_mask)
+    check_same_shape("response_mask", response_mask, name, dependency)
+    check_finite(name, xp, dependency, response_mask)
+    check_nonnegative(name, xp, dependency, response_mask)

@@ -26,7 +26,6 @@ from array_api_compat import device as _device
 
 from pgpo_core import validation
 
-from pgpo_core.validation import THRESHOLDS
 DEFAULT_TAU = 0.4
 DEFAULT_BETA = 2.0
 DEFAULT_EPS = 1e-6
@@ -189,26 +188,57 @@ def reshape_advantages(
     """
     xp = validation.namespace(advantages=advantages, dependency=dependency,
                            response_mask=response_mask)
-    validation.check_floating("advantages", xp, advantages)
-    validation.check_ndim("advantages", advantages, (1, 2))
     validation.check_weight_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
                            low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
     validation.check_dependency(xp, dependency, response_mask)
-    if advantages.ndim == 1:
-        if advantages.shape[0] != dependency.shape[0]:
-            raise ValueError(
-                f"advantages: {advantages.shape[0]} responses, but dependency has "
-                f"{dependency.shape[0]} rows"
-            )
-        validation.check_finite("advantages", xp, advantages)
-        per_token = xp.reshape(advantages, (advantages.shape[0], 1))
-    else:
-        validation.check_same_shape("advantages", advantages, "dependency", dependency)
-        validation.check_finite("advantages", xp, advantages, response_mask)
-        per_token = advantages
+    per_token = _per_token(xp, advantages, response_mask, "dependency", dependency)
     weights = _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
                        threshold=threshold, low_weight_floor=low_weight_floor,
                        conserve_mass=conserve_mass)
+    return _apply_weights(xp, per_token, weights, response_mask)
+
+
+def weighted_advantages(advantages: Any, weights: Any, response_mask: Any) -> Any:
+    """Eq. 8 for weights already at hand: ``A~_{i,t} = A_i * w~_t``, 0 on padding.
+
+    :func:`reshape_advantages` is :func:`token_weights` followed by this product. Call
+    the two yourself to keep the weights, e.g. to pass them on to
+    :func:`weight_diagnostics` (``weights=``) without computing them again.
+
+    Args:
+      advantages: ``(B,)`` per-response advantages, or ``(B, T)`` per-token ones.
+      weights: ``(B, T)`` token weights ``w~ >= 0`` (:func:`token_weights`).
+      response_mask: ``(B, T)`` boolean, True on real response tokens.
+
+    Returns:
+      ``(B, T)`` token advantages, 0 on padding, in the promoted float dtype.
+    """
+    xp = validation.namespace(advantages=advantages, weights=weights,
+                           response_mask=response_mask)
+    validation.check_dependency(xp, weights, response_mask, name="weights")
+    per_token = _per_token(xp, advantages, response_mask, "weights", weights)
+    return _apply_weights(xp, per_token, weights, response_mask)
+
+
+def _per_token(xp: Any, advantages: Any, response_mask: Any, ref_name: str, ref: Any) -> Any:
+    """Validated advantages as a ``(B, 1)`` or ``(B, T)`` array."""
+    validation.check_floating("advantages", xp, advantages)
+    validation.check_ndim("advantages", advantages, (1, 2))
+    if advantages.ndim == 1:
+        if advantages.shape[0] != ref.shape[0]:
+            raise ValueError(
+                f"advantages: {advantages.shape[0]} responses, but {ref_name} has "
+                f"{ref.shape[0]} rows"
+            )
+        validation.check_finite("advantages", xp, advantages)
+        return xp.reshape(advantages, (advantages.shape[0], 1))
+    validation.check_same_shape("advantages", advantages, ref_name, ref)
+    validation.check_finite("advantages", xp, advantages, response_mask)
+    return advantages
+
+
+def _apply_weights(xp: Any, per_token: Any, weights: Any, response_mask: Any) -> Any:
+    """Eq. 8's product, 0 on padding."""
     dtype = xp.result_type(per_token.dtype, weights.dtype)
     zero = xp.zeros((), dtype=dtype, device=_device(weights))
     # Padding may hold anything (NaN included); zero it before the product.

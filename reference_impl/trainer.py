@@ -376,8 +376,9 @@ class Trainer:
 
     @torch.no_grad()
     def score(self, batch: RolloutBatch, advantages: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Old log-probs, token advantages ``(N, T)`` and (PGPO) the token dependency.
+              ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Old log-probs, token advantages ``(N, T)`` and (PGPO) the token dependency
+        with its weights (for the step's diagnostics, so they are not computed again).
 
         With PGPO, :func:`pgpo_torch.compute_pgpo_advantages` runs the visual pass (which
         gives the old log-probs) and the blind pass on the rollout policy, computes ``S``
@@ -385,7 +386,7 @@ class Trainer:
         ``A~ = A * w~`` (Eqs. 4-8) with pgpo_core. Without PGPO only the old log-probs
         are computed and ``A`` is broadcast over the response tokens."""
         mb = self.cfg.optim.micro_batch_size
-        old, deps, token_adv = [], [], []
+        old, deps, weights, token_adv = [], [], [], []
         for start in range(0, batch.size, mb):
             rows = list(range(start, min(start + mb, batch.size)))
             sub = batch.select(rows)
@@ -399,8 +400,9 @@ class Trainer:
                 result = self._pgpo_advantages(sub, advantages[rows], self.pgpo)
             old.append(result.old_logprobs.float())
             deps.append(result.dependency)
+            weights.append(result.weights)
             token_adv.append(result.token_advantages)
-        dependency = torch.cat(deps) if deps else None
+        dependency = (torch.cat(deps), torch.cat(weights)) if deps else None
         return torch.cat(old), torch.cat(token_adv), dependency
 
     def _pgpo_advantages(self, batch: RolloutBatch, advantages: torch.Tensor, config):
@@ -412,7 +414,8 @@ class Trainer:
             return compute_pgpo_advantages(
                 self.hf_model, batch.model_inputs(), advantages=advantages,
                 response_length=batch.response_mask.shape[1], config=config,
-                blind=a.blind, response_mask=batch.response_mask, return_logprobs=True)
+                blind=a.blind, response_mask=batch.response_mask, return_logprobs=True,
+                with_diagnostics=False)  # rl_step takes them over the whole batch
 
     def update(self, batch: RolloutBatch, old_logp: torch.Tensor, token_adv: torch.Tensor
                ) -> dict[str, float]:
@@ -530,8 +533,9 @@ class Trainer:
             metrics.update(self.update(batch, old_logp, token_adv))
             metrics["updated"] = 1.0
             if dependency is not None:
+                dependency, weights = dependency
                 diag = pgpo_core.weight_diagnostics(dependency, batch.response_mask,
-                                                    **self.pgpo.weight_kwargs())
+                                                    weights=weights, **self.pgpo.weight_kwargs())
                 metrics.update({k: float(v) for k, v in diag.items()})
             metrics["time_update"] = time.perf_counter() - t_roll
         else:

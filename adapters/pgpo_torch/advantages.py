@@ -120,6 +120,7 @@ def compute_pgpo_advantages(
     generator: torch.Generator | None = None,
     normalize_std: bool = True,
     return_logprobs: bool = False,
+    with_diagnostics: bool = True,
 ) -> PGPOAdvantages:
     """PGPO token advantages for a rollout batch, usable from any PyTorch loop.
 
@@ -132,8 +133,9 @@ def compute_pgpo_advantages(
        log-probs (k1, which can be negative, is clamped at 0).
     3. ``A_i`` (Eq. 2): :func:`pgpo_core.group_advantages` of ``rewards`` by
        ``group_ids``, unless ``advantages`` (``(B,)`` or ``(B, T)``) are given.
-    4. ``A~ = A * w~`` (Eqs. 4-8): :func:`pgpo_core.reshape_advantages` with
-       ``config.weight_kwargs()``.
+    4. ``w~`` (Eqs. 4-7): :func:`pgpo_core.token_weights` with ``config.weight_kwargs()``,
+       once; ``A~ = A * w~`` (Eq. 8): :func:`pgpo_core.weighted_advantages`; the
+       diagnostics: :func:`pgpo_core.weight_diagnostics` on those same weights.
 
     Args:
       model: a ``Qwen2_5_VLForConditionalGeneration`` (the rollout policy).
@@ -149,6 +151,8 @@ def compute_pgpo_advantages(
       response_mask: ``(B, T)`` boolean; default: the response block's attention mask.
       normalize_std: divide by the group std (GRPO, DAPO) or not (Dr. GRPO).
       return_logprobs: also return the visual pass's response log-probs (``logp_old``).
+      with_diagnostics: fill ``diagnostics`` (Python floats: one host sync per value);
+        ``False`` for a caller that computes them over a larger batch itself.
 
     Returns:
       :class:`PGPOAdvantages`.
@@ -185,12 +189,13 @@ def compute_pgpo_advantages(
     else:
         advantages = advantages.to(mask.device)
 
+    # The weights once: Eq. 8 and the diagnostics take them as computed here.
     weight_kwargs = config.weight_kwargs()
-    token_advantages = pgpo_core.reshape_advantages(advantages, dependency, mask,
-                                                    **weight_kwargs)
     weights = pgpo_core.token_weights(dependency, mask, **weight_kwargs)
-    stats = pgpo_core.weight_diagnostics(dependency, mask, **weight_kwargs)
-    diagnostics.update({name: float(value) for name, value in stats.items()})
+    token_advantages = pgpo_core.weighted_advantages(advantages, weights, mask)
+    if with_diagnostics:
+        stats = pgpo_core.weight_diagnostics(dependency, mask, weights=weights, **weight_kwargs)
+        diagnostics.update({name: float(value) for name, value in stats.items()})
     return PGPOAdvantages(token_advantages=token_advantages, advantages=advantages,
                           dependency=dependency, weights=weights, response_mask=mask,
                           old_logprobs=old_logprobs, diagnostics=diagnostics)

@@ -119,8 +119,8 @@ MUTANTS = [
     mutant("floor-ignored", "floor variant", "low_weight_floor ignored",
            Edit(W, "    if low_weight_floor > 0:\n", "    if False:\n")),
     mutant("eq8-weights-dropped", "Eq. 8", "A~ = A: the weights are computed but not applied",
-           Edit(W, "        per_token = advantages\n    weights = _weights(",
-                "        per_token = advantages\n    weights = 1 + 0 * _weights(")),
+           Edit(W, "    shaped = per_token * xp.astype(weights, dtype)",
+                "    shaped = per_token * (1 + 0 * xp.astype(weights, dtype))")),
     # ------------------------------------------------------------------ Eq. 2 advantages
     mutant("eq2-global-mean", "Eq. 2", "the batch mean instead of the group mean",
            Edit(A, "mean = xp.sum(xp.where(same, row, zero), axis=1) / count",

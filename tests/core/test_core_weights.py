@@ -246,3 +246,54 @@ def test_numpy_mask_with_torch_dependency_names_the_mask(pgpo):
         pgpo.token_weights(torch.ones(2, 3, dtype=torch.float64), np.ones((2, 3), bool))
     with pytest.raises(TypeError, match="^response_mask"):
         pgpo.token_weights(np.ones((2, 3)), torch.ones(2, 3, dtype=torch.bool))
+
+
+def test_weighted_advantages_is_eq8_for_given_weights(backend, pgpo):
+    # By hand: A = (2, -1) times each row's weights; padding (NaN and 7 there) gives 0.
+    weights = np.array([[0.5, 1.5, NAN], [2.0, 0.0, 7.0]])
+    mask = np.array([[True, True, False], [True, True, False]])
+    adv = np.array([2.0, -1.0])
+    got = backend.to_numpy(pgpo.weighted_advantages(backend.asarray(adv), backend.asarray(weights),
+                                                    backend.asarray(mask)))
+    np.testing.assert_array_equal(got, [[1.0, 3.0, 0.0], [-2.0, 0.0, 0.0]])
+    # Per-token advantages are multiplied entry by entry.
+    per_token = np.array([[1.0, -1.0, NAN], [0.5, 3.0, 1.0]])
+    got = backend.to_numpy(pgpo.weighted_advantages(backend.asarray(per_token),
+                                                    backend.asarray(weights),
+                                                    backend.asarray(mask)))
+    np.testing.assert_array_equal(got, [[0.5, -1.5, 0.0], [1.0, 0.0, 0.0]])
+
+
+def test_reshape_is_token_weights_then_weighted_advantages(backend, pgpo):
+    """reshape_advantages = weighted_advantages(token_weights(...)), bit for bit, and the
+    diagnostics given those weights equal the diagnostics that compute them."""
+    rng = np.random.default_rng(3)
+    dep = rng.exponential(size=(4, 9))
+    mask = rng.random((4, 9)) < 0.7
+    mask[0] = False
+    adv = rng.normal(size=4)
+    kw = dict(tau=0.3, beta=1.5, threshold="quantile")
+    d, m, a = backend.asarray(dep), backend.asarray(mask), backend.asarray(adv)
+    w = pgpo.token_weights(d, m, **kw)
+    np.testing.assert_array_equal(backend.to_numpy(pgpo.reshape_advantages(a, d, m, **kw)),
+                                  backend.to_numpy(pgpo.weighted_advantages(a, w, m)))
+    given = pgpo.weight_diagnostics(d, m, weights=w, **kw)
+    computed = pgpo.weight_diagnostics(d, m, **kw)
+    assert given.keys() == computed.keys()
+    for key in computed:
+        np.testing.assert_array_equal(backend.to_numpy(given[key]),
+                                      backend.to_numpy(computed[key]), err_msg=key)
+
+
+def test_given_weights_are_checked_and_named(backend, pgpo):
+    mask = backend.asarray(np.array([[True, True]]))
+    adv = backend.asarray(np.array([1.0]))
+    with pytest.raises(ValueError, match="weights"):
+        pgpo.weighted_advantages(adv, backend.asarray(np.array([[1.0, -0.5]])), mask)
+    with pytest.raises(ValueError, match="weights"):
+        pgpo.weighted_advantages(adv, backend.asarray(np.array([[1.0, NAN]])), mask)
+    with pytest.raises(ValueError, match="weights"):
+        pgpo.weighted_advantages(adv, backend.asarray(np.array([[1.0, 1.0, 1.0]])), mask)
+    with pytest.raises(ValueError, match="weights"):
+        pgpo.weight_diagnostics(backend.asarray(np.array([[0.1, 0.2]])), mask,
+                                weights=backend.asarray(np.array([[1.0, -1.0]])))
