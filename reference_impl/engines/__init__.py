@@ -38,7 +38,8 @@ def vllm_importable() -> bool:
 
 def resolve_backend(backend: str, device_type: str, world_size: int = 1) -> str:
     """``auto`` -> ``vllm`` when vLLM is importable, ``device_type == 'cuda'`` and the run
-    is one process (the vllm engine's current scope), else ``hf``. Raises
+    is one process, else ``hf`` (with several processes ``vllm`` is asked for by name: an
+    engine per rank). Raises
     :class:`ValueError` naming ``rollout.backend`` for ``vllm`` without vLLM."""
     if backend == "auto":
         return ("vllm" if device_type == "cuda" and world_size == 1 and vllm_importable()
@@ -96,6 +97,12 @@ def check_trainer_setup(cfg: Any, device: Any, world_size: int) -> str:
         from reference_impl.trainer import resolve_dtype
 
         dev = torch.device(device)
+        fsdp = cfg.dist.fsdp == "on" or (cfg.dist.fsdp == "auto" and dev.type == "cuda")
+        if world_size > 1 and fsdp and cfg.model.path is None:
+            raise ValueError(
+                "model.path: with several processes under FSDP2 each rank's vllm engine "
+                "starts from a checkpoint folder; give model.path (the built-in tiny model "
+                "is exported from an unsharded model only: dist.fsdp=off)")
         mb = r.vllm_kv_cache_memory_mb
         if mb is None and dev.type == "cpu":
             mb = CPU_KV_CACHE_MB
@@ -133,8 +140,18 @@ def build_trainer_engine(trainer: Any, name: str) -> RolloutEngine:
     folder = None
     model_path = cfg.model.path
     if model_path is None:
-        folder = tempfile.TemporaryDirectory(prefix="pgpo-vllm-policy-")
-        model_path = export_checkpoint(trainer.policy, trainer.processor, folder.name)
+        # The main process exports the policy once; with several processes (replicas: DDP)
+        # every rank's engine starts from that folder.
+        if trainer.env.is_main:
+            folder = tempfile.TemporaryDirectory(prefix="pgpo-vllm-policy-")
+            model_path = export_checkpoint(trainer.policy, trainer.processor, folder.name)
+        if trainer.env.distributed:
+            import torch.distributed as dist
+
+            shared = [model_path]
+            dist.broadcast_object_list(shared, src=0)
+            model_path = shared[0]
+            dist.barrier()
     mb = r.vllm_kv_cache_memory_mb
     if mb is None and trainer.device.type == "cpu":
         mb = CPU_KV_CACHE_MB

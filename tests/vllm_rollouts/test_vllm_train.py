@@ -59,6 +59,46 @@ def test_two_steps_with_vllm_rollouts_and_truncated_is(tmp_path, monkeypatch):
     assert final["phase"] == "final" and final["responses"] == 2.0
 
 
+def test_two_processes_each_with_its_own_engine(tmp_path):
+    """torchrun, two gloo processes (DDP): one vLLM engine per rank (tensor parallel 1,
+    vLLM's external launcher), each sampling its own prompts and synced to its replica."""
+    import subprocess
+
+    out = tmp_path / "run"
+    here = os.path.dirname(__file__)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0",
+           os.path.join(here, "_torchrun_driver.py"),
+           *tiny_args(out, "train.total_steps=2", "algo.dynamic_sampling=false",
+                      "rollout.backend=vllm", "rollout.tis_cap=2", "optim.lr=1e-2",
+                      "rollout.vllm_kv_cache_memory_mb=16", "dist.backend=gloo",
+                      "dist.fsdp=off", "train.device=cpu")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=os.path.join(here, "..", ".."), env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    with open(out / "metrics.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    train = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2]
+    for r in train:
+        assert r["updated"] == 1.0
+        # Each rank's engine samples from that rank's policy to float32 rounding, at step
+        # 2 too (the step-1 update reached both engines); here the mean over ranks.
+        assert r["rollout_logprob_diff_max"] <= 1e-4
+    final = [r for r in rows if r["kind"] == "eval"][-1]
+    assert final["responses"] == 2.0  # 2 held-out prompts over 2 ranks, k = 1
+
+
+def test_several_processes_under_fsdp_need_a_model_path():
+    from reference_impl.engines import check_trainer_setup
+
+    cfg = load_config(tiny_args("/tmp/unused", "rollout.backend=vllm", "dist.fsdp=on"),
+                      check_environment=False)
+    with pytest.raises(ValueError, match="model.path"):
+        check_trainer_setup(cfg, "cpu", world_size=2)
+
+
 def _trainer(tmp_path, *extra):
     cfg = load_config(tiny_args(tmp_path / "run", "train.total_steps=1", *extra),
                       check_environment=False)
