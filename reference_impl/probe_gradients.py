@@ -206,10 +206,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from reference_impl.trainer import Trainer
 
     settings = {a: _algo_settings(overrides, a) for a in algos}
+    try:
+        labels = checkpoint_labels(args.checkpoint)
+    except ValueError as err:
+        parser.error(str(err))
     results: dict[str, dict[str, dict[str, Any]]] = {}
     env = init_distributed(device="auto", backend="auto", timeout_minutes=30)
     try:
-        for path in args.checkpoint:
+        for path, name in zip(args.checkpoint, labels):
             cfg = load_config(list(overrides) + [
                 "algo.name=pgpo", f"checkpoint.resume={path}", "model.sft_warmup_steps=0",
                 "logging.progress_bar=false"], prog="probe_gradients.py")
@@ -217,7 +221,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             trainer.resume()
             torch.manual_seed(cfg.train.seed)
             grads = probe_checkpoint(trainer, settings, batches=args.batches)
-            name = os.path.basename(os.path.normpath(path))
             results[name] = {a: summarize_gradients(g["grad"], g["visual"], g["other"])
                              for a, g in grads.items()}
             print(_table({name: results[name]}), flush=True)
@@ -230,6 +233,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with open(os.path.join(args.out, "probe.md"), "w") as f:
         f.write(_table(results))
     return results
+
+
+def checkpoint_labels(paths: list[str]) -> list[str]:
+    """A label per checkpoint for the tables: its folder name (``step_00000100``), or its
+    whole path where two folder names are the same (``step_00000000`` of two warm-ups)."""
+    full = [os.path.normpath(p) for p in paths]
+    if len(set(full)) != len(full):
+        raise ValueError("--checkpoint: the same checkpoint is given twice")
+    names = [os.path.basename(p) for p in full]
+    return [n if names.count(n) == 1 else p for n, p in zip(names, full)]
 
 
 if __name__ == "__main__":

@@ -91,3 +91,15 @@ def test_paired_differences_pair_by_seed():
     d = paired_differences(runs)["pgpo - dapo"]
     assert d["final"]["estimate"] == pytest.approx(0.15)  # (0.1 + 0.2) / 2
     assert d["auc"]["estimate"] == pytest.approx(0.1)
+
+
+def test_checkpoint_labels_stay_apart_when_folder_names_repeat():
+    """Two warm-up checkpoints are both called step_00000000: their rows must not merge."""
+    from reference_impl.probe_gradients import checkpoint_labels
+
+    assert checkpoint_labels(["runs/a/checkpoints/step_00000100", "runs/a/checkpoints/step_00000200"]) \
+        == ["step_00000100", "step_00000200"]
+    assert checkpoint_labels(["w0/checkpoints/step_00000000", "w1/checkpoints/step_00000000/"]) \
+        == ["w0/checkpoints/step_00000000", "w1/checkpoints/step_00000000"]
+    with pytest.raises(ValueError, match="--checkpoint"):
+        checkpoint_labels(["a/step_1", "a/step_1/"])
