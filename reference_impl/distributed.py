@@ -85,11 +85,6 @@ def shutdown(*, synchronize: bool = True) -> None:
     dist.destroy_process_group()
 
 
-def unwrap(model: Any) -> Any:
-    """The underlying Hugging Face model of a DDP-wrapped one (FSDP2 wraps in place)."""
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-
-
 class ParallelStrategy:
     """How the policy is laid out over the processes, and everything that depends on it.
 
@@ -114,7 +109,6 @@ class ParallelStrategy:
       initialise it with a zero step, which shifts Adam's bias correction).
     """
 
-    name = "single"
     collective_generate = False
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -159,8 +153,6 @@ class SingleProcess(ParallelStrategy):
 class DataParallel(ParallelStrategy):
     """``DistributedDataParallel``: a full replica per process, gradients all-reduced."""
 
-    name = "ddp"
-
     def __init__(self, model: torch.nn.Module, env: DistEnv) -> None:
         super().__init__(torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[env.device.index] if env.device.type == "cuda" else None))
@@ -179,7 +171,6 @@ class FullyShardedDataParallel(ParallelStrategy):
     master weights), parameters are gathered in ``compute_dtype`` and gradients reduced in
     float32 (``MixedPrecisionPolicy``)."""
 
-    name = "fsdp2"
     collective_generate = True
 
     def __init__(self, model: torch.nn.Module, *, cpu_offload: bool = False,
@@ -263,6 +254,12 @@ class FullyShardedDataParallel(ParallelStrategy):
             set_optimizer_state_dict(self.model, optimizer, state["optimizer"])
 
 
+def uses_fsdp(fsdp: str, device_type: str) -> bool:
+    """Whether several processes shard with FSDP2: ``dist.fsdp`` ``"on"``, or ``"auto"``
+    on CUDA (DDP otherwise)."""
+    return fsdp == "on" or (fsdp == "auto" and device_type == "cuda")
+
+
 def parallel_strategy(model: torch.nn.Module, env: DistEnv, *, fsdp: str = "auto",
                       cpu_offload: bool = False, compute_dtype: torch.dtype | None = None,
                       ) -> ParallelStrategy:
@@ -274,7 +271,7 @@ def parallel_strategy(model: torch.nn.Module, env: DistEnv, *, fsdp: str = "auto
         if cpu_offload:
             raise ValueError("dist.cpu_offload: needs several processes with FSDP (dist.fsdp on)")
         return SingleProcess(model)
-    if fsdp == "on" or (fsdp == "auto" and env.device.type == "cuda"):
+    if uses_fsdp(fsdp, env.device.type):
         return FullyShardedDataParallel(model, cpu_offload=cpu_offload,
                                         compute_dtype=compute_dtype)
     if cpu_offload:
@@ -312,4 +309,4 @@ def any_process(flag: bool, device: torch.device) -> bool:
 
 __all__ = ["DataParallel", "DistEnv", "FullyShardedDataParallel", "ParallelStrategy",
            "SingleProcess", "all_reduce", "any_process", "init_distributed",
-           "launched_by_torchrun", "parallel_strategy", "shutdown", "unwrap"]
+           "launched_by_torchrun", "parallel_strategy", "shutdown", "uses_fsdp"]

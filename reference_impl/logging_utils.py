@@ -49,9 +49,7 @@ class MetricsLogger:
         self.path = os.path.join(output_dir, "metrics.jsonl")
         self._tb_dir = os.path.join(output_dir, "tensorboard")
         self._tb = None
-        self._tb_sft = None
-        self._tb_eval = None
-        self._tb_warm_eval = None
+        self._tb_runs: dict[str, Any] = {}  # the lazily opened runs, by folder name
         self._tb_wanted = False
         self._bar = None
         self._tail_checked = False
@@ -126,13 +124,12 @@ class MetricsLogger:
         writer, axis = self._tb, step
         if kind == "sft":
             axis = row.get("sft_step", step)
-            writer = self._tb_sft = self._lazy_writer(self._tb_sft, "warmup", axis)
+            writer = self._run_writer("warmup", axis)
         elif kind == "eval" and "sft_step" in row:
             axis = row["sft_step"]
-            writer = self._tb_warm_eval = self._lazy_writer(self._tb_warm_eval, "warmup_eval",
-                                                            axis)
+            writer = self._run_writer("warmup_eval", axis)
         elif kind == "eval":
-            writer = self._tb_eval = self._lazy_writer(self._tb_eval, "eval", step)
+            writer = self._run_writer("eval", step)
         if writer is not None:
             for key, value in row.items():
                 if key in ("step", "kind", "sft_step"):
@@ -140,14 +137,15 @@ class MetricsLogger:
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     writer.add_scalar(f"{kind}/{key}", value, axis)
 
-    def _lazy_writer(self, writer: Any, run: str, first_step: Any):
-        """``writer``, or the TensorBoard run ``run`` opened at its first point (purging
-        the points of an earlier attempt from that step on)."""
-        if writer is None and self._tb_wanted:
+    def _run_writer(self, run: str, first_step: Any):
+        """The TensorBoard run ``run``, opened at its first point of this process (purging
+        the points of an earlier attempt from that step on); None without TensorBoard."""
+        if run not in self._tb_runs and self._tb_wanted:
             from torch.utils.tensorboard import SummaryWriter
             purge = first_step if isinstance(first_step, int) else None
-            writer = SummaryWriter(os.path.join(self._tb_dir, run), purge_step=purge)
-        return writer
+            self._tb_runs[run] = SummaryWriter(os.path.join(self._tb_dir, run),
+                                               purge_step=purge)
+        return self._tb_runs.get(run)
 
     def _drop_partial_last_line(self) -> None:
         """A crash mid-append leaves a last line without its newline: cut it off."""
@@ -186,12 +184,12 @@ class MetricsLogger:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        for name in ("_tb", "_tb_sft", "_tb_eval", "_tb_warm_eval"):
-            writer = getattr(self, name)
+        writers = [self._tb, *self._tb_runs.values()]
+        self._tb, self._tb_runs = None, {}
+        for writer in writers:
             if writer is not None:
                 writer.flush()
                 writer.close()
-                setattr(self, name, None)
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:

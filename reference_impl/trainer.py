@@ -280,9 +280,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ warm-up
 
-    def warmup(self, logger: MetricsLogger, stop: ckpt.GracefulExit) -> bool:
+    def warmup(self, logger: MetricsLogger, should_stop: Callable[[], bool]) -> bool:
         """Supervised warm-up (:mod:`reference_impl.warmup`) before RL, from step
-        ``warmup_step + 1`` (a resumed warm-up goes on where it stopped); False if stopped."""
+        ``warmup_step + 1`` (a resumed warm-up goes on where it stopped); False if
+        ``should_stop`` (a collective) ended it."""
         steps = self.cfg.model.sft_warmup_steps
         if self.warmup_done or steps == 0:
             return True
@@ -299,7 +300,7 @@ class Trainer:
             batch_size=r.prompts_per_step * r.samples_per_prompt,
             grad_clip=self.cfg.optim.grad_clip, device=self.device,
             world_size=self.env.world_size, autocast=self._autocast,
-            should_stop=lambda: any_process(stop.requested, self.device), on_step=on_step)
+            should_stop=should_stop, on_step=on_step)
         self.warmup_done = done
         if done:
             self.warmup_optimizer = None  # RL has its own; the warm-up's state is not needed
@@ -718,7 +719,8 @@ class Trainer:
         # have done nothing: they stay as this run's config built them, so RL runs that
         # start from one warm-up may use their own optim.* settings.
         rl_started = int(extra["step"]) > 0
-        warming = not bool(extra.get("warmup_done", True))
+        self.warmup_done = bool(extra.get("warmup_done", True))
+        warming = not self.warmup_done
         self.warmup_step = int(extra.get("warmup_step", 0)) if warming else 0
         if warming and self.warmup_step > 0:  # the warm-up's optimiser, to go on exactly
             if self.warmup_optimizer is None:
@@ -736,7 +738,6 @@ class Trainer:
         self.train_data.load_state_dict(c.data_state)
         self.step = int(extra["step"])
         self.consecutive_nonfinite = int(extra.get("consecutive_nonfinite", 0))
-        self.warmup_done = bool(extra.get("warmup_done", True))
         self.eval_pending = bool(extra.get("eval_pending", False))
         self._saved = (self.step, self.warmup_done)
         return True
@@ -808,7 +809,7 @@ class Trainer:
                 logger.write(f"eval (untrained): {_fmt(ev)}")
                 summary["eval_untrained"] = ev
             warming = not self.warmup_done and cfg.model.sft_warmup_steps > 0
-            if not self.warmup(logger, stop):
+            if not self.warmup(logger, stopping):
                 self.save()  # weights, warm-up optimiser, data and RNG: resumes exactly
                 return stopped(f"stop signal during warm-up: saved warm-up step "
                                f"{self.warmup_step} of {cfg.model.sft_warmup_steps} (a resume "
@@ -835,7 +836,7 @@ class Trainer:
                 return stopped(f"stop signal during the evaluation at step {self.step} "
                                "(still pending in its checkpoint); exiting")
             while self.step < self.total_steps:
-                if any_process(stop.requested, self.device):
+                if stopping():
                     summary["stopped_by_signal"] = True
                     break
                 try:
@@ -871,9 +872,7 @@ class Trainer:
                 self.save()
             summary["steps"] = self.step
             if summary["stopped_by_signal"]:
-                logger.write(f"stop signal: saved step {self.step} and exiting")
-                logger.close()
-                return summary
+                return stopped(f"stop signal: saved step {self.step} and exiting")
             ev = self.evaluate(keep_samples=cfg.logging.html_samples if cfg.logging.html_report
                                else 0, should_stop=stopping)
             if ev is None:

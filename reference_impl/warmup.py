@@ -65,7 +65,6 @@ def supervised_warmup(model: torch.nn.Module, processor: Any,
     if not 0 <= start <= steps:
         raise ValueError(f"start: must be in [0, steps={steps}], got {start}")
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    opt = optimizer
     for step in range(start + 1, steps + 1):
         if should_stop():
             return False
@@ -77,10 +76,10 @@ def supervised_warmup(model: torch.nn.Module, processor: Any,
             logp, _ = response_logprobs(model, batch)
         tokens = all_reduce(batch.response_mask.sum().float()) / world_size
         loss = -(logp * batch.response_mask).sum() / tokens
-        opt.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        opt.step()
+        optimizer.step()
         on_step(step, float(all_reduce(loss.detach().reshape(1)).item()) / world_size)
     return True

@@ -97,8 +97,9 @@ def check_trainer_setup(cfg: Any, device: Any, world_size: int) -> str:
         from reference_impl.trainer import resolve_dtype
 
         dev = torch.device(device)
-        fsdp = cfg.dist.fsdp == "on" or (cfg.dist.fsdp == "auto" and dev.type == "cuda")
-        if world_size > 1 and fsdp and cfg.model.path is None:
+        from reference_impl.distributed import uses_fsdp
+
+        if world_size > 1 and uses_fsdp(cfg.dist.fsdp, dev.type) and cfg.model.path is None:
             raise ValueError(
                 "model.path: with several processes under FSDP2 each rank's vllm engine "
                 "starts from a checkpoint folder; give model.path (the built-in tiny model "
