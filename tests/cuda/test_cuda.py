@@ -23,8 +23,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -214,14 +212,13 @@ def test_torchrun_fsdp2_over_nccl(tmp_path):
     from reference_impl.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1",
-           "--master_port", "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0",
-           str(REPO / "reference_impl" / "train.py"),
-           *_tiny_run.tiny_args(out, "train.total_steps=2", "algo.dynamic_sampling=false",
-                                "dist.backend=nccl", "train.device=cuda", "dist.fsdp=on",
-                                "checkpoint.every=1", "model.sft_warmup_steps=2")]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    _tiny_run.run_torchrun(REPO / "reference_impl" / "train.py",
+                           _tiny_run.tiny_args(out, "train.total_steps=2",
+                                               "algo.dynamic_sampling=false",
+                                               "dist.backend=nccl", "train.device=cuda",
+                                               "dist.fsdp=on", "checkpoint.every=1",
+                                               "model.sft_warmup_steps=2"),
+                           processes=1, timeout=300)
     with open(out / "metrics.jsonl") as f:
         rows = [json.loads(line) for line in f]
     assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2]

@@ -1,4 +1,11 @@
-"""Smallest trainer settings that still exercise every stage (shared by the trainer tests)."""
+"""Smallest trainer settings that still exercise every stage, and a torchrun launcher
+(shared by the trainer, vLLM and CUDA tests)."""
+
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 TINY = [
     "data.image_size=56", "data.min_pixels=3136", "data.max_pixels=3136", "data.eval_size=2",
@@ -14,3 +21,16 @@ TINY = [
 
 def tiny_args(output_dir, *extra):
     return [*TINY, f"train.output_dir={output_dir}", *extra]
+
+
+def run_torchrun(script, args, *, processes, timeout, env=None):
+    """``script args`` under torchrun with ``processes`` local processes (a free port for
+    each run), from the repository root; fails with the output's tail unless every
+    process exits 0. Returns the ``CompletedProcess``."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+           "--master_port", "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0",
+           str(script), *args]
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc

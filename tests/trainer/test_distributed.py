@@ -3,32 +3,25 @@ and with FSDP2 (``fully_shard``, the GPU path, which also runs on CPU)."""
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _tiny_run import tiny_args  # noqa: E402
+from _tiny_run import REPO, run_torchrun, tiny_args  # noqa: E402
 
 from reference_impl.checkpoint import load_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def _torchrun(out, *extra, processes=2):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-           "--master_port", "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0",
-           os.path.join(REPO, "reference_impl", "train.py"),
-           *tiny_args(out, "algo.dynamic_sampling=false", "dist.backend=gloo",
-                      "train.device=cpu", *extra)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return proc
+def _torchrun(out, *extra):
+    """Two gloo processes on the CPU train the tiny model with ``extra`` settings."""
+    return run_torchrun(os.path.join(REPO, "reference_impl", "train.py"),
+                        tiny_args(out, "algo.dynamic_sampling=false", "dist.backend=gloo",
+                                  "train.device=cpu", *extra),
+                        processes=2, timeout=240, env={"OMP_NUM_THREADS": "1"})
 
 
 @pytest.mark.parametrize("fsdp", ["off", "on"])

@@ -13,7 +13,7 @@ from _vllm_tiny import NEEDS_VLLM, VLLM_TINY  # noqa: E402
 
 pytest.importorskip(*NEEDS_VLLM)
 
-from _tiny_run import tiny_args  # noqa: E402
+from _tiny_run import run_torchrun, tiny_args  # noqa: E402
 
 from reference_impl import trainer as trainer_mod  # noqa: E402
 from reference_impl.config import load_config  # noqa: E402
@@ -62,21 +62,13 @@ def test_two_steps_with_vllm_rollouts_and_truncated_is(tmp_path, monkeypatch):
 def test_two_processes_each_with_its_own_engine(tmp_path):
     """torchrun, two gloo processes (DDP): one vLLM engine per rank (tensor parallel 1,
     vLLM's external launcher), each sampling its own prompts and synced to its replica."""
-    import subprocess
-
     out = tmp_path / "run"
-    here = os.path.dirname(__file__)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0",
-           os.path.join(here, "_torchrun_driver.py"),
-           *tiny_args(out, "train.total_steps=2", "algo.dynamic_sampling=false",
-                      "rollout.backend=vllm", "rollout.tis_cap=2", "optim.lr=1e-2",
-                      "rollout.vllm_kv_cache_memory_mb=16", "dist.backend=gloo",
-                      "dist.fsdp=off", "train.device=cpu")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=os.path.join(here, "..", ".."), env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    run_torchrun(os.path.join(os.path.dirname(__file__), "_torchrun_driver.py"),
+                 tiny_args(out, "train.total_steps=2", "algo.dynamic_sampling=false",
+                           "rollout.backend=vllm", "rollout.tis_cap=2", "optim.lr=1e-2",
+                           "rollout.vllm_kv_cache_memory_mb=16", "dist.backend=gloo",
+                           "dist.fsdp=off", "train.device=cpu"),
+                 processes=2, timeout=600, env={"OMP_NUM_THREADS": "1"})
     with open(out / "metrics.jsonl") as f:
         rows = [json.loads(line) for line in f]
     train = [r for r in rows if r["kind"] == "train"]
