@@ -5,7 +5,8 @@
   update, ``pgpo/*`` metrics).
 - :func:`blind_batch`: the blind-pass ``DataProto`` of a rollout batch (a pure function).
 - :class:`PGPOActorRolloutRefWorker`: verl's actor worker with the exact-KL method and the
-  workaround for verl 0.9.1's no-image bug (:func:`apply_no_image_workaround`).
+  workaround for verl 0.9.1's no-image bug (:func:`apply_no_image_workaround`); the
+  trainer applies the one for its equal-length bug (:func:`apply_position_ids_workaround`).
 - ``python -m pgpo_verl.main_pgpo``: verl's ``main_ppo`` with the ``pgpo`` config section.
 
 Ye et al., "Not All Tokens See Equally: Perception-Grounded Policy Optimization for Large
@@ -19,7 +20,8 @@ check_verl_version()
 from pgpo_verl.blind import blind_batch  # noqa: E402
 from pgpo_verl.config import PGPOSection, parse_section, section_defaults  # noqa: E402
 from pgpo_verl.trainer import PGPORayTrainer  # noqa: E402
-from pgpo_verl.workaround import apply_no_image_workaround  # noqa: E402
+from pgpo_verl.workaround import (  # noqa: E402
+    apply_no_image_workaround, apply_position_ids_workaround)
 from pgpo_verl.workers import PGPOActorRolloutRefWorker, exact_dependency  # noqa: E402
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "PGPORayTrainer",
     "PGPOSection",
     "apply_no_image_workaround",
+    "apply_position_ids_workaround",
     "blind_batch",
     "check_verl_version",
     "exact_dependency",

@@ -17,37 +17,11 @@ data.train_files=... data.val_files=...`` (see the README, section "verl").
 from __future__ import annotations
 
 import hydra
-import ray
 from hydra.core.config_store import ConfigStore
 
 from pgpo_verl.config import parse_section, section_defaults
 
 ConfigStore.instance().store(name="pgpo_defaults", node={"pgpo": section_defaults()})
-
-
-def _task_runner_class():
-    """verl's legacy ``TaskRunner`` with PGPO's worker and trainer, as a Ray actor."""
-    from verl.trainer import main_ppo_v0
-    from verl.trainer.ppo.ray_trainer import Role
-
-    from pgpo_verl.trainer import PGPORayTrainer
-    from pgpo_verl.workers import PGPOActorRolloutRefWorker
-
-    class PGPOTaskRunner(main_ppo_v0.TaskRunner.__ray_actor_class__):
-        def add_actor_rollout_worker(self, config):
-            _, group_cls = super().add_actor_rollout_worker(config)
-            for role in (Role.ActorRollout, Role.ActorRolloutRef):
-                if role in self.role_worker_mapping:
-                    self.role_worker_mapping[role] = ray.remote(PGPOActorRolloutRefWorker)
-            return PGPOActorRolloutRefWorker, group_cls
-
-        def run(self, config):
-            # verl's TaskRunner.run builds the trainer by its module-level name; in this Ray
-            # actor (which only runs this job) that name is PGPO's subclass.
-            main_ppo_v0.RayPPOTrainer = PGPORayTrainer
-            return super().run(config)
-
-    return ray.remote(num_cpus=1)(PGPOTaskRunner)
 
 
 def check_config(config) -> None:
@@ -69,7 +43,9 @@ def main(config):
     check_config(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config),
                     use_critic=need_critic(config))
-    run_ppo(config, task_runner_class=_task_runner_class())
+    from pgpo_verl.task_runner import pgpo_task_runner
+
+    run_ppo(config, task_runner_class=pgpo_task_runner())
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from verl.workers.utils.padding import left_right_2_no_padding
 import pgpo_core
 from pgpo_verl.blind import blind_batch
 from pgpo_verl.config import PGPOSection, parse_section
+from pgpo_verl.workaround import apply_position_ids_workaround
 
 __all__ = ["PGPORayTrainer", "DEPENDENCY_KEY", "pgpo_token_ids"]
 
@@ -62,9 +63,14 @@ def pgpo_token_ids(processor, tokenizer) -> dict[str, Any]:
 class PGPORayTrainer(RayPPOTrainer):
     """verl's PPO trainer with PGPO (configured by the top-level ``pgpo`` section)."""
 
+    instances_built = 0
+    """How many were built in this process (``PGPOTaskRunner`` checks that one was)."""
+
     def __init__(self, *args, **kwargs):
+        apply_position_ids_workaround()  # verl 0.9.1: equal-length VL batches (workaround.py)
         super().__init__(*args, **kwargs)
         self._init_pgpo()
+        type(self).instances_built += 1
 
     # -- set-up ---------------------------------------------------------------------------
     def _init_pgpo(self) -> None:

@@ -1,4 +1,10 @@
-"""Workaround for a verl 0.9.1 bug that breaks every micro-batch without images.
+"""Workarounds for two verl 0.9.1 bugs that break Qwen2.5-VL training.
+
+1. :func:`apply_no_image_workaround`: every micro-batch without images fails.
+2. :func:`apply_position_ids_workaround`: an actor update whose sequences all have the same
+   length fails (below).
+
+**1. No images.**
 
 verl patches Qwen2-VL / Qwen2.5-VL's forward with
 ``verl.models.transformers.qwen2_vl._get_input_embeds``. When a micro-batch carries no
@@ -13,6 +19,21 @@ image and video branches of the same function already unpack the output with
 :func:`apply_no_image_workaround` wraps that module function: batches with pixels go to
 verl's code unchanged; batches without run the same dummy-tower computation with the
 output unpacked. ``UPSTREAM_REPORT.md`` next to this file is a report to send upstream.
+
+**2. Equal lengths.** ``verl/workers/utils/padding.py`` ``left_right_2_no_padding`` makes the
+mRoPE position ids, ``(4, L_i)`` per sample, a jagged tensor with
+``torch.nested.as_nested_tensor(..., layout=torch.jagged)``. torch puts the ragged dimension
+on the first dimension whose sizes differ: ``L_i`` when the lengths differ, but the ``4``
+rows when every sample has the same length (``_ragged_idx`` 1, values ``(4B, L)``). The
+actor worker then sets ``_ragged_idx = 2`` unconditionally
+(``verl/utils/tensordict_utils.py`` ``maybe_fix_3d_position_ids``, called by
+``TrainingWorker.train_mini_batch``), which no longer matches the values, and the first
+mini-batch fails in ``index_select_tensor_dict``: ``split_with_sizes expects split_sizes to
+sum exactly to <L> ... got [4, 4, ...]``. A step hits it whenever every response of the
+batch has the same length (all reach ``max_response_length``, say), stock ``main_ppo``
+included. :func:`apply_position_ids_workaround` wraps ``left_right_2_no_padding`` so the
+position ids are always ragged on the length (``_ragged_idx`` 2), as for unequal lengths.
+``UPSTREAM_REPORT_POSITION_IDS.md`` is the report to send upstream.
 """
 
 from __future__ import annotations
@@ -21,7 +42,8 @@ import functools
 
 import torch
 
-__all__ = ["apply_no_image_workaround", "no_image_workaround_applied"]
+__all__ = ["apply_no_image_workaround", "apply_position_ids_workaround",
+           "no_image_workaround_applied"]
 
 _MARK = "_pgpo_no_image_workaround"
 
@@ -68,3 +90,44 @@ def apply_no_image_workaround() -> None:
 
     setattr(_get_input_embeds, _MARK, True)
     qwen2_vl._get_input_embeds = _get_input_embeds
+
+
+def _ragged_on_length(position_ids):
+    """``position_ids`` (jagged, ``(B, 4, j)``) rebuilt ragged on the length dimension."""
+    rows = position_ids.unbind()  # correct for either ragged layout
+    lengths = torch.tensor([r.shape[-1] for r in rows], dtype=torch.long,
+                           device=position_ids.device)
+    offsets = torch.zeros(len(rows) + 1, dtype=torch.long, device=position_ids.device)
+    torch.cumsum(lengths, dim=0, out=offsets[1:])
+    return torch.nested.nested_tensor_from_jagged(torch.cat(rows, dim=-1), offsets=offsets,
+                                                  jagged_dim=2)
+
+
+def apply_position_ids_workaround() -> None:
+    """Wrap verl's ``left_right_2_no_padding`` (idempotent) so 3-D mRoPE position ids are
+    always ragged on the length. Applied in the process that builds the actor's batches
+    (the trainer's: :class:`pgpo_verl.PGPORayTrainer` applies it on construction); modules
+    that imported the function by name (``verl.trainer.ppo.ray_trainer``, ``pgpo_verl``'s
+    own) are pointed at the wrapper too."""
+    import sys
+
+    import verl.workers.utils.padding as padding
+
+    original = padding.left_right_2_no_padding
+    if getattr(original, _MARK, False):
+        return
+
+    @functools.wraps(original)
+    def left_right_2_no_padding(data):
+        data = original(data)
+        position_ids = data["position_ids"]
+        if position_ids.is_nested and position_ids.dim() == 3 and \
+                getattr(position_ids, "_ragged_idx", 2) != 2:
+            data["position_ids"] = _ragged_on_length(position_ids)
+        return data
+
+    setattr(left_right_2_no_padding, _MARK, True)
+    for name, module in list(sys.modules.items()):
+        if name.startswith(("verl.", "pgpo_verl.")) and \
+                vars(module).get("left_right_2_no_padding") is original:
+            module.left_right_2_no_padding = left_right_2_no_padding

@@ -6,12 +6,18 @@ The FSDP engines are registered for the ``cuda``/``npu`` devices only, so the en
 is pointed at the CUDA registration with ``VERL_ENGINE_DEVICE=cuda``; the engine itself
 then runs on whatever ``get_device_name()`` says (``cpu``), over gloo.
 
+Its Ray resource name is ``CPU``, or what ``PGPO_VERL_CPU_RAY_RESOURCE`` says: the
+end-to-end run (``tests/verl_e2e``) sets ``GPU``, since verl's resource pool manager and its
+vLLM replicas count and place only GPU/NPU resources (Ray is then started with a fake
+``num_gpus``).
+
 Test support only: nothing in ``pgpo_verl`` depends on it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import types
 
 import torch
@@ -113,7 +119,7 @@ class PlatformCPU(PlatformBase):
         return None
 
     def ray_resource_name(self) -> str:
-        return "CPU"
+        return os.environ.get("PGPO_VERL_CPU_RAY_RESOURCE", "CPU")
 
     def ray_noset_envvars(self) -> list[str]:
         return []

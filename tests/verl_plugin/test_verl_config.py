@@ -83,7 +83,9 @@ def test_task_runner_uses_pgpo_worker_and_trainer():
 
     from pgpo_verl import PGPOActorRolloutRefWorker
 
-    runner_cls = main_pgpo._task_runner_class().__ray_actor_class__
+    from pgpo_verl.task_runner import pgpo_task_runner
+
+    runner_cls = pgpo_task_runner().__ray_actor_class__
     assert issubclass(runner_cls, main_ppo_v0.TaskRunner.__ray_actor_class__)
     runner = runner_cls()
     worker_cls, _ = runner.add_actor_rollout_worker(_compose("pgpo_qwen2_5_vl_3b"))

@@ -1,0 +1,49 @@
+"""verl 0.9.1 on a CPU-only machine, for the end-to-end run: loaded in every Ray process.
+
+``VERL_USE_EXTERNAL_MODULES=verl_cpu_support`` makes ``import verl`` import this module in
+the driver, the task runner, the actor workers and the vLLM server actors alike (verl's
+``verl/__init__.py``). Test support only: nothing in ``pgpo_verl`` depends on it. Each
+workaround names the verl line it answers:
+
+- the CPU platform (``tests/verl_plugin/cpu_platform.py``; verl ships CUDA/ROCm/NPU only),
+  with ``GPU`` as its Ray resource: ``ResourcePoolManager`` counts only GPU/NPU resources
+  and ``vLLMReplica.launch_servers`` reads GPU ids;
+- the process-group backend: ``verl/utils/distributed.py``
+  ``initialize_global_process_group_ray`` builds ``f"cpu:gloo,{device}:{backend}"``, which
+  is ``"cpu:gloo,cpu:gloo"`` on CPU and refused by torch (a device named twice): plain
+  ``"gloo"`` is passed instead;
+- the trace of the test (:mod:`verl_e2e_trace`), when ``PGPO_E2E_TRACE_DIR`` is set.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+os.environ.setdefault("VERL_PLATFORM", "cpu")
+os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")
+os.environ.setdefault("PGPO_VERL_CPU_RAY_RESOURCE", "GPU")
+
+import cpu_platform  # noqa: E402,F401  (registers the "cpu" platform)
+import verl.utils.distributed as _distributed  # noqa: E402
+
+
+def _gloo_default(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, backend=None, **kwargs):
+        if backend is None or backend.startswith("cpu:gloo,cpu:"):
+            backend = "gloo"
+        return fn(*args, backend=backend, **kwargs)
+
+    wrapper._pgpo_gloo = True
+    return wrapper
+
+
+if not getattr(_distributed.initialize_global_process_group_ray, "_pgpo_gloo", False):
+    _distributed.initialize_global_process_group_ray = _gloo_default(
+        _distributed.initialize_global_process_group_ray)
+
+if os.environ.get("PGPO_E2E_TRACE_DIR"):
+    import verl_e2e_trace
+
+    verl_e2e_trace.install()
