@@ -16,6 +16,7 @@ import torch
 from tensordict import TensorDict
 from verl.single_controller.base.decorator import make_nd_compute_dataproto_dispatch_fn, register
 from verl.utils import tensordict_utils as tu
+from verl.utils.tensordict_utils import maybe_fix_3d_position_ids
 from verl.utils.device import get_device_id, get_device_name
 from verl.workers.engine_workers import ActorRolloutRefWorker
 from verl.workers.utils.padding import no_padding_2_padding
@@ -121,6 +122,10 @@ class PGPOActorRolloutRefWorker(ActorRolloutRefWorker):
     def compute_pgpo_dependency(self, visual: TensorDict, blind: TensorDict) -> TensorDict:
         """Both passes per micro-batch and the exact KL, in the actor's engine; returns
         ``pgpo_dependency``, ``(B, T)`` aligned with the responses (0 on padding)."""
+        # Across Ray, a 3-D jagged position-id tensor loses its ragged dimension; verl's own
+        # worker methods restore it first (engine_workers.py, engine/base.py), and so here.
+        for data in (visual, blind):
+            maybe_fix_3d_position_ids(data)
         chunk = tu.get_non_tensor_data(data=visual, key="pgpo_chunk_size", default=256)
         engine = self.actor.engine
         with engine.eval_mode():
