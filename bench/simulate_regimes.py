@@ -523,8 +523,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--clip-norm", type=float, default=None)
+    parser.add_argument("--paper-tau-beta-only", action="store_true",
+                        help="keep only PGPO's paper setting (tau 0.4, beta 2) and the "
+                             "tau = beta = 0 null cells")
     args = parser.parse_args(argv)
     cells, settings = grid(args.quick)
+    if args.paper_tau_beta_only:
+        cells = [c for c in cells if (c.tau, c.beta) in ((0.4, 2.0), (0.0, 0.0))]
     overrides = {k: v for k, v in dict(seeds=args.seeds, steps=args.steps,
                                        features=args.features, optimizer=args.optimizer,
                                        lr=args.lr, clip_norm=args.clip_norm).items()
@@ -538,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run_grid(cells, settings)
     seconds = time.perf_counter() - start
     payload = {"settings": dataclasses.asdict(settings), "quick": args.quick,
+               "argv": sys.argv[1:] if argv is None else argv,
                "seconds": seconds, "python": sys.version.split()[0],
                "numpy": np.__version__, "cells": results}
     (out / "regimes.json").write_text(json.dumps(payload, indent=1))
