@@ -512,6 +512,31 @@ def write_figure(results: list[dict], path: pathlib.Path, tau: float = 0.4,
     plt.close(fig)
 
 
+def markdown_table(results: list[dict]) -> str:
+    """One row per cell: each algorithm's final reward, and PGPO's paired differences with
+    their verdicts (primary: final reward; secondary: AUC, log SNR ratio)."""
+    lines = ["| L/k | h | sigma | tau | beta | GRPO | DAPO | VPPO | PGPO | "
+             "PGPO-DAPO final [95% CI] | PGPO-VPPO final [95% CI] | PGPO-GRPO final | "
+             "PGPO-DAPO AUC | log SNR PGPO/DAPO | log SNR PGPO/VPPO |",
+             "|" + "---|" * 15]
+
+    def fmt(ci, digits=3):
+        return (f"{ci[0]:+.{digits}f} [{ci[1]:+.{digits}f}, {ci[2]:+.{digits}f}] "
+                f"{verdict(ci)}")
+
+    for r in results:
+        c, a, d = r["cell"], r["algorithms"], r["pgpo_minus"]
+        lines.append(
+            f"| {c['L'] // c['k']} | {c['lang_entropy'] if c['L'] else '-'} | {c['sigma']} "
+            f"| {c['tau']} | {c['beta']} | "
+            + " | ".join(f"{a[x]['final_reward'][0]:.3f}" for x in ("grpo", "dapo", "vppo",
+                                                                     "pgpo"))
+            + f" | {fmt(d['dapo']['final_reward'])} | {fmt(d['vppo']['final_reward'])} "
+            f"| {fmt(d['grpo']['final_reward'])} | {fmt(d['dapo']['auc'])} "
+            f"| {fmt(d['dapo']['log_snr_ratio'], 2)} | {fmt(d['vppo']['log_snr_ratio'], 2)} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a 2 x 2 grid with 32 seeds")
@@ -526,7 +551,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-tau-beta-only", action="store_true",
                         help="keep only PGPO's paper setting (tau 0.4, beta 2) and the "
                              "tau = beta = 0 null cells")
+    parser.add_argument("--table", metavar="JSON", default=None,
+                        help="print the markdown table of an earlier run's regimes.json "
+                             "and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(pathlib.Path(args.table).read_text())["cells"]), end="")
+        return 0
     cells, settings = grid(args.quick)
     if args.paper_tau_beta_only:
         cells = [c for c in cells if (c.tau, c.beta) in ((0.4, 2.0), (0.0, 0.0))]
@@ -548,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
                "numpy": np.__version__, "cells": results}
     (out / "regimes.json").write_text(json.dumps(payload, indent=1))
     write_figure(results, out / "regimes.png")
+    (out / "regimes_table.md").write_text(markdown_table(results))
     print(f"{len(cells)} cells x {settings.seeds} seeds in {seconds:.1f} s -> {out}")
     return 0
 

@@ -170,6 +170,11 @@ def test_command_line_writes_json_and_figure(sim, tmp_path):
     sim.write_figure(results, tmp_path / "regimes.png")
     assert (tmp_path / "regimes.png").stat().st_size > 10_000
     json.dumps(results)  # plain JSON types only
+    table = sim.markdown_table(results).splitlines()
+    assert len(table) == 2 + len(cells)
+    assert table[2].startswith("| 0 | - | 0.0 | 0.4 | 2.0 |")  # L = 0: no entropy axis
+    assert table[3].startswith("| 1 | 0.9 | 1.0 | 0.4 | 2.0 |")
+    assert "| +0.000 [+0.000, +0.000] no difference |" in table[4]  # the null cell
     assert sim.verdict([0.1, 0.02, 0.2]) == "helps"
     assert sim.verdict([-0.1, -0.2, -0.01]) == "hurts"
     assert sim.verdict([0.1, -0.02, 0.2]) == "no difference"
