@@ -26,8 +26,8 @@ A^ = f A [t in K]:
   row 2: 1.125 * .5 = 0.5625  at t2
   row 3: 0
 
-``eps=1e-12`` keeps eps's effect (about 0.225 * eps / (4/9) absolute) far below the
-1e-12 tolerance.
+``eps=1e-15`` keeps eps's effect on f (n (1 - m) eps / mean(n)^2 <= 0.51 eps, here 5e-16)
+far below the 1e-12 tolerance.
 """
 
 from __future__ import annotations
@@ -72,14 +72,14 @@ def _arrays(backend, *arrays):
 
 def test_hand_example(backend, pgpo):
     adv, dep, mask = _arrays(backend, A, S, MASK)
-    out = pgpo.vppo_advantages(adv, dep, mask, top_p=0.4, scale_min=0.9, eps=1e-12)
+    out = pgpo.vppo_advantages(adv, dep, mask, top_p=0.4, scale_min=0.9, eps=1e-15)
     assert out.advantages.dtype == backend.xp.float64
     np.testing.assert_allclose(backend.to_numpy(out.scale), SCALE, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(backend.to_numpy(out.token_mask), KEEP)
     np.testing.assert_allclose(backend.to_numpy(out.advantages), SHAPED, rtol=0, atol=1e-12)
     # the two parts on their own give the same pieces
     np.testing.assert_allclose(
-        backend.to_numpy(pgpo.vppo_trajectory_scale(dep, mask, scale_min=0.9, eps=1e-12)),
+        backend.to_numpy(pgpo.vppo_trajectory_scale(dep, mask, scale_min=0.9, eps=1e-15)),
         SCALE, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(backend.to_numpy(pgpo.vppo_token_mask(dep, mask, top_p=0.4)),
                                   KEEP)
@@ -101,7 +101,7 @@ def test_per_token_advantages_are_accepted(backend, pgpo):
     # (B, T) advantages as frameworks store them: the same result, padding garbage ignored
     per_token = np.where(MASK, A[:, None], NAN)
     adv, dep, mask = _arrays(backend, per_token, S, MASK)
-    out = pgpo.vppo_advantages(adv, dep, mask, eps=1e-12)
+    out = pgpo.vppo_advantages(adv, dep, mask, eps=1e-15)
     np.testing.assert_allclose(backend.to_numpy(out.advantages), SHAPED, rtol=0, atol=1e-12)
 
 
@@ -147,7 +147,7 @@ def test_single_token_responses(backend, pgpo):
     # s = [0, 1, 3], n = [0, 1/3, 1], mean 4/9, f = 0.9 + 0.225 n = [0.9, 0.975, 1.125]
     dep = np.array([[0.0, 9.0], [1.0, 9.0], [3.0, 9.0]])
     mask = np.array([[True, False]] * 3)
-    out = pgpo.vppo_advantages(*_arrays(backend, np.ones(3), dep, mask), eps=1e-12)
+    out = pgpo.vppo_advantages(*_arrays(backend, np.ones(3), dep, mask), eps=1e-15)
     np.testing.assert_array_equal(backend.to_numpy(out.token_mask), mask)
     np.testing.assert_allclose(backend.to_numpy(out.scale), [0.9, 0.975, 1.125],
                                rtol=0, atol=1e-12)
@@ -160,7 +160,7 @@ def test_no_spread_turns_shaping_off(backend, pgpo):
     f = backend.to_numpy(pgpo.vppo_trajectory_scale(*_arrays(backend, dep, mask)))
     np.testing.assert_array_equal(f, [1.0, 1.0])
     f = backend.to_numpy(pgpo.vppo_trajectory_scale(*_arrays(backend, dep, mask),
-                                                    range_eps=1e-7, eps=1e-12))
+                                                    range_eps=1e-7, eps=1e-15))
     np.testing.assert_allclose(f, [0.9, 1.1], rtol=0, atol=1e-9)  # n = [0, 1], mean 1/2
     one = np.array([[True, True], [False, False]])
     f = backend.to_numpy(pgpo.vppo_trajectory_scale(*_arrays(backend, dep, one)))
@@ -172,12 +172,12 @@ def test_score_range_from_a_larger_batch(backend, pgpo):
     # n = clip([0.3, 0, 0.9] / 0.6, 0, 1) = [0.5, 0, 1], mean 0.5, f = 0.9 + 0.2 n
     dep, mask = _arrays(backend, S, MASK)
     f = backend.to_numpy(pgpo.vppo_trajectory_scale(dep, mask, score_range=(0.2, 0.8),
-                                                    eps=1e-12))
+                                                    eps=1e-15))
     np.testing.assert_allclose(f, [1.0, 0.9, 1.1, 1.0], rtol=0, atol=1e-12)
     xp = backend.xp
     lo, hi = xp.asarray(0.2, dtype=xp.float64), xp.asarray(0.8, dtype=xp.float64)
     f2 = backend.to_numpy(pgpo.vppo_trajectory_scale(dep, mask, score_range=(lo, hi),
-                                                     eps=1e-12))
+                                                     eps=1e-15))
     np.testing.assert_array_equal(f2, f)
 
 
@@ -187,7 +187,7 @@ def test_ablations_and_the_base_algorithm(backend, pgpo):
                                 .advantage_kwargs())
     np.testing.assert_array_equal(backend.to_numpy(base.advantages),
                                   np.where(MASK, A[:, None], 0.0))
-    tas = pgpo.vppo_advantages(adv, dep, mask, token_filtering=False, eps=1e-12)
+    tas = pgpo.vppo_advantages(adv, dep, mask, token_filtering=False, eps=1e-15)
     np.testing.assert_allclose(backend.to_numpy(tas.advantages),
                                np.where(MASK, (SCALE * A)[:, None], 0.0), rtol=0, atol=1e-12)
     tgf = pgpo.vppo_advantages(adv, dep, mask, trajectory_shaping=False)
@@ -238,7 +238,7 @@ def test_loss_divides_by_all_response_tokens(backend, pgpo):
     ratio = np.exp(logp - logp_old)
     want = -(SHAPED * ratio)[MASK].sum() / 10
     adv, dep, mask = _arrays(backend, A, S, MASK)
-    shaped = pgpo.vppo_advantages(adv, dep, mask, eps=1e-12).advantages
+    shaped = pgpo.vppo_advantages(adv, dep, mask, eps=1e-15).advantages
     loss, _ = pgpo.policy_loss(backend.asarray(logp), backend.asarray(logp_old), shaped, mask,
                                **pgpo.VPPOConfig().loss_kwargs())
     assert float(backend.to_numpy(loss)) == pytest.approx(want, rel=1e-10)
@@ -328,7 +328,7 @@ def test_traces_under_jax_jit(pgpo):
     import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", True)
-    fn = jax.jit(functools.partial(pgpo.vppo_advantages, top_p=0.4, scale_min=0.9, eps=1e-12))
+    fn = jax.jit(functools.partial(pgpo.vppo_advantages, top_p=0.4, scale_min=0.9, eps=1e-15))
     out = fn(jnp.asarray(A), jnp.asarray(S), jnp.asarray(MASK))
     np.testing.assert_allclose(np.asarray(out.advantages), SHAPED, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(np.asarray(out.token_mask), KEEP)
