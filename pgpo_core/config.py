@@ -9,6 +9,8 @@ from pgpo_core import validation
 from pgpo_core.dependency import ESTIMATORS
 from pgpo_core.loss import AGGREGATIONS
 from pgpo_core.validation import THRESHOLDS
+from pgpo_core.vppo import (DEFAULT_MEAN_EPS, DEFAULT_RANGE_EPS, DEFAULT_SCALE_MIN,
+                            DEFAULT_TOP_P)
 
 DEPENDENCY_ESTIMATORS = ("exact",) + ESTIMATORS
 
@@ -91,4 +93,96 @@ class PGPOConfig:
                     dual_clip=self.dual_clip, aggregation=self.aggregation)
 
 
-__all__ = ["PGPOConfig", "ABLATIONS", "DEPENDENCY_ESTIMATORS", "THRESHOLDS"]
+VPPO_ABLATIONS = {
+    # Base algorithm: A on every token (GRPO/DAPO).
+    "base": dict(trajectory_shaping=False, token_filtering=False),
+    # The paper's component ablations: shaping only, filtering only.
+    "tas_only": dict(token_filtering=False),
+    "tgf_only": dict(trajectory_shaping=False),
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class VPPOConfig:
+    """VPPO hyper-parameters (Huang et al., arXiv 2510.09285), validated on construction.
+
+    Defaults are the published training recipe of ``huaixuheqing/VPPO-RL``
+    (``examples/configs/train_vppo_7b.sh`` with ``examples/configs/config.yaml``); see
+    :mod:`pgpo_core.vppo` for the equations and the conventions chosen.
+
+    Advantages (:func:`vppo_advantages`): ``top_p`` (TGF fraction, 0.4), ``scale_min``
+    (TAS floor, 0.9), ``range_eps`` (1e-6), ``eps`` (1e-8), ``trajectory_shaping``,
+    ``token_filtering``. Dependency: k3 between the real image and a perturbed one
+    (``estimator``, ``estimate_clip`` = 10 for :func:`sampled_token_dependency`), the
+    perturbation blacking out each ``patch_size`` x ``patch_size`` patch (14) with
+    probability ``patch_drop_prob`` (0.5). Loss (EasyR1's clipped surrogate as the
+    recipe runs it): ``clip_low`` 0.2, ``clip_high`` 0.28, ``dual_clip`` 3.0 (EasyR1
+    applies dual clip with ``clip_ratio_dual = 3`` by default), ``aggregation``
+    token-mean. Not here, and part of the recipe: an entropy-penalty term with
+    coefficient 0.06 (``entropy_penalty_coef``; 0.12 for the 8B model), 8 samples per
+    prompt, online filtering of groups with accuracy outside (0.01, 0.99), no KL term.
+    """
+
+    top_p: float = DEFAULT_TOP_P
+    scale_min: float = DEFAULT_SCALE_MIN
+    range_eps: float = DEFAULT_RANGE_EPS
+    eps: float = DEFAULT_MEAN_EPS
+    trajectory_shaping: bool = True
+    token_filtering: bool = True
+    estimator: str = "k3"
+    estimate_clip: float | None = 10.0
+    patch_size: int = 14
+    patch_drop_prob: float = 0.5
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    dual_clip: float | None = 3.0
+    aggregation: str = "token-mean"
+
+    def __post_init__(self) -> None:
+        validation.check_vppo_hyperparameters(
+            top_p=self.top_p, scale_min=self.scale_min, range_eps=self.range_eps,
+            eps=self.eps, trajectory_shaping=self.trajectory_shaping,
+            token_filtering=self.token_filtering)
+        validation.check_choice("estimator", self.estimator, ESTIMATORS)
+        if self.estimate_clip is not None:
+            validation.check_positive("estimate_clip", self.estimate_clip)
+        if (not isinstance(self.patch_size, int) or isinstance(self.patch_size, bool)
+                or self.patch_size < 1):
+            raise ValueError(f"patch_size: must be a positive int, got {self.patch_size!r}")
+        validation.check_in_range("patch_drop_prob", self.patch_drop_prob, 0.0, 1.0)
+        validation.check_in_range("clip_low", self.clip_low, 0.0, 1.0)
+        validation.check_positive("clip_high", self.clip_high, allow_zero=True)
+        if self.dual_clip is not None and not (isinstance(self.dual_clip, (int, float))
+                                               and self.dual_clip > 1):
+            raise ValueError(f"dual_clip: must be a number > 1 or None, got {self.dual_clip!r}")
+        validation.check_choice("aggregation", self.aggregation, AGGREGATIONS)
+
+    @classmethod
+    def ablation(cls, name: str, **overrides: Any) -> "VPPOConfig":
+        """A named variant: ``base``, ``tas_only`` or ``tgf_only`` (see ``VPPO_ABLATIONS``)."""
+        validation.check_choice("name", name, tuple(VPPO_ABLATIONS))
+        return cls(**{**VPPO_ABLATIONS[name], **overrides})
+
+    def replace(self, **changes: Any) -> "VPPOConfig":
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def advantage_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`vppo_advantages`."""
+        return dict(top_p=self.top_p, scale_min=self.scale_min, range_eps=self.range_eps,
+                    eps=self.eps, trajectory_shaping=self.trajectory_shaping,
+                    token_filtering=self.token_filtering)
+
+    def dependency_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`sampled_token_dependency` (real image first,
+        perturbed image second)."""
+        return dict(estimator=self.estimator, clip=self.estimate_clip)
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`policy_loss`."""
+        return dict(clip_low=self.clip_low, clip_high=self.clip_high,
+                    dual_clip=self.dual_clip, aggregation=self.aggregation)
+
+
+__all__ = ["PGPOConfig", "VPPOConfig", "ABLATIONS", "VPPO_ABLATIONS",
+           "DEPENDENCY_ESTIMATORS", "THRESHOLDS"]

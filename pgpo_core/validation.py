@@ -202,3 +202,21 @@ def check_dependency(xp: Any, dependency: Any, response_mask: Any, *,
     check_same_shape("response_mask", response_mask, name, dependency)
     check_finite(name, xp, dependency, response_mask)
     check_nonnegative(name, xp, dependency, response_mask)
+
+
+def check_vppo_hyperparameters(
+    *, top_p: float, scale_min: float, range_eps: float, eps: float,
+    trajectory_shaping: bool, token_filtering: bool,
+) -> None:
+    """The hyper-parameters of :func:`pgpo_core.vppo_advantages` (and of the VPPO functions
+    taking the same keywords)."""
+    check_in_range("top_p", top_p, 0.0, 1.0)
+    if top_p == 0:
+        raise ValueError("top_p: must be > 0 (0 keeps no token of any response)")
+    check_in_range("scale_min", scale_min, 0.0, 1.0)
+    check_positive("range_eps", range_eps, allow_zero=True)
+    check_positive("eps", eps)
+    for name, flag in (("trajectory_shaping", trajectory_shaping),
+                       ("token_filtering", token_filtering)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")

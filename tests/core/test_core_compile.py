@@ -47,3 +47,20 @@ def test_eager_calls_still_check_values(pgpo):
     lv[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="logits_visual"):
         pgpo.token_visual_dependency(lv, lb, mask)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_vppo_has_no_graph_breaks_and_matches_eager(pgpo):
+    dep = torch.tensor([[0.2, 0.8, 0.0, 0.4, 0.6], [0.3, 0.0, 0.3, 0.3, 0.1]])
+    mask = torch.tensor([[1, 1, 0, 1, 1], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    adv = torch.tensor([1.0, -2.0])
+    fn = functools.partial(pgpo.vppo_advantages, top_p=0.4, scale_min=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        explained = torch._dynamo.explain(fn)(adv, dep, mask)
+        compiled = torch.compile(fn, backend="eager", fullgraph=True)(adv, dep, mask)
+    assert explained.graph_break_count == 0
+    eager = fn(adv, dep, mask)
+    np.testing.assert_allclose(compiled.advantages.numpy(), eager.advantages.numpy(),
+                               rtol=1e-6, atol=1e-7)
+    assert torch.equal(compiled.token_mask, eager.token_mask)
