@@ -12,6 +12,11 @@ workaround names the verl line it answers:
   ``initialize_global_process_group_ray`` builds ``f"cpu:gloo,{device}:{backend}"``, which
   is ``"cpu:gloo,cpu:gloo"`` on CPU and refused by torch (a device named twice): plain
   ``"gloo"`` is passed instead;
+- verl 0.9.1's equal-length crash of VL actor updates, worked around in stock verl's trainer
+  too (``pgpo_verl.apply_position_ids_workaround``; ``PGPORayTrainer`` applies it itself),
+  so that stock ``main_ppo`` runs the same steps as ``main_pgpo``;
+- per-sample sampling seeds (:mod:`verl_e2e_seeds`), so a resumed run's rollouts equal an
+  uninterrupted run's;
 - the trace of the test (:mod:`verl_e2e_trace`), when ``PGPO_E2E_TRACE_DIR`` is set.
 """
 
@@ -42,6 +47,20 @@ def _gloo_default(fn):
 if not getattr(_distributed.initialize_global_process_group_ray, "_pgpo_gloo", False):
     _distributed.initialize_global_process_group_ray = _gloo_default(
         _distributed.initialize_global_process_group_ray)
+
+import verl_e2e_seeds  # noqa: E402
+from import_hooks import after_import  # noqa: E402
+
+
+def _position_ids_workaround(_module) -> None:
+    from pgpo_verl.workaround import apply_position_ids_workaround
+
+    apply_position_ids_workaround()
+
+
+after_import("verl.trainer.ppo.ray_trainer", _position_ids_workaround)
+
+verl_e2e_seeds.install()
 
 if os.environ.get("PGPO_E2E_TRACE_DIR"):
     import verl_e2e_trace
