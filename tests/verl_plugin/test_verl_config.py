@@ -93,3 +93,39 @@ def test_task_runner_uses_pgpo_worker_and_trainer():
     remote = runner.role_worker_mapping[Role.ActorRollout]
     assert remote.__ray_actor_class__ is PGPOActorRolloutRefWorker
     assert runner.mapping[Role.ActorRollout] == "global_pool"
+
+
+def _fake_verl_run(builds: bool):
+    """A stand-in for verl's TaskRunner.run whose globals are a private dict, as Ray gives
+    the class shipped by value: it records the trainer class its name resolves to."""
+    import types
+
+    source = ("def run(self, config):\n"
+              "    seen.append(RayPPOTrainer)\n"
+              "    if BUILDS:\n"
+              "        RayPPOTrainer.instances_built += 1\n")
+    private = {"RayPPOTrainer": object, "seen": [], "BUILDS": builds}
+    exec(compile(source, "<verl TaskRunner.run>", "exec"), private)
+    return types.FunctionType(private["run"].__code__, private), private
+
+
+@pytest.mark.parametrize("builds", [True, False])
+def test_task_runner_swaps_the_trainer_in_the_globals_verl_reads(monkeypatch, builds):
+    """The runner swaps ``RayPPOTrainer`` in the globals of the very ``run`` it calls (not a
+    module attribute, which a by-value copy does not read), restores it, and fails when no
+    PGPORayTrainer was built (the silent fall-back to stock GRPO)."""
+    from pgpo_verl import PGPORayTrainer
+    from pgpo_verl.task_runner import pgpo_task_runner
+
+    runner_cls = pgpo_task_runner().__ray_actor_class__
+    verl_runner = runner_cls.__mro__[1]
+    fake, private = _fake_verl_run(builds)
+    monkeypatch.setattr(verl_runner, "run", fake)
+    runner = runner_cls.__new__(runner_cls)
+    if builds:
+        runner.run(None)
+    else:
+        with pytest.raises(RuntimeError, match="built no PGPORayTrainer"):
+            runner.run(None)
+    assert private["seen"] == [PGPORayTrainer]
+    assert private["RayPPOTrainer"] is object  # restored
