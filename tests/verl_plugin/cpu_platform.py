@@ -46,6 +46,11 @@ def _cpu_module() -> types.ModuleType:
     module.reset_peak_memory_stats = lambda *a, **k: None
     module.mem_get_info = lambda *a, **k: (0, 0)
     module.get_device_name = lambda *a, **k: "cpu"
+    # verl's checkpoint load restores the "device" RNG whenever the state has an entry named
+    # after the device, and on this platform that entry is the CPU's own
+    # (verl/utils/checkpoint/checkpoint_manager.py, load_rng_state): the CPU generator.
+    module.get_rng_state = torch.get_rng_state
+    module.set_rng_state = torch.set_rng_state
     return module
 
 
