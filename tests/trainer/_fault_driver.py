@@ -7,6 +7,7 @@ Points:
   step2_renamed    after step 2's folder is renamed into place, before ``latest`` moves
   metrics_step3    half-way through writing step 3's metrics row
   report           at the start of the end-of-run report (final eval row already logged)
+  after_line:TEXT  right after the trainer prints a line that starts with TEXT
 """
 
 import os
@@ -65,6 +66,15 @@ def install(point: str) -> None:
         logging_utils.MetricsLogger.log = log
     elif point == "report":
         trainer_mod.Trainer._report = lambda self, path: die()
+    elif point.startswith("after_line:"):
+        text = point.split(":", 1)[1]
+        real_write = logging_utils.MetricsLogger.write
+
+        def write(self, message):
+            real_write(self, message)
+            if message.startswith(text):
+                die()
+        logging_utils.MetricsLogger.write = write
     else:
         raise SystemExit(f"unknown point {point!r}")
 

@@ -1,0 +1,191 @@
+"""Fault injection (issue 18): chains of stops and kills at the phase boundaries resume to
+exactly an uninterrupted run's logs and summary; bad rows stay rows; faults a user can
+fix end with one line and the documented exit status, never a traceback. Each test is
+on the small configuration and takes a few seconds."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _tiny_run import tiny_args  # noqa: E402
+
+from reference_impl import checkpoint as ckpt  # noqa: E402
+from reference_impl import logging_utils  # noqa: E402
+from reference_impl import trainer as trainer_mod  # noqa: E402
+from reference_impl.logging_utils import read_metrics  # noqa: E402
+from reference_impl.rewards import RewardBreakdown  # noqa: E402
+from reference_impl.train import main  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+VOLATILE = ("time_step", "time_update")
+# Warm-up, evaluations before and after it, a periodic evaluation at step 3, four RL steps,
+# a checkpoint every step, TensorBoard on.
+CHAIN_ARGS = ("model.sft_warmup_steps=2", "train.total_steps=4", "checkpoint.every=1",
+              "eval.at_start=true", "eval.every=3", "algo.dynamic_sampling=false",
+              "logging.plot=false", "logging.tensorboard=true")
+SUMMARY_KEYS = ("steps", "stopped_by_signal", "eval_untrained", "eval_warmed_up",
+                "eval_final", "rl_gain", "dependency_on_perception_tokens")
+
+
+def varied_rewards(texts, answers, **_):
+    return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
+            for t in texts]
+
+
+def rows_of(out):
+    return [{k: v for k, v in r.items() if k not in VOLATILE}
+            for r in read_metrics(os.path.join(out, "metrics.jsonl"))]
+
+
+def tensorboard_points(out):
+    """``{(run, tag): [(step, value), ...]}`` as TensorBoard shows them (purged points
+    hidden), timings left out."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    points = {}
+    root = os.path.join(out, "tensorboard")
+    for run in ("", "eval", "warmup", "warmup_eval"):
+        if not os.path.isdir(os.path.join(root, run)):
+            continue
+        acc = EventAccumulator(os.path.join(root, run))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            if not tag.split("/")[-1].startswith("time"):
+                points[run, tag] = [(e.step, e.value) for e in acc.Scalars(tag)]
+    return points
+
+
+def sigterm():
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def stop_in_eval(monkeypatch, when):
+    """SIGTERM at the start of the evaluation for which ``when(trainer)`` holds (the
+    evaluation is then abandoned at its first stop check)."""
+    real = trainer_mod.Trainer.evaluate
+
+    def evaluate(self, **kw):
+        if when(self):
+            sigterm()
+        return real(self, **kw)
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate", evaluate)
+
+
+def stop_after_row(monkeypatch, when):
+    """SIGTERM right after a metrics row for which ``when(step, kind, metrics)`` holds."""
+    real = logging_utils.MetricsLogger.log
+
+    def log(self, step, metrics, *, kind="train"):
+        real(self, step, metrics, kind=kind)
+        if when(step, kind, metrics):
+            sigterm()
+    monkeypatch.setattr(logging_utils.MetricsLogger, "log", log)
+
+
+def kill_after_line(out, text):
+    """A subprocess run resumed in ``out``, killed (``os._exit(137)``) right after it
+    prints a line starting with ``text``."""
+    proc = subprocess.run(
+        [sys.executable, os.path.join(HERE, "_fault_driver.py"), f"after_line:{text}",
+         *tiny_args(out, *CHAIN_ARGS, "checkpoint.resume=auto")],
+        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+        text=True, timeout=180)
+    assert proc.returncode == 137, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def resume(out):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return main(tiny_args(out, *CHAIN_ARGS, "checkpoint.resume=auto"))
+
+
+# ------------------------------------------------------------------ every row once
+
+@pytest.mark.slow
+def test_a_chain_of_stops_and_kills_at_every_phase_boundary_equals_an_uninterrupted_run(
+        tmp_path, monkeypatch):
+    """Stopped (SIGTERM) in each phase in turn, resumed each time, and killed after the
+    periodic evaluation that a stop had left pending was logged again: metrics.jsonl,
+    TensorBoard and summary.json end as an uninterrupted run's (before issue 18 the
+    step-3 evaluation was logged twice, and the summary lost the RL gain)."""
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    straight, chain = tmp_path / "straight", tmp_path / "chain"
+    expected = main(tiny_args(straight, *CHAIN_ARGS))
+    assert {"eval_untrained", "eval_warmed_up", "rl_gain"} <= set(expected)
+    total = 4
+    stops = [  # (what, patch); each attempt resumes what the previous one left
+        ("untrained eval", lambda m: stop_in_eval(m, lambda t: not t.warmup_done
+                                                  and t.warmup_step == 0)),
+        ("warm-up step 1", lambda m: stop_after_row(m, lambda s, k, r: k == "sft"
+                                                    and r["sft_step"] == 1)),
+        ("warmed-up eval", lambda m: stop_in_eval(m, lambda t: t.warmup_done and t.step == 0)),
+        ("RL step 2", lambda m: stop_after_row(m, lambda s, k, r: k == "train" and s == 2)),
+        ("periodic eval at step 3", lambda m: stop_in_eval(m, lambda t: t.step == 3)),
+    ]
+    for what, patch in stops:
+        with monkeypatch.context() as m:
+            patch(m)
+            summary = resume(chain)
+        assert summary["stopped_by_signal"] is True, what
+    saved = ckpt.load_checkpoint(chain / "checkpoints")
+    assert saved.step == 3 and saved.extra["eval_pending"] is True
+    kill_after_line(chain, "eval @ step 3")  # the pending evaluation, logged, then killed
+    with monkeypatch.context() as m:
+        stop_in_eval(m, lambda t: t.step == total)
+        assert resume(chain)["stopped_by_signal"] is True  # stopped in the final eval
+    summary = resume(chain)
+
+    rows = rows_of(chain)
+    assert rows == rows_of(straight)
+    kinds = [(r["step"], r["kind"], r.get("phase", r.get("sft_step"))) for r in rows]
+    assert kinds == [(0, "eval", "untrained"), (0, "sft", 1), (0, "sft", 2),
+                     (0, "eval", "warmed_up"), (1, "train", None), (2, "train", None),
+                     (3, "train", None), (3, "eval", None), (4, "train", None),
+                     (4, "eval", "final")]
+    assert tensorboard_points(chain) == tensorboard_points(straight)
+    assert tensorboard_points(chain)["eval", "eval/reward"] == \
+        [(3, rows[7]["reward"]), (4, rows[9]["reward"])]
+    assert summary["resumed_from"] == total
+    assert {k: summary.get(k) for k in SUMMARY_KEYS} == {k: expected.get(k) for k in SUMMARY_KEYS}
+    on_disk = json.loads((chain / "summary.json").read_text())
+    assert on_disk["rl_gain"] == expected["rl_gain"]
+    # Resuming the finished run once more appends nothing and keeps the whole summary.
+    before = (chain / "metrics.jsonl").read_bytes()
+    again = resume(chain)
+    assert {k: again.get(k) for k in SUMMARY_KEYS} == {k: expected.get(k) for k in SUMMARY_KEYS}
+    assert (chain / "metrics.jsonl").read_bytes() == before
+
+
+def test_a_resumed_runs_tensorboard_file_is_read_after_the_attempt_before_it(tmp_path):
+    """TensorBoard reads events files in name order, with the creation second first in the
+    name: a resume in the same second as the attempt before it (whose file may sort
+    after it by process id) must still be read last, or the old attempt's points show."""
+    import time
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first = logging_utils.MetricsLogger(str(tmp_path), progress=False)
+    for s in (1, 2, 3, 4):
+        first.log(s, {"reward": float(s)})
+    first.close()
+    folder = tmp_path / "tensorboard"
+    (old,) = [p for p in folder.iterdir() if p.is_file()]
+    # The earlier attempt's file, as a process with a higher id would have named it in
+    # this very second (or the next one).
+    old.rename(folder / f"events.out.tfevents.{int(time.time()) + 1}.host.999999.0")
+    again = logging_utils.MetricsLogger(str(tmp_path), progress=False, purge_step=3)
+    for s in (3, 4):
+        again.log(s, {"reward": 10.0 * s})
+    again.close()
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("train/reward")] == \
+        [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
