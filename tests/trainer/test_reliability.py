@@ -189,3 +189,70 @@ def test_a_resumed_runs_tensorboard_file_is_read_after_the_attempt_before_it(tmp
     acc.Reload()
     assert [(e.step, e.value) for e in acc.Scalars("train/reward")] == \
         [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
+
+
+# ------------------------------------------------------------------ bad rows stay rows
+
+def _png(size=(56, 40)):
+    import io
+
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 10, 10)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_every_way_a_row_stores_its_image_is_decoded_per_row(tmp_path, caplog):
+    """Image bytes as base64 text (how many JSONL exports store them), a data URI or a
+    list of ints are accepted; bytes that are none of these, a NUL in a path, a UTF-8 BOM
+    at the file's start: each costs at most its own row, counted with its line."""
+    import base64
+    import logging
+
+    from reference_impl import data as data_mod
+
+    png = _png()
+    b64 = base64.b64encode(png).decode()
+    row = lambda img: {"problem": "q?", "answer": "1", "images": [img]}  # noqa: E731
+    lines = [row({"bytes": b64}),                                    # line 1 (after the BOM)
+             row({"bytes": -1}),                                     # 2: not bytes at all
+             row({"bytes": "not base64 !"}),                         # 3
+             row({"bytes": list(png)}),                              # 4: list of ints
+             row({"bytes": [1, 300]}),                               # 5: not a byte
+             {"problem": "q?", "answer": "1", "image": f"data:image/png;base64,{b64}"},  # 6
+             row("a\0b.png"),                                        # 7: NUL in a path
+             row({"bytes": base64.b64encode(b"not an image").decode()}),  # 8
+             {"problem": {"weird": 1}, "answer": "1", "image": b64}]  # 9: no question
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"".join(json.dumps(x).encode() + b"\n" for x in lines))
+    with caplog.at_level(logging.WARNING, logger=data_mod.__name__):
+        ds = data_mod.LocalFileDataset(path, shuffle=False)
+    assert [e.id for e in ds] == ["data.jsonl:0", "data.jsonl:3", "data.jsonl:5"]
+    assert all(e.image.size == (56, 40) and e.image.getpixel((0, 0)) == (200, 10, 10)
+               for e in ds)
+    assert ds.skipped == {"missing_question": 1, "missing_image": 1, "corrupt_image": 4}
+    assert ds.skipped_rows == {"missing_question": ["data.jsonl:line 9"],
+                               "missing_image": ["data.jsonl:line 7"],
+                               "corrupt_image": ["data.jsonl:line 2", "data.jsonl:line 3",
+                                                 "data.jsonl:line 5", "data.jsonl:line 8"]}
+    assert "skipped 6 of 9 rows" in caplog.text and "corrupt_image: data.jsonl:line 2" in caplog.text
+
+
+def test_a_row_that_breaks_the_reader_is_skipped_and_counted(tmp_path, monkeypatch):
+    from reference_impl import data as data_mod
+
+    (tmp_path / "a.png").write_bytes(_png())
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps({"problem": q, "answer": "1", "image": "a.png"}) + "\n"
+                            for q in ("ok", "boom", "ok too")))
+    real = data_mod.strip_image_placeholders
+
+    def fragile(question):
+        if question == "boom":
+            raise TypeError("something no one foresaw")
+        return real(question)
+    monkeypatch.setattr(data_mod, "strip_image_placeholders", fragile)
+    ds = data_mod.LocalFileDataset(path, shuffle=False)
+    assert [e.question for e in ds] == ["ok", "ok too"]
+    assert ds.skipped == {"unreadable_row": 1}
+    assert ds.skipped_rows == {"unreadable_row": ["data.jsonl:line 2"]}
