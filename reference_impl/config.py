@@ -599,6 +599,8 @@ class Config:
                 f"optim.micro_batch_size: must divide optim.mini_batch_size * "
                 f"rollout.samples_per_prompt ({sequences}), got {o.micro_batch_size}")
         if self.model.sft_warmup_steps and self.model.path is not None:
+            if not Path(self.model.path).exists():  # the first thing to fix
+                raise ConfigError(f"model.path: no such file or directory: {self.model.path!r}")
             raise ConfigError(
                 "model.sft_warmup_steps: the supervised warm-up is for the built-in tiny model; "
                 "set it to 0 with model.path (a pretrained checkpoint needs none)")
@@ -640,10 +642,13 @@ class Config:
         resume = self.checkpoint.resume
         if resume not in (None, "auto") and not Path(resume).exists():
             raise ConfigError(f"checkpoint.resume: no such checkpoint: {resume!r}")
-        if self.train.device == "cuda":
+        if self.train.device == "cuda" or self.dist.backend == "nccl":
             import torch
-            if not torch.cuda.is_available():
+            if self.train.device == "cuda" and not torch.cuda.is_available():
                 raise ConfigError("train.device: 'cuda' requested but CUDA is not available")
+            if self.dist.backend == "nccl" and not torch.cuda.is_available():
+                raise ConfigError("dist.backend: nccl needs CUDA, and torch sees no GPU here "
+                                  "(the run would be on the CPU); use 'gloo' or 'auto'")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (tuples as lists), the inverse of :meth:`from_dict`."""

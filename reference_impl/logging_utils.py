@@ -131,11 +131,22 @@ class MetricsLogger:
         elif kind == "eval":
             writer = self._run_writer("eval", step)
         if writer is not None:
-            for key, value in row.items():
-                if key in ("step", "kind", "sft_step"):
-                    continue
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    writer.add_scalar(f"{kind}/{key}", value, axis)
+            with self._tensorboard_errors():
+                for key, value in row.items():
+                    if key in ("step", "kind", "sft_step"):
+                        continue
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        writer.add_scalar(f"{kind}/{key}", value, axis)
+
+    @contextlib.contextmanager
+    def _tensorboard_errors(self):
+        """A write error of TensorBoard's writer (raised here, or in its background
+        thread and passed on at the next call), e.g. a full disk, named as such."""
+        try:
+            yield
+        except OSError as err:
+            raise OSError(err.errno, f"{self._tb_dir}: cannot write TensorBoard events "
+                                     f"({err.strerror or err})") from err
 
     def _run_writer(self, run: str, first_step: Any):
         """The TensorBoard run ``run``, opened at its first point of this process (purging
@@ -184,10 +195,17 @@ class MetricsLogger:
             self._bar = None
         writers = [self._tb, *self._tb_runs.values()]
         self._tb, self._tb_runs = None, {}
-        for writer in writers:
+        failed = None
+        for writer in writers:  # every writer is closed, the first error raised after
             if writer is not None:
-                writer.flush()
-                writer.close()
+                try:
+                    with self._tensorboard_errors():
+                        writer.flush()
+                        writer.close()
+                except OSError as err:
+                    failed = failed or err
+        if failed is not None:
+            raise failed
 
 
 def _summary_writer(folder: str, purge_step: int | None):

@@ -951,12 +951,18 @@ class Trainer:
     def _report(self, metrics_path: str) -> None:
         from reference_impl import report
 
-        if self.cfg.logging.plot and os.path.exists(metrics_path):
-            report.plot_learning_curves(metrics_path, self.output_dir / "learning_curves.png")
-        if self.cfg.logging.html_report and self.last_samples:
-            report.write_samples_html(self.last_samples, self.output_dir / "samples.html",
-                                      title=f"{self.cfg.algo.name}: held-out samples at step "
-                                            f"{self.step}")
+        target = self.output_dir / "learning_curves.png"
+        try:
+            if self.cfg.logging.plot and os.path.exists(metrics_path):
+                report.plot_learning_curves(metrics_path, target)
+            target = self.output_dir / "samples.html"
+            if self.cfg.logging.html_report and self.last_samples:
+                report.write_samples_html(self.last_samples, target,
+                                          title=f"{self.cfg.algo.name}: held-out samples at "
+                                                f"step {self.step}")
+        except OSError as err:  # e.g. a full disk: say which file
+            raise OSError(err.errno, f"{target}: cannot write the report "
+                                     f"({err.strerror or err})") from err
 
     # ------------------------------------------------------------------ helpers
 

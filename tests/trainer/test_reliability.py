@@ -4,6 +4,7 @@ fix end with one line and the documented exit status, never a traceback. Each te
 on the small configuration and takes a few seconds."""
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -256,3 +257,62 @@ def test_a_row_that_breaks_the_reader_is_skipped_and_counted(tmp_path, monkeypat
     assert [e.question for e in ds] == ["ok", "ok too"]
     assert ds.skipped == {"unreadable_row": 1}
     assert ds.skipped_rows == {"unreadable_row": ["data.jsonl:line 2"]}
+
+
+# ------------------------------------------------------------------ one line, never a traceback
+
+def one_error_line(capfd):
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err and "Exception in thread" not in err, out + err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["metrics", "tensorboard", "report"])
+def test_a_full_disk_during_any_write_ends_in_one_line(tmp_path, monkeypatch, capfd, when):
+    """The disk fills up after step 1's metrics row (the next row cannot be appended), or
+    after the final evaluation's row (TensorBoard's writer thread fails when the run
+    flushes it), or as the report starts (the plot and samples.html cannot be written)."""
+    from test_faults import fill, small_tmpfs
+
+    from reference_impl.train import cli
+
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    with small_tmpfs(tmp_path / "small", 12 * 1024) as disk:
+        def full():
+            fill(disk, 0)
+            if when == "tensorboard":  # its small writes may fit the pages already held
+                from tensorboard.summary.writer import record_writer
+
+                def write(self, *data):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                monkeypatch.setattr(record_writer.RecordWriter, "write", write)
+                monkeypatch.setattr(record_writer.RecordWriter, "flush", write)
+        if when == "report":
+            real_report = trainer_mod.Trainer._report
+            monkeypatch.setattr(trainer_mod.Trainer, "_report",
+                                lambda self, path: (full(), real_report(self, path)))
+        else:
+            real_log = logging_utils.MetricsLogger.log
+
+            def log(self, step, metrics, *, kind="train"):
+                if when == "metrics" and kind == "train" and step == 2:
+                    full()  # step 1's checkpoint is saved; step 2's row cannot be
+                    metrics = {**metrics, "pad": "y" * 8192}  # more than a page
+                real_log(self, step, metrics, kind=kind)
+                if when == "tensorboard" and metrics.get("phase") == "final":
+                    full()
+            monkeypatch.setattr(logging_utils.MetricsLogger, "log", log)
+        rc = cli(tiny_args(disk / "run", "train.total_steps=2", "algo.dynamic_sampling=false",
+                           "logging.tensorboard=true", "logging.plot=true",
+                           "checkpoint.every=1"))
+        line = one_error_line(capfd)
+        assert rc == 1
+        assert line.startswith("error: no space left on the device: ") and \
+            "checkpoint.resume=auto" in line
+        assert {"metrics": "metrics.jsonl: cannot append metrics", "report": "cannot write the report",
+                "tensorboard": "cannot write TensorBoard events"}[when] in line, line
+        assert ckpt.load_latest_intact(disk / "run" / "checkpoints").step == \
+            (1 if when == "metrics" else 2)
