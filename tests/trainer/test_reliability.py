@@ -316,3 +316,82 @@ def test_a_full_disk_during_any_write_ends_in_one_line(tmp_path, monkeypatch, ca
                 "tensorboard": "cannot write TensorBoard events"}[when] in line, line
         assert ckpt.load_latest_intact(disk / "run" / "checkpoints").step == \
             (1 if when == "metrics" else 2)
+
+
+@pytest.mark.parametrize("args,rc,text", [
+    (["rollout.tis_cap=0.5"], 2, "error: rollout.tis_cap: truncated importance sampling needs "
+                                 "an engine that reports its log-probs (rollout.backend=vllm)"),
+    (["model.path=/nonexistent", "model.sft_warmup_steps=5"], 2,
+     "error: model.path: no such file or directory: '/nonexistent'"),
+])
+def test_a_bad_setup_is_one_line_with_exit_status_2(tmp_path, capfd, monkeypatch, args, rc, text):
+    from reference_impl.train import cli
+
+    monkeypatch.setattr(trainer_mod, "build_policy", lambda *a, **k: pytest.fail("model built"))
+    with pytest.raises(SystemExit) if args[0].startswith("model.path") else \
+            contextlib.nullcontext() as exit_info:
+        got = cli(tiny_args(tmp_path / "run", "train.total_steps=1", *args))
+    assert (exit_info.value.code if exit_info else got) == rc
+    assert one_error_line(capfd) .startswith(text)
+
+
+def test_nccl_on_a_machine_without_cuda_names_dist_backend(tmp_path, capfd, monkeypatch):
+    import torch
+
+    from reference_impl.train import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_info:  # train.device=auto: runs on the CPU
+        main(tiny_args(tmp_path / "run", "train.total_steps=1", "train.device=auto",
+                       "dist.backend=nccl"))
+    assert exit_info.value.code == 2
+    assert one_error_line(capfd).startswith("error: dist.backend: nccl needs CUDA, and torch "
+                                            "sees no GPU here")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_start_up_exits_0_in_one_line(tmp_path, capfd, monkeypatch, signum):
+    """Sent while the configuration is read (before main's own handler exists)."""
+    from reference_impl import config as config_mod
+    from reference_impl.train import cli
+
+    real = config_mod.load_config
+
+    def load_config(*a, **k):
+        os.kill(os.getpid(), signum)
+        return real(*a, **k)
+    monkeypatch.setattr(config_mod, "load_config", load_config)
+    monkeypatch.setattr(trainer_mod, "build_policy", lambda *a, **k: pytest.fail("model built"))
+    out = tmp_path / "run"
+    assert cli(tiny_args(out, "train.total_steps=1")) == 0
+    text, err = capfd.readouterr()
+    assert "Traceback" not in text + err
+    assert text.strip() == (f"stop signal ({signal.Signals(signum).name}) during start-up: "
+                            "nothing trained or saved yet; exiting")
+    assert not (out / "summary.json").exists() and not (out / "checkpoints").exists()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
+def test_sigterm_in_the_first_second_of_the_command_exits_0(tmp_path):
+    """The real command, signalled as soon as its handler exists (it then imports torch)."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "reference_impl", "train.py"),
+                             *tiny_args(out, "train.total_steps=1")], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    bit = 1 << (signal.SIGTERM - 1)
+    try:
+        for _ in range(2000):  # the SigCgt mask shows when SIGTERM is caught
+            with open(f"/proc/{proc.pid}/status") as f:
+                caught = next(int(line.split()[1], 16) for line in f if line.startswith("SigCgt"))
+            if caught & bit:
+                break
+            import time
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    assert "during start-up: nothing trained or saved yet" in stdout
