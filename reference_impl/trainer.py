@@ -65,6 +65,31 @@ def parameter_dtype(cfg: Config) -> torch.dtype:
     return torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
 
 
+def model_setup(cfg: Config, world_size: int) -> dict[str, Any]:
+    """What a checkpoint's weights and optimiser state depend on, recorded in its
+    manifest so that a resume can check it before the model is built: the model (the
+    built-in tiny one's sizes, or the architecture in ``model.path``'s config.json),
+    LoRA, the frozen vision tower and the process count."""
+    if cfg.model.path is None:
+        model: Any = {"tiny": dict(TINY_MODEL)}
+    else:
+        import json
+
+        try:
+            config = json.loads((Path(cfg.model.path) / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+        model = {k: config.get(k, text.get(k)) for k in
+                 ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
+    lora = cfg.lora
+    return {"model": model,
+            "lora": {"r": lora.r, "target_modules": sorted(lora.target_modules)}
+            if lora.enabled else None,
+            "freeze_vision_tower": cfg.model.freeze_vision_tower,
+            "processes": world_size}
+
+
 def build_policy(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, Any]:
     """``(model, processor)``: the tiny Qwen2.5-VL built from a config, or a local checkpoint."""
     dtype = parameter_dtype(cfg)
@@ -692,7 +717,8 @@ class Trainer:
                 f"{self.ckpt_dir / last if last else 'none'}. The run diverged: lower optim.lr "
                 f"(now {self.cfg.optim.lr:g}) or set optim.grad_clip, then resume from it")
         path = ckpt.save_checkpoint(self.ckpt_dir, self.step, keep_last=self.cfg.checkpoint.keep_last,
-                                    is_main_process=self.env.is_main, **state)
+                                    is_main_process=self.env.is_main,
+                                    setup=model_setup(self.cfg, self.env.world_size), **state)
         if self.env.distributed:
             import torch.distributed as dist
             dist.barrier()
@@ -706,9 +732,11 @@ class Trainer:
         where = self.cfg.checkpoint.resume
         if where is None:
             return False
+        setup = model_setup(self.cfg, self.env.world_size)
         if where == "auto":
             try:
-                c = ckpt.load_latest_intact(self.ckpt_dir) if self.ckpt_dir.exists() else None
+                c = ckpt.load_latest_intact(self.ckpt_dir, setup=setup) \
+                    if self.ckpt_dir.exists() else None
             except ckpt.CheckpointError as err:
                 raise ckpt.CheckpointError(f"checkpoint.resume=auto: {err}") from None
             if c is None:
@@ -716,9 +744,24 @@ class Trainer:
         else:
             c = ckpt.load_checkpoint(where, map_location="cpu")
         extra = c.extra or {}
-        if extra.get("world_size", 1) != self.env.world_size:
-            raise ValueError(f"checkpoint.resume: saved with {extra.get('world_size')} "
-                             f"processes, resumed with {self.env.world_size}")
+        if extra.get("world_size", 1) != self.env.world_size:  # checkpoints before the setup
+            raise ckpt.CheckpointError(
+                f"checkpoint.resume={where}: {c.path} was saved with "
+                f"{extra.get('world_size')} process(es), this run has {self.env.world_size}; "
+                "resume with the same number of processes")
+        try:
+            self._load(c, extra)
+        except ckpt.CheckpointError:
+            raise
+        except (RuntimeError, ValueError, KeyError) as err:  # e.g. Missing key(s) in state_dict
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ckpt.CheckpointError(
+                f"checkpoint.resume={where}: {c.path} does not fit this run's model setup "
+                f"(LoRA, model or frozen parts differ?): {first}") from None
+        return True
+
+    def _load(self, c: Any, extra: dict[str, Any]) -> None:
+        """Restore the state of checkpoint ``c`` (see :meth:`resume`)."""
         # Before the first RL step (a warm-up checkpoint) the RL optimiser and schedule
         # have done nothing: they stay as this run's config built them, so RL runs that
         # start from one warm-up may use their own optim.* settings.
@@ -728,7 +771,7 @@ class Trainer:
         self.warmup_step = int(extra.get("warmup_step", 0)) if warming else 0
         if warming and self.warmup_step > 0:  # the warm-up's optimiser, to go on exactly
             if self.warmup_optimizer is None:
-                raise ValueError(f"checkpoint.resume: {c.path} stopped during the warm-up "
+                raise ckpt.CheckpointError(f"checkpoint.resume: {c.path} stopped during the warm-up "
                                  f"(step {self.warmup_step}); model.sft_warmup_steps must "
                                  "be > 0 to finish it")
             self.strategy.load_checkpoint_state(self.warmup_optimizer, c, with_optimizer=True)
@@ -745,7 +788,6 @@ class Trainer:
         self.eval_pending = bool(extra.get("eval_pending", False))
         self.headline = dict(extra.get("headline") or {})
         self._saved = (self.step, self.warmup_done)
-        return True
 
     # ------------------------------------------------------------------ main loop
 

@@ -395,3 +395,55 @@ def test_sigterm_in_the_first_second_of_the_command_exits_0(tmp_path):
             proc.kill()
     assert proc.returncode == 0 and "Traceback" not in stderr, stderr
     assert "during start-up: nothing trained or saved yet" in stdout
+
+
+# ------------------------------------------------------------------ checkpoints of another setup
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_setup_is_skipped_or_refused_before_the_model(
+        tmp_path, monkeypatch, capfd):
+    """A LoRA checkpoint as the newest in place of a full one: ``auto`` falls back to the
+    intact full one with a warning; named by path, it is refused with what differs,
+    before any model is built; one that predates the setup record still gets one line."""
+    import shutil
+
+    from reference_impl import preflight
+    from reference_impl.config import load_config
+    from reference_impl.train import cli
+
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    full, lora = tmp_path / "full", tmp_path / "lora"
+    args = ("algo.dynamic_sampling=false", "checkpoint.every=1", "logging.plot=false")
+    main(tiny_args(full, "train.total_steps=1", *args))
+    main(tiny_args(lora, "train.total_steps=2", "lora.enabled=true", "lora.r=2", *args))
+    shutil.copytree(lora / "checkpoints" / "step_00000002", full / "checkpoints" / "step_00000002")
+    (full / "checkpoints" / "latest").write_text("step_00000002\n")
+    foreign = full / "checkpoints" / "step_00000002"
+
+    monkeypatch.setattr(trainer_mod, "build_policy", lambda *a, **k: pytest.fail("model built"))
+    capfd.readouterr()
+    assert cli(tiny_args(full, "train.total_steps=2", f"checkpoint.resume={foreign}", *args)) == 1
+    line = one_error_line(capfd)
+    assert line.startswith(f"error: checkpoint.resume={foreign}: saved with another setup "
+                           "(lora: saved {'r': 2, 'target_modules':"), line
+    assert "this run None" in line
+    cfg = load_config(tiny_args(full, "checkpoint.resume=auto"))
+    with pytest.raises(ckpt.CheckpointError, match=r"no intact checkpoint .*processes: saved 1, "
+                                                   r"this run 2"):
+        preflight.check_resume(cfg, world_size=2)  # a one-process run resumed by two
+    monkeypatch.undo()
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+
+    with pytest.warns(RuntimeWarning, match=r"step_00000002: saved with another setup \(lora"):
+        summary = main(tiny_args(full, "train.total_steps=2", "checkpoint.resume=auto", *args))
+    assert summary["resumed_from"] == 1 and summary["steps"] == 2
+
+    # A LoRA checkpoint from before the setup was recorded: one line, no traceback.
+    old = lora / "checkpoints" / "step_00000002"
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["setup"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    capfd.readouterr()
+    assert cli(tiny_args(tmp_path / "other", "train.total_steps=3",
+                         f"checkpoint.resume={old}", *args)) == 1
+    assert "does not fit this run's model setup" in one_error_line(capfd)
