@@ -285,6 +285,28 @@ def load_latest_intact(directory: PathLike, *, map_location: Any = "cpu",
     raise _no_intact_checkpoint(directory, problems)
 
 
+def repair_latest(directory: PathLike, found: PathLike) -> Optional[str]:
+    """Point a broken ``latest`` (missing, unreadable, or naming a folder that is gone or
+    incomplete) at ``found``, the checkpoint a resume took instead; returns a warning
+    line saying so, or None when the pointer was sound (also when it names an intact
+    checkpoint of another setup: a later save moves it)."""
+    directory, found = Path(directory), Path(found)
+    name = read_latest_pointer(directory)
+    if name == found.name:
+        return None
+    if name is not None:
+        try:
+            verify_checkpoint(directory / name, checksums=False)
+            return None
+        except CheckpointError:
+            pass
+    raw = "missing" if not (directory / LATEST).exists() else \
+        f"naming {name!r}" if name is not None else "unreadable"
+    atomic_write_text(directory / LATEST, found.name + "\n")
+    return (f"{directory / LATEST} was broken ({raw}); repaired: it now names "
+            f"{found.name}, the checkpoint resumed from")
+
+
 def check_resumable(directory: PathLike, *, setup: Optional[dict[str, Any]] = None) -> None:
     """Raise :class:`CheckpointError` (as :func:`load_latest_intact` would) when
     ``directory`` holds checkpoints but none with a sound manifest and file sizes (and,
@@ -761,7 +783,8 @@ class GracefulExit:
 
 __all__ = [
     "Checkpoint", "CheckpointError", "GracefulExit", "atomic_write_bytes", "atomic_write_text",
-    "candidates", "capture_rng_state", "check_resumable", "setup_differences", "checkpoint_name", "find_latest",
+    "candidates", "capture_rng_state", "check_resumable", "repair_latest",
+    "setup_differences", "checkpoint_name", "find_latest",
     "first_nonfinite",
     "list_checkpoints", "load_checkpoint", "load_latest_intact", "prune_checkpoints",
     "read_latest_pointer", "restore_rng_state", "save_checkpoint", "verify_checkpoint",

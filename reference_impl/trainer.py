@@ -741,6 +741,9 @@ class Trainer:
                 raise ckpt.CheckpointError(f"checkpoint.resume=auto: {err}") from None
             if c is None:
                 return False
+            repaired = ckpt.repair_latest(self.ckpt_dir, c.path) if self.env.is_main else None
+            if repaired:
+                warnings.warn(repaired, RuntimeWarning, stacklevel=2)
         else:
             c = ckpt.load_checkpoint(where, map_location="cpu")
         extra = c.extra or {}

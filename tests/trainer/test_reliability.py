@@ -447,3 +447,46 @@ def test_a_checkpoint_of_another_setup_is_skipped_or_refused_before_the_model(
     assert cli(tiny_args(tmp_path / "other", "train.total_steps=3",
                          f"checkpoint.resume={old}", *args)) == 1
     assert "does not fit this run's model setup" in one_error_line(capfd)
+
+
+# ------------------------------------------------------------------ the latest pointer
+
+@pytest.mark.parametrize("broken", ["missing", "not_utf8", "names_gone", "names_damaged"])
+def test_a_broken_latest_pointer_is_repaired(tmp_path, broken):
+    import torch
+
+    for step in (1, 2, 3):
+        ckpt.save_checkpoint(tmp_path, step, model_state={"w": torch.full((2,), float(step))})
+    latest = tmp_path / "latest"
+    if broken == "missing":
+        latest.unlink()
+    elif broken == "not_utf8":
+        latest.write_bytes(b"\xff\xfe")
+    elif broken == "names_gone":
+        latest.write_text("step_00000009\n")
+    else:
+        (tmp_path / "step_00000003" / "model.pt").write_bytes(b"short")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = ckpt.load_latest_intact(tmp_path)
+    expected = "step_00000002" if broken == "names_damaged" else "step_00000003"
+    assert found.path.name == expected
+    message = ckpt.repair_latest(tmp_path, found.path)
+    assert message.startswith(f"{latest} was broken (") and message.endswith(
+        f"repaired: it now names {expected}, the checkpoint resumed from")
+    assert latest.read_text() == expected + "\n"
+    assert ckpt.repair_latest(tmp_path, found.path) is None  # sound now
+
+
+@pytest.mark.slow
+def test_the_trainer_repairs_a_broken_latest_pointer_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    out = tmp_path / "run"
+    args = ("train.total_steps=1", "algo.dynamic_sampling=false", "checkpoint.every=1",
+            "logging.plot=false")
+    main(tiny_args(out, *args))
+    (out / "checkpoints" / "latest").write_text("garbage")
+    with pytest.warns(RuntimeWarning, match=r"latest was broken \(unreadable\); repaired: it "
+                                            r"now names step_00000001"):
+        main(tiny_args(out, *args, "checkpoint.resume=auto"))
+    assert (out / "checkpoints" / "latest").read_text() == "step_00000001\n"
