@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None, *, early_stop: list[int] | None = None) 
 
     import torch
 
-    from reference_impl.checkpoint import GracefulExit, atomic_write_text
-    from reference_impl.distributed import init_distributed, shutdown
+    from reference_impl.checkpoint import CheckpointError, GracefulExit, atomic_write_text
+    from reference_impl.distributed import init_distributed, peer_failure, shutdown
     from reference_impl.trainer import Trainer
 
     if torch.get_num_threads() > (os.cpu_count() or 1):
@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None, *, early_stop: list[int] | None = None) 
                 return {"resumed_from": None, "stopped_by_signal": True, "steps": None}
             summary = trainer.fit()
             finished = True
+        except RuntimeError as err:  # a peer process gone: say which, and how to resume
+            failure = None if isinstance(err, CheckpointError) or not env.distributed \
+                else peer_failure(err, env, _last_checkpoint(cfg))
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             # Free the model (and with it DDP's hold on the process group) while the
             # interpreter is fully alive, then leave the group in step with the others.
@@ -91,6 +97,14 @@ def main(argv: list[str] | None = None, *, early_stop: list[int] | None = None) 
             atomic_write_text(os.path.join(cfg.train.output_dir, "summary.json"),
                               json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _last_checkpoint(cfg) -> str | None:
+    from reference_impl.checkpoint import read_latest_pointer
+
+    folder = os.path.join(cfg.train.output_dir, "checkpoints")
+    name = read_latest_pointer(folder)
+    return os.path.join(folder, name) if name else None
 
 
 def _stopped_at_start_up(stop, env) -> bool:
@@ -130,13 +144,14 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         from reference_impl.checkpoint import CheckpointError
         from reference_impl.config import ConfigError
+        from reference_impl.distributed import PeerProcessError
         from reference_impl.preflight import PreflightError
 
         main(argv, early_stop=early)
     except ConfigError as err:  # found after the config was read (e.g. the rollout engine)
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (PreflightError, CheckpointError, FloatingPointError) as err:
+    except (PreflightError, CheckpointError, FloatingPointError, PeerProcessError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except OSError as err:

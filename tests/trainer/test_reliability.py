@@ -490,3 +490,33 @@ def test_the_trainer_repairs_a_broken_latest_pointer_with_a_warning(tmp_path, mo
                                             r"now names step_00000001"):
         main(tiny_args(out, *args, "checkpoint.resume=auto"))
     assert (out / "checkpoints" / "latest").read_text() == "step_00000001\n"
+
+
+# ------------------------------------------------------------------ a peer process dies
+
+@pytest.mark.slow
+def test_a_rank_that_dies_under_torchrun_is_named_with_how_to_resume(tmp_path):
+    """Rank 1 of two gloo processes is killed as step 2 starts: rank 0 ends with one line
+    naming rank 1, the last checkpoint and checkpoint.resume=auto, no traceback of its
+    own (torchrun's report of the failed child follows, as torchrun prints it)."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "0", "--rdzv_backend", "c10d", "--rdzv_endpoint", "localhost:0",
+           os.path.join(HERE, "_fault_driver.py"), "rank1_step2",
+           *tiny_args(out, "train.total_steps=3", "checkpoint.every=1",
+                      "algo.dynamic_sampling=false", "dist.backend=gloo", "train.device=cpu")]
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=240)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, output[-4000:]
+    assert lines[0].startswith("error: rank 0: rank 1 stopped answering (Connection closed by "
+                               "peer"), lines[0]
+    assert lines[0].endswith(f"training stopped, the last checkpoint is "
+                             f"{out / 'checkpoints' / 'step_00000001'}. See that rank's own "
+                             "output and torchrun's report for why it failed, then rerun the "
+                             "same torchrun command with checkpoint.resume=auto"), lines[0]
+    # The only traceback is torchrun's own (its ChildFailedError report), none from rank 0.
+    assert output.count("Traceback") <= 1 and "gloo/transport" not in output.split("error:")[0]
+    assert "exitcode  : 1" in output and "exitcode  : 137" in output
