@@ -599,8 +599,6 @@ class Config:
                 f"optim.micro_batch_size: must divide optim.mini_batch_size * "
                 f"rollout.samples_per_prompt ({sequences}), got {o.micro_batch_size}")
         if self.model.sft_warmup_steps and self.model.path is not None:
-            if not Path(self.model.path).exists():  # the first thing to fix
-                raise ConfigError(f"model.path: no such file or directory: {self.model.path!r}")
             raise ConfigError(
                 "model.sft_warmup_steps: the supervised warm-up is for the built-in tiny model; "
                 "set it to 0 with model.path (a pretrained checkpoint needs none)")
@@ -999,6 +997,11 @@ def load_config(argv: Sequence[str] | None = None, *, prog: str | None = None,
                                      origin=path))
     given = _merge(given, _parse(lambda p: p.parse_args(args, defaults=False),
                                  origin="command line"))
+    model_path = (given.get("model") or {}).get("path") if isinstance(given.get("model"), dict) \
+        else None
+    if check_environment and isinstance(model_path, str) and not Path(model_path).exists():
+        # The first thing to fix, before what the other settings say about a model.path.
+        raise ConfigError(f"model.path: no such file or directory: {model_path!r}")
     config = _build(given, origin="configuration")
     if check_environment:
         config.check_environment()
