@@ -258,17 +258,23 @@ def candidates(directory: PathLike) -> list[Path]:
 
 
 def load_latest_intact(directory: PathLike, *, map_location: Any = "cpu",
-                       weights_only: bool = True) -> Optional["Checkpoint"]:
+                       weights_only: bool = True,
+                       setup: Optional[dict[str, Any]] = None) -> Optional["Checkpoint"]:
     """Load the newest checkpoint under ``directory`` that passes every check (manifest,
     sizes, SHA-256, unpickling), falling back past damaged ones with a warning each.
 
     Returns None when ``directory`` holds no checkpoint at all; raises
     :class:`CheckpointError` naming ``directory`` and each problem when checkpoints
-    exist but none is intact, so a caller never silently starts over damaged files."""
+    exist but none is intact, so a caller never silently starts over damaged files.
+    With ``setup``, a checkpoint saved with another setup (:func:`setup_differences`)
+    is skipped like a damaged one, before its files are read."""
     directory = Path(directory)
     problems = []
     for path in candidates(directory):
         try:
+            differences = setup_differences(_read_manifest(path), setup)
+            if differences:
+                raise _incompatible(path, differences)
             return load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except CheckpointError as err:
             problems.append(str(err))
@@ -279,20 +285,61 @@ def load_latest_intact(directory: PathLike, *, map_location: Any = "cpu",
     raise _no_intact_checkpoint(directory, problems)
 
 
-def check_resumable(directory: PathLike) -> None:
+def repair_latest(directory: PathLike, found: PathLike) -> Optional[str]:
+    """Point a broken ``latest`` (missing, unreadable, or naming a folder that is gone or
+    incomplete) at ``found``, the checkpoint a resume took instead; returns a warning
+    line saying so, or None when the pointer was sound (also when it names an intact
+    checkpoint of another setup: a later save moves it)."""
+    directory, found = Path(directory), Path(found)
+    name = read_latest_pointer(directory)
+    if name == found.name:
+        return None
+    if name is not None:
+        try:
+            verify_checkpoint(directory / name, checksums=False)
+            return None
+        except CheckpointError:
+            pass
+    raw = "missing" if not (directory / LATEST).exists() else \
+        f"naming {name!r}" if name is not None else "unreadable"
+    atomic_write_text(directory / LATEST, found.name + "\n")
+    return (f"{directory / LATEST} was broken ({raw}); repaired: it now names "
+            f"{found.name}, the checkpoint resumed from")
+
+
+def check_resumable(directory: PathLike, *, setup: Optional[dict[str, Any]] = None) -> None:
     """Raise :class:`CheckpointError` (as :func:`load_latest_intact` would) when
-    ``directory`` holds checkpoints but none with a sound manifest and file sizes;
-    cheap (no hashing), for a check before a model is built."""
+    ``directory`` holds checkpoints but none with a sound manifest and file sizes (and,
+    with ``setup``, saved with that setup); cheap (no hashing), for a check before a
+    model is built."""
     directory = Path(directory)
     problems = []
     for path in candidates(directory):
         try:
-            verify_checkpoint(path, checksums=False)
+            differences = setup_differences(verify_checkpoint(path, checksums=False), setup)
+            if differences:
+                raise _incompatible(path, differences)
             return
         except CheckpointError as err:
             problems.append(str(err))
     if problems or (directory / LATEST).exists():
         raise _no_intact_checkpoint(directory, problems)
+
+
+def setup_differences(manifest: dict[str, Any], setup: Optional[dict[str, Any]]) -> list[str]:
+    """How the setup a checkpoint was saved with (its manifest's ``setup``) differs from
+    ``setup``, one ``"key: saved X, this run Y"`` per key; empty when they agree or
+    either is unknown (checkpoints written before the setup was recorded)."""
+    saved = manifest.get("setup")
+    if not isinstance(saved, dict) or setup is None:
+        return []
+    return [f"{key}: saved {saved.get(key)!r}, this run {setup.get(key)!r}"
+            for key in sorted(set(saved) | set(setup))
+            if json.loads(json.dumps(saved.get(key))) != json.loads(json.dumps(setup.get(key)))]
+
+
+def _incompatible(path: Path, differences: list[str]) -> CheckpointError:
+    return CheckpointError(f"{path}: saved with another setup ({'; '.join(differences)})")
 
 
 def _no_intact_checkpoint(directory: Path, problems: list[str]) -> CheckpointError:
@@ -399,6 +446,7 @@ def save_checkpoint(
     extra: Any = None,
     keep_last: Optional[int] = None,
     is_main_process: bool = True,
+    setup: Optional[dict[str, Any]] = None,
 ) -> Optional[Path]:
     """Write the checkpoint of ``step`` to ``directory/step_<N>`` atomically and point
     ``directory/latest`` at it; return its path (None on non-main processes, which
@@ -409,7 +457,9 @@ def save_checkpoint(
     ``torch.load(weights_only=True)``. States given as None are not written and load
     back as None. Saving a step that already has a checkpoint replaces it. With
     ``keep_last``, older checkpoints beyond the newest ``keep_last`` are deleted
-    afterwards (see :func:`prune_checkpoints`).
+    afterwards (see :func:`prune_checkpoints`). ``setup`` (JSON values) goes into the
+    manifest: what a resume must match (e.g. the model and the process count), checked
+    with :func:`setup_differences` before anything is loaded.
 
     ``sharded_state`` instead of ``model_state`` (and ``optimizer_state``): a state dict
     of sharded tensors (FSDP2's DTensors, e.g. ``{"model": ..., "optimizer": ...}`` from
@@ -463,6 +513,8 @@ def save_checkpoint(
                            "sha256": _sha256(file)}
         manifest = {"format_version": FORMAT_VERSION, "step": step,
                     "saved_at_unix": time.time(), "files": files}
+        if setup is not None:
+            manifest["setup"] = setup
         if sharded_state is not None:
             manifest["format_version"] = SHARDED_FORMAT_VERSION
             manifest[SHARDED] = {
@@ -731,7 +783,8 @@ class GracefulExit:
 
 __all__ = [
     "Checkpoint", "CheckpointError", "GracefulExit", "atomic_write_bytes", "atomic_write_text",
-    "candidates", "capture_rng_state", "check_resumable", "checkpoint_name", "find_latest",
+    "candidates", "capture_rng_state", "check_resumable", "repair_latest",
+    "setup_differences", "checkpoint_name", "find_latest",
     "first_nonfinite",
     "list_checkpoints", "load_checkpoint", "load_latest_intact", "prune_checkpoints",
     "read_latest_pointer", "restore_rng_state", "save_checkpoint", "verify_checkpoint",

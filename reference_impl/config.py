@@ -640,10 +640,13 @@ class Config:
         resume = self.checkpoint.resume
         if resume not in (None, "auto") and not Path(resume).exists():
             raise ConfigError(f"checkpoint.resume: no such checkpoint: {resume!r}")
-        if self.train.device == "cuda":
+        if self.train.device == "cuda" or self.dist.backend == "nccl":
             import torch
-            if not torch.cuda.is_available():
+            if self.train.device == "cuda" and not torch.cuda.is_available():
                 raise ConfigError("train.device: 'cuda' requested but CUDA is not available")
+            if self.dist.backend == "nccl" and not torch.cuda.is_available():
+                raise ConfigError("dist.backend: nccl needs CUDA, and torch sees no GPU here "
+                                  "(the run would be on the CPU); use 'gloo' or 'auto'")
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict (tuples as lists), the inverse of :meth:`from_dict`."""
@@ -994,6 +997,11 @@ def load_config(argv: Sequence[str] | None = None, *, prog: str | None = None,
                                      origin=path))
     given = _merge(given, _parse(lambda p: p.parse_args(args, defaults=False),
                                  origin="command line"))
+    model_path = (given.get("model") or {}).get("path") if isinstance(given.get("model"), dict) \
+        else None
+    if check_environment and isinstance(model_path, str) and not Path(model_path).exists():
+        # The first thing to fix, before what the other settings say about a model.path.
+        raise ConfigError(f"model.path: no such file or directory: {model_path!r}")
     config = _build(given, origin="configuration")
     if check_environment:
         config.check_environment()

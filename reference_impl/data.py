@@ -19,6 +19,9 @@ final answer in ``\\boxed{}``.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import dataclasses
 import glob as globlib
 import io
@@ -322,7 +325,17 @@ REFERENCE_KEYS = ("reference", "rationale", "reasoning", "chain_of_thought")
 
 SKIP_REASONS = ("invalid_utf8", "invalid_json", "missing_question", "empty_answer",
                 "missing_image", "corrupt_image", "image_too_small", "image_too_large",
-                "extreme_aspect_ratio")
+                "extreme_aspect_ratio", "unreadable_row")
+# How many skipped rows' places (file:line) the load log names per reason.
+SHOWN_SKIPPED_ROWS = 5
+
+
+class _SkipRow(Exception):
+    """A row that cannot be used, with the reason it is counted under."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,8 +444,10 @@ class LocalFileDataset(ExampleSampler):
     chat list of ``{"role", "content"}`` messages), an answer (first of ``answer_keys``;
     dotted keys reach into nested dicts) and an image (first of ``image_keys``) given as
     a path (absolute, or relative to ``image_root`` or else to the data file's folder),
-    raw bytes, a Hugging Face datasets image dict ``{"bytes": ..., "path": ...}``, or a
-    list of those (the first is used). ``<image>`` placeholders are removed from the
+    raw bytes, a Hugging Face datasets image dict ``{"bytes": ..., "path": ...}`` (its
+    bytes as raw bytes, base64 text, as many JSONL exports store them, or a list of
+    ints), a ``data:image/...;base64,`` URI, or a list of those (the first is used). A
+    UTF-8 byte-order mark at the start of a JSONL file is ignored. ``<image>`` placeholders are removed from the
     question. Every image is decoded once at load time, so an image that fails to decode
     is caught here, never mid-run; decoded images are not kept (``__getitem__`` decodes
     again from the stored bytes or path).
@@ -442,7 +457,12 @@ class LocalFileDataset(ExampleSampler):
     "corrupt_image": 1, "invalid_utf8": 1, "extreme_aspect_ratio": 1}``, and logged once:
     a JSONL line that is not UTF-8 or not a JSON object, a missing question or answer, a
     missing or undecodable image, or an image outside ``image_limits``
-    (:class:`ImageLimits`, by default the limits of the Qwen2.5-VL processor).
+    (:class:`ImageLimits`, by default the limits of the Qwen2.5-VL processor), or
+    anything else that fails while reading the row (``unreadable_row``). Everything read
+    from a row is decoded inside this per-row handling, so one bad row never makes the
+    file unreadable. :attr:`skipped_rows` names where the skipped rows are (``file:line``
+    for JSONL, 1-based; ``file:row N`` for Parquet, 0-based), the first
+    :data:`SHOWN_SKIPPED_ROWS` of each reason, also in the log line.
     :attr:`multi_image_rows` counts rows whose extra images were dropped.
     """
 
@@ -479,22 +499,41 @@ class LocalFileDataset(ExampleSampler):
         self._seed, self._shuffle = seed, shuffle
         self._records: list[tuple[str | bytes, str, str, str, str, str | None]] = []
         self.skipped: dict[str, int] = {}
+        self.skipped_rows: dict[str, list[str]] = {}
         self.multi_image_rows = 0
         self.rows_read = 0
         skipped: Counter[str] = Counter()
+        places: dict[str, list[str]] = {}
+
+        def skip(reason: str, path: str, line_no: int) -> None:
+            skipped[reason] += 1
+            shown = places.setdefault(reason, [])
+            if len(shown) < SHOWN_SKIPPED_ROWS:
+                where = (f"row {line_no}" if path.endswith(".parquet")
+                         else f"line {line_no + 1}")
+                shown.append(f"{os.path.basename(path)}:{where}")
+
         for path in self.files:
-            for line_no, row in self._rows(path, skipped):
+            for line_no, row in self._rows(path, skip):
                 if limit is not None and len(self._records) >= limit:
                     break
                 self.rows_read += 1
-                reason = self._add(row, path, line_no)
+                try:
+                    reason = self._add(row, path, line_no)
+                except _SkipRow as err:
+                    reason = err.reason
+                except Exception:  # whatever else one row holds: that row only
+                    reason = "unreadable_row"
                 if reason is not None:
-                    skipped[reason] += 1
+                    skip(reason, path, line_no)
         self.skipped = {r: skipped[r] for r in SKIP_REASONS if skipped[r]}
+        self.skipped_rows = {r: places[r] for r in SKIP_REASONS if r in places}
         if self.skipped:
-            logger.warning("%s: skipped %d of %d rows %s", source, sum(self.skipped.values()),
+            logger.warning("%s: skipped %d of %d rows %s (at %s)", source,
+                           sum(self.skipped.values()),
                            self.rows_read + skipped["invalid_json"] + skipped["invalid_utf8"],
-                           self.skipped)
+                           self.skipped, "; ".join(f"{r}: {', '.join(p)}"
+                                                   for r, p in self.skipped_rows.items()))
 
     @staticmethod
     def _resolve(source: str, split: str | None) -> list[str]:
@@ -516,7 +555,7 @@ class LocalFileDataset(ExampleSampler):
         return files
 
     @staticmethod
-    def _rows(path: str, skipped: Counter) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    def _rows(path: str, skip: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:
         if path.endswith(".parquet"):
             import pyarrow.parquet as pq
 
@@ -528,20 +567,22 @@ class LocalFileDataset(ExampleSampler):
             return
         with open(path, "rb") as f:  # decoded line by line: one bad byte costs one row
             for line_no, raw in enumerate(f):
+                if line_no == 0 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8):]  # saved "UTF-8 with BOM"
                 if not raw.strip():
                     continue
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError:
-                    skipped["invalid_utf8"] += 1
+                    skip("invalid_utf8", path, line_no)
                     continue
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError:
-                    skipped["invalid_json"] += 1
+                except (ValueError, RecursionError):
+                    skip("invalid_json", path, line_no)
                     continue
                 if not isinstance(row, dict):
-                    skipped["invalid_json"] += 1
+                    skip("invalid_json", path, line_no)
                     continue
                 yield line_no, row
 
@@ -551,12 +592,17 @@ class LocalFileDataset(ExampleSampler):
                 return None
             value = value[0]
         if isinstance(value, Mapping):
-            if value.get("bytes"):
-                return bytes(value["bytes"])
+            raw = value.get("bytes")
+            if raw is not None and (not hasattr(raw, "__len__") or len(raw)):
+                return _image_bytes(raw)
             value = value.get("path")
         if isinstance(value, (bytes, bytearray)):
             return bytes(value) if value else None
+        if isinstance(value, str) and value.startswith("data:"):
+            return _image_bytes(value)
         if isinstance(value, str) and value:
+            if "\0" in value:
+                raise _SkipRow("missing_image")
             if os.path.isabs(value):
                 return value
             root = self.image_root or os.path.dirname(os.path.abspath(data_file))
@@ -610,6 +656,27 @@ class LocalFileDataset(ExampleSampler):
     def __repr__(self) -> str:
         return (f"LocalFileDataset({len(self.files)} file(s), {len(self)} examples, "
                 f"skipped={self.skipped})")
+
+
+def _image_bytes(value: Any) -> bytes:
+    """An image's encoded bytes as a row stores them: raw bytes, base64 text (a
+    ``data:image/...;base64,`` URI too) or a list of ints 0-255; anything else is a
+    ``corrupt_image`` row."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, str):
+        text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+        try:
+            return base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise _SkipRow("corrupt_image") from None
+    if isinstance(value, (list, tuple)) and all(
+            isinstance(b, int) and not isinstance(b, bool) for b in value):
+        try:
+            return bytes(value)
+        except ValueError:  # an int outside 0-255
+            raise _SkipRow("corrupt_image") from None
+    raise _SkipRow("corrupt_image")
 
 
 def _open_rgb(source: str | bytes) -> Image.Image:

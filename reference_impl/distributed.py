@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import datetime
 import os
+import re
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -67,6 +68,64 @@ def init_distributed(*, device: str = "auto", backend: str = "auto",
                                 timeout=datetime.timedelta(minutes=timeout_minutes),
                                 **({"device_id": dev} if use_cuda else {}))
     return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev, backend=backend)
+
+
+class PeerProcessError(RuntimeError):
+    """Another process of a torchrun job failed (a collective lost its connection): the
+    message names the ranks that stopped answering and how to resume."""
+
+
+# What a collective says when a peer process is gone (gloo, NCCL, the c10d store).
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe",
+              "Connection refused", "ECONNRESET", "EPIPE", "timed out", "Timed out",
+              "NCCL communicator was aborted", "remote process exited")
+
+
+def peer_failure(err: BaseException, env: DistEnv, last_checkpoint: str | None,
+                 *, wait_s: float = 3.0) -> PeerProcessError | None:
+    """``err`` as a :class:`PeerProcessError` when it is a collective failing because
+    another process of the job is gone (None otherwise). The ranks still alive each
+    leave a mark in torchrun's key-value store and wait up to ``wait_s`` seconds for the
+    others': the ranks that leave none are named as the ones that failed."""
+    if not env.distributed or not isinstance(err, RuntimeError) \
+            or isinstance(err, PeerProcessError):
+        return None
+    text = str(err)
+    known = tuple(getattr(dist, name) for name in ("DistNetworkError", "DistBackendError")
+                  if hasattr(dist, name))
+    if not (isinstance(err, known) or any(marker in text for marker in _PEER_GONE)):
+        return None
+    silent = _silent_ranks(env, wait_s)
+    who = (f"rank {', '.join(map(str, silent))} stopped answering" if silent
+           else "another process stopped answering")
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    first = re.sub(r"^\[[^\]]*\]\s*", "", first).split(". ")[0][:160]  # gloo's source place
+    where = f"the last checkpoint is {last_checkpoint}" if last_checkpoint else \
+        "no checkpoint was saved yet"
+    return PeerProcessError(
+        f"rank {env.rank}: {who} ({first}); training stopped, {where}. See that rank's "
+        "own output and torchrun's report for why it failed, then rerun the same torchrun "
+        "command with checkpoint.resume=auto")
+
+
+def _silent_ranks(env: DistEnv, wait_s: float) -> list[int] | None:
+    """The ranks that leave no mark in the job's store within ``wait_s`` seconds (None
+    when the store cannot be reached, e.g. it lived in the failed process)."""
+    import time
+
+    try:
+        store = dist.distributed_c10d._get_default_store()
+        store.set(f"pgpo/alive_after_failure/{env.rank}", "1")
+        deadline = time.monotonic() + wait_s
+        while True:
+            seen = [r for r in range(env.world_size)
+                    if store.check([f"pgpo/alive_after_failure/{r}"])]
+            if len(seen) == env.world_size or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    except Exception:  # the store is gone too, or this torch has no such call
+        return None
+    return [r for r in range(env.world_size) if r not in seen]
 
 
 def shutdown(*, synchronize: bool = True) -> None:
@@ -308,5 +367,6 @@ def any_process(flag: bool, device: torch.device) -> bool:
 
 
 __all__ = ["DataParallel", "DistEnv", "FullyShardedDataParallel", "ParallelStrategy",
+           "PeerProcessError", "peer_failure",
            "SingleProcess", "all_reduce", "any_process", "init_distributed",
            "launched_by_torchrun", "parallel_strategy", "shutdown", "uses_fsdp"]

@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import os
+import time
 import warnings
 from typing import Any, Callable, Mapping
 
@@ -58,8 +59,7 @@ class MetricsLogger:
         os.makedirs(output_dir, exist_ok=True)
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
-                self._tb = SummaryWriter(self._tb_dir, purge_step=purge_step)
+                self._tb = _summary_writer(self._tb_dir, purge_step)
                 self._tb_wanted = True
             except Exception:  # tensorboard missing or broken: JSONL still works
                 self._tb = None
@@ -131,20 +131,29 @@ class MetricsLogger:
         elif kind == "eval":
             writer = self._run_writer("eval", step)
         if writer is not None:
-            for key, value in row.items():
-                if key in ("step", "kind", "sft_step"):
-                    continue
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    writer.add_scalar(f"{kind}/{key}", value, axis)
+            with self._tensorboard_errors():
+                for key, value in row.items():
+                    if key in ("step", "kind", "sft_step"):
+                        continue
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        writer.add_scalar(f"{kind}/{key}", value, axis)
+
+    @contextlib.contextmanager
+    def _tensorboard_errors(self):
+        """A write error of TensorBoard's writer (raised here, or in its background
+        thread and passed on at the next call), e.g. a full disk, named as such."""
+        try:
+            yield
+        except OSError as err:
+            raise OSError(err.errno, f"{self._tb_dir}: cannot write TensorBoard events "
+                                     f"({err.strerror or err})") from err
 
     def _run_writer(self, run: str, first_step: Any):
         """The TensorBoard run ``run``, opened at its first point of this process (purging
         the points of an earlier attempt from that step on); None without TensorBoard."""
         if run not in self._tb_runs and self._tb_wanted:
-            from torch.utils.tensorboard import SummaryWriter
             purge = first_step if isinstance(first_step, int) else None
-            self._tb_runs[run] = SummaryWriter(os.path.join(self._tb_dir, run),
-                                               purge_step=purge)
+            self._tb_runs[run] = _summary_writer(os.path.join(self._tb_dir, run), purge)
         return self._tb_runs.get(run)
 
     def _drop_partial_last_line(self) -> None:
@@ -186,10 +195,41 @@ class MetricsLogger:
             self._bar = None
         writers = [self._tb, *self._tb_runs.values()]
         self._tb, self._tb_runs = None, {}
-        for writer in writers:
+        failed = None
+        for writer in writers:  # every writer is closed, the first error raised after
             if writer is not None:
-                writer.flush()
-                writer.close()
+                try:
+                    with self._tensorboard_errors():
+                        writer.flush()
+                        writer.close()
+                except OSError as err:
+                    failed = failed or err
+        if failed is not None:
+            raise failed
+
+
+def _summary_writer(folder: str, purge_step: int | None):
+    """A ``SummaryWriter`` whose events file TensorBoard reads after every earlier one.
+
+    TensorBoard reads a run's events files in name order, and a name carries its
+    creation time in whole seconds (then host, process id and a counter, compared as
+    text): a resumed run that opens its file in the same second as the attempt before
+    it could be read first, and the earlier attempt's purge would then hide the resumed
+    run's points. So when a file of this second (or a later one) exists, wait for the
+    next second first (at most about a second, only right after another attempt)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    try:
+        stamps = [int(name.split(".")[3]) for name in os.listdir(folder)
+                  if name.startswith("events.out.tfevents.")
+                  and name.split(".")[3].isdigit()]
+    except OSError:
+        stamps = []
+    if stamps:
+        wait = max(stamps) + 1 - time.time()
+        if 0 < wait <= 2:
+            time.sleep(wait)
+    return SummaryWriter(folder, purge_step=purge_step)
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:

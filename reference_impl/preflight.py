@@ -9,7 +9,9 @@ with a raw error.
 * free disk there for one more checkpoint, estimated from the model size (the newest
   existing checkpoint's size when there is one);
 * ``checkpoint.resume``: with ``auto``, when checkpoints exist, at least one is intact
-  (manifest and file sizes); a given path is an intact checkpoint or holds one;
+  (manifest and file sizes) and saved with this run's setup (model, LoRA, frozen
+  vision tower, process count; older or other ones are skipped with a warning); a
+  given path is an intact checkpoint of this setup or holds one;
 * ``model.path``: a folder holding weights (``*.safetensors`` / ``pytorch_model*.bin``)
   and a processor (``preprocessor_config.json`` and a tokenizer);
 * ``data.source`` (and ``data.eval_source``): readable, with at least one usable row
@@ -44,7 +46,7 @@ def run(cfg: Config, env: Any) -> tuple[Any, Any]:
     the main process only (it alone writes there)."""
     if env.is_main:
         check_output_dir(cfg)
-    check_resume(cfg)
+    check_resume(cfg, env.world_size)
     check_model_dir(cfg)
     datasets = check_data(cfg)
     if env.is_main:
@@ -118,22 +120,31 @@ def check_free_disk(cfg: Config) -> None:
             "another train.output_dir")
 
 
-def check_resume(cfg: Config) -> None:
+def check_resume(cfg: Config, world_size: int = 1) -> None:
     """``checkpoint.resume=auto`` over checkpoints that are all damaged (manifests and
     file sizes; the SHA-256 sums are checked when loading): refuse now, never train
     over them."""
     from reference_impl import checkpoint as ckpt
 
+    from reference_impl.trainer import model_setup
+
     resume = cfg.checkpoint.resume
     if resume is None:
         return
+    setup = model_setup(cfg, world_size)
     try:
         if resume == "auto":
-            ckpt.check_resumable(Path(cfg.train.output_dir) / "checkpoints")
+            ckpt.check_resumable(Path(cfg.train.output_dir) / "checkpoints", setup=setup)
         elif (Path(resume) / ckpt.MANIFEST).exists() or Path(resume).name.startswith("step_"):
-            ckpt.verify_checkpoint(resume, checksums=False)
+            differences = ckpt.setup_differences(
+                ckpt.verify_checkpoint(resume, checksums=False), setup)
+            if differences:
+                raise ckpt.CheckpointError(
+                    f"saved with another setup ({'; '.join(differences)}); resume with "
+                    "the same settings and number of processes, or start from the weights "
+                    "alone (model.path)")
         else:
-            ckpt.check_resumable(resume)
+            ckpt.check_resumable(resume, setup=setup)
             if not ckpt.candidates(resume):
                 raise ckpt.CheckpointError(f"{resume}: no checkpoint folder (step_<N>) in it")
     except ckpt.CheckpointError as err:

@@ -11,23 +11,35 @@ Writes ``<train.output_dir>/``: ``metrics.jsonl``, ``tensorboard/``, ``checkpoin
 ``learning_curves.png`` and ``samples.html``. SIGTERM (or Ctrl-C) saves a checkpoint
 and exits with status 0 (during the end-of-run report: the report and ``summary.json``
 are finished first); ``checkpoint.resume=auto`` continues from it exactly, with the
-logs cut back to that checkpoint. Faults the user can fix (output folder, free disk,
-model folder, data, damaged checkpoints, diverged weights) end with one line naming
-the config field or file and exit status 1, before the model is built where possible.
+logs cut back to that checkpoint; a signal during start-up (before training began)
+exits 0 having written nothing. Faults the user can fix end with one line naming the
+config field or file, never a traceback: a bad configuration (also one found when the
+rollout engine is set up, e.g. ``rollout.tis_cap`` without vLLM) with exit status 2;
+output folder, free disk, model folder, data, damaged or incompatible checkpoints,
+diverged weights, a full disk during any write, and another process of a torchrun job
+failing, with exit status 1, before the model is built where possible.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import os
+import signal
 import sys
+import threading
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def main(argv: list[str] | None = None) -> dict:
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def main(argv: list[str] | None = None, *, early_stop: list[int] | None = None) -> dict:
+    """Train; returns the summary (also written to ``summary.json``). ``early_stop``:
+    signals received before this function installed its handlers (see :func:`cli`)."""
     from reference_impl.config import ConfigError, load_config
 
     try:
@@ -38,8 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from reference_impl.checkpoint import GracefulExit, atomic_write_text
-    from reference_impl.distributed import init_distributed, shutdown
+    from reference_impl.checkpoint import CheckpointError, GracefulExit, atomic_write_text
+    from reference_impl.distributed import init_distributed, peer_failure, shutdown
     from reference_impl.trainer import Trainer
 
     if torch.get_num_threads() > (os.cpu_count() or 1):
@@ -47,7 +59,9 @@ def main(argv: list[str] | None = None) -> dict:
     # SIGTERM/SIGINT are handled from here to the end of the process: the trainer polls
     # the flag (and saves) while training; during the report and the summary a signal
     # only marks the stop, so summary.json is still written and the exit status is 0.
-    with GracefulExit():
+    with GracefulExit() as stop:
+        if early_stop:
+            stop.request(early_stop[0])
         env = init_distributed(device=cfg.train.device, backend=cfg.dist.backend,
                                timeout_minutes=cfg.dist.timeout_minutes)
         if env.distributed and env.device.type == "cpu":
@@ -56,9 +70,19 @@ def main(argv: list[str] | None = None) -> dict:
         finished = False
         trainer = None
         try:
-            trainer = Trainer(cfg, env)
+            if not _stopped_at_start_up(stop, env):
+                trainer = Trainer(cfg, env)
+            if trainer is None or _stopped_at_start_up(stop, env):
+                finished = True
+                return {"resumed_from": None, "stopped_by_signal": True, "steps": None}
             summary = trainer.fit()
             finished = True
+        except RuntimeError as err:  # a peer process gone: say which, and how to resume
+            failure = None if isinstance(err, CheckpointError) or not env.distributed \
+                else peer_failure(err, env, _last_checkpoint(cfg))
+            if failure is None:
+                raise
+            raise failure from None
         finally:
             # Free the model (and with it DDP's hold on the process group) while the
             # interpreter is fully alive, then leave the group in step with the others.
@@ -75,20 +99,78 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
-def cli(argv: list[str] | None = None) -> int:
-    """``main`` for the command line: a fault the user can fix (bad data, output folder,
-    model folder, damaged checkpoints, diverged weights) ends with one line naming the
-    field or file and exit status 1, not a traceback."""
-    from reference_impl.checkpoint import CheckpointError
-    from reference_impl.preflight import PreflightError
+def _last_checkpoint(cfg) -> str | None:
+    from reference_impl.checkpoint import read_latest_pointer
 
+    folder = os.path.join(cfg.train.output_dir, "checkpoints")
+    name = read_latest_pointer(folder)
+    return os.path.join(folder, name) if name else None
+
+
+def _stopped_at_start_up(stop, env) -> bool:
+    """Whether a stop signal came (on any process) before training began: nothing is
+    trained or saved yet, so the run just ends (exit status 0, no summary written)."""
+    from reference_impl.distributed import any_process
+
+    if not any_process(stop.requested, env.device):
+        return False
+    if env.is_main:
+        print(f"stop signal ({stop.signal_name or 'from another process'}) during start-up: "
+              "nothing trained or saved yet; exiting", flush=True)
+    return True
+
+
+def _quiet_disk_full(previous):
+    """A ``threading.excepthook`` that leaves a full disk in a background thread (e.g.
+    TensorBoard's writer) to the main thread, which reports it in one line."""
+    def hook(args):
+        if isinstance(args.exc_value, OSError) and args.exc_value.errno in DISK_FULL:
+            return
+        previous(args)
+    return hook
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``main`` for the command line: a fault the user can fix ends with one line naming
+    the field or file, not a traceback: a bad configuration with exit status 2; bad
+    data, output folder, model folder, damaged or incompatible checkpoints, diverged
+    weights, a full disk, a failed peer process with exit status 1. A stop signal
+    (SIGTERM, Ctrl-C) exits 0, also during start-up."""
+    early: list[int] = []  # signals before main() installs its handlers (imports, config)
+    previous = {sig: signal.signal(sig, lambda signum, frame: early.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous_hook = threading.excepthook
+    threading.excepthook = _quiet_disk_full(previous_hook)
     try:
-        main(argv)
-    except (PreflightError, CheckpointError, FloatingPointError) as err:
+        from reference_impl.checkpoint import CheckpointError
+        from reference_impl.config import ConfigError
+        from reference_impl.distributed import PeerProcessError
+        from reference_impl.preflight import PreflightError
+
+        main(argv, early_stop=early)
+    except ConfigError as err:  # found after the config was read (e.g. the rollout engine)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (PreflightError, CheckpointError, FloatingPointError, PeerProcessError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        print(f"error: no space left on the device: {err}. Free some space, then resume "
+              "with checkpoint.resume=auto (from the last checkpoint saved)", file=sys.stderr)
+        return 1
+    finally:
+        threading.excepthook = previous_hook
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    try:
+        sys.exit(cli())
+    except KeyboardInterrupt:  # Ctrl-C in the first instant, before any handler exists
+        print("stop signal (SIGINT) during start-up: nothing trained or saved yet; exiting",
+              file=sys.stderr)
+        sys.exit(0)

@@ -65,6 +65,31 @@ def parameter_dtype(cfg: Config) -> torch.dtype:
     return torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
 
 
+def model_setup(cfg: Config, world_size: int) -> dict[str, Any]:
+    """What a checkpoint's weights and optimiser state depend on, recorded in its
+    manifest so that a resume can check it before the model is built: the model (the
+    built-in tiny one's sizes, or the architecture in ``model.path``'s config.json),
+    LoRA, the frozen vision tower and the process count."""
+    if cfg.model.path is None:
+        model: Any = {"tiny": dict(TINY_MODEL)}
+    else:
+        import json
+
+        try:
+            config = json.loads((Path(cfg.model.path) / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+        model = {k: config.get(k, text.get(k)) for k in
+                 ("model_type", "hidden_size", "num_hidden_layers", "vocab_size")}
+    lora = cfg.lora
+    return {"model": model,
+            "lora": {"r": lora.r, "target_modules": sorted(lora.target_modules)}
+            if lora.enabled else None,
+            "freeze_vision_tower": cfg.model.freeze_vision_tower,
+            "processes": world_size}
+
+
 def build_policy(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, Any]:
     """``(model, processor)``: the tiny Qwen2.5-VL built from a config, or a local checkpoint."""
     dtype = parameter_dtype(cfg)
@@ -214,6 +239,10 @@ class Trainer:
         self.warmup_done = cfg.model.sft_warmup_steps == 0
         self.warmup_step = 0  # supervised warm-up steps done (checkpointed with its optimiser)
         self.eval_pending = False  # this step's periodic evaluation was stopped: redo it
+        # The evaluations before and after the warm-up (and the latter's per-prompt
+        # accuracies, for the RL gain), checkpointed so that a resumed run's summary
+        # holds what an uninterrupted run's does.
+        self.headline: dict[str, Any] = {}
         self.warmup_optimizer = None if self.warmup_done else warmup_optimizer(
             self.model, lr=cfg.model.sft_warmup_lr)
         self.output_dir = Path(cfg.train.output_dir)
@@ -666,7 +695,7 @@ class Trainer:
                     data_state=self.train_data.state_dict(),
                     extra={"step": self.step, "consecutive_nonfinite": self.consecutive_nonfinite,
                            "warmup_done": self.warmup_done, "warmup_step": self.warmup_step,
-                           "eval_pending": self.eval_pending,
+                           "eval_pending": self.eval_pending, "headline": self.headline,
                            "world_size": self.env.world_size,
                            "algo": self.cfg.algo.name})
 
@@ -688,7 +717,8 @@ class Trainer:
                 f"{self.ckpt_dir / last if last else 'none'}. The run diverged: lower optim.lr "
                 f"(now {self.cfg.optim.lr:g}) or set optim.grad_clip, then resume from it")
         path = ckpt.save_checkpoint(self.ckpt_dir, self.step, keep_last=self.cfg.checkpoint.keep_last,
-                                    is_main_process=self.env.is_main, **state)
+                                    is_main_process=self.env.is_main,
+                                    setup=model_setup(self.cfg, self.env.world_size), **state)
         if self.env.distributed:
             import torch.distributed as dist
             dist.barrier()
@@ -702,19 +732,39 @@ class Trainer:
         where = self.cfg.checkpoint.resume
         if where is None:
             return False
+        setup = model_setup(self.cfg, self.env.world_size)
         if where == "auto":
             try:
-                c = ckpt.load_latest_intact(self.ckpt_dir) if self.ckpt_dir.exists() else None
+                c = ckpt.load_latest_intact(self.ckpt_dir, setup=setup) \
+                    if self.ckpt_dir.exists() else None
             except ckpt.CheckpointError as err:
                 raise ckpt.CheckpointError(f"checkpoint.resume=auto: {err}") from None
             if c is None:
                 return False
+            repaired = ckpt.repair_latest(self.ckpt_dir, c.path) if self.env.is_main else None
+            if repaired:
+                warnings.warn(repaired, RuntimeWarning, stacklevel=2)
         else:
             c = ckpt.load_checkpoint(where, map_location="cpu")
         extra = c.extra or {}
-        if extra.get("world_size", 1) != self.env.world_size:
-            raise ValueError(f"checkpoint.resume: saved with {extra.get('world_size')} "
-                             f"processes, resumed with {self.env.world_size}")
+        if extra.get("world_size", 1) != self.env.world_size:  # checkpoints before the setup
+            raise ckpt.CheckpointError(
+                f"checkpoint.resume={where}: {c.path} was saved with "
+                f"{extra.get('world_size')} process(es), this run has {self.env.world_size}; "
+                "resume with the same number of processes")
+        try:
+            self._load(c, extra)
+        except ckpt.CheckpointError:
+            raise
+        except (RuntimeError, ValueError, KeyError) as err:  # e.g. Missing key(s) in state_dict
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ckpt.CheckpointError(
+                f"checkpoint.resume={where}: {c.path} does not fit this run's model setup "
+                f"(LoRA, model or frozen parts differ?): {first}") from None
+        return True
+
+    def _load(self, c: Any, extra: dict[str, Any]) -> None:
+        """Restore the state of checkpoint ``c`` (see :meth:`resume`)."""
         # Before the first RL step (a warm-up checkpoint) the RL optimiser and schedule
         # have done nothing: they stay as this run's config built them, so RL runs that
         # start from one warm-up may use their own optim.* settings.
@@ -724,7 +774,7 @@ class Trainer:
         self.warmup_step = int(extra.get("warmup_step", 0)) if warming else 0
         if warming and self.warmup_step > 0:  # the warm-up's optimiser, to go on exactly
             if self.warmup_optimizer is None:
-                raise ValueError(f"checkpoint.resume: {c.path} stopped during the warm-up "
+                raise ckpt.CheckpointError(f"checkpoint.resume: {c.path} stopped during the warm-up "
                                  f"(step {self.warmup_step}); model.sft_warmup_steps must "
                                  "be > 0 to finish it")
             self.strategy.load_checkpoint_state(self.warmup_optimizer, c, with_optimizer=True)
@@ -739,22 +789,27 @@ class Trainer:
         self.step = int(extra["step"])
         self.consecutive_nonfinite = int(extra.get("consecutive_nonfinite", 0))
         self.eval_pending = bool(extra.get("eval_pending", False))
+        self.headline = dict(extra.get("headline") or {})
         self._saved = (self.step, self.warmup_done)
-        return True
 
     # ------------------------------------------------------------------ main loop
 
     def _logged_after_checkpoint(self, row: dict[str, Any]) -> bool:
         """Whether a metrics row was written after the checkpoint of the current step
         was saved (so a resume from that checkpoint writes it again): later steps, the
-        evaluations that follow a save (after the warm-up, final), and the rows of a
-        warm-up that a resume runs again."""
+        evaluations that follow a save (after the warm-up, final), the periodic
+        evaluation of a checkpoint saved with it pending (a resume runs it again), and
+        the rows of a warm-up that a resume runs again."""
         step = row.get("step", -1)
         if step != self.step:
             return step > self.step
         if row.get("kind") == "sft":
             return not self.warmup_done and row.get("sft_step", 0) > self.warmup_step
-        return row.get("kind") == "eval" and row.get("phase") in ("warmed_up", "final")
+        if row.get("kind") != "eval":
+            return False
+        if "phase" not in row and "sft_step" not in row:  # a periodic evaluation
+            return self.eval_pending
+        return row.get("phase") in ("warmed_up", "final")
 
     def fit(self) -> dict[str, Any]:
         """Warm-up, RL steps with periodic evaluation and checkpoints, final report.
@@ -781,7 +836,7 @@ class Trainer:
                                purge_step=None if finished else self.step + 1 if resumed else 0)
         summary: dict[str, Any] = {"resumed_from": self.step if resumed else None,
                                    "stopped_by_signal": False}
-        warmed_up_per_prompt: list[float] = []
+        summary.update({k: v for k, v in self.headline.items() if k.startswith("eval_")})
         if finished:
             logger.write(f"resumed a finished run (step {self.step}): nothing to do")
             return self._finish_again(logger, summary, final_row)
@@ -807,7 +862,7 @@ class Trainer:
                                    "or saved yet; exiting")
                 logger.log(self.step, {**ev, "phase": "untrained", "sft_step": 0}, kind="eval")
                 logger.write(f"eval (untrained): {_fmt(ev)}")
-                summary["eval_untrained"] = ev
+                summary["eval_untrained"] = self.headline["eval_untrained"] = ev
             warming = not self.warmup_done and cfg.model.sft_warmup_steps > 0
             if not self.warmup(logger, stopping):
                 self.save()  # weights, warm-up optimiser, data and RNG: resumes exactly
@@ -824,8 +879,8 @@ class Trainer:
                 logger.log(self.step, {**ev, "phase": "warmed_up",
                                        "sft_step": cfg.model.sft_warmup_steps}, kind="eval")
                 logger.write(f"eval (after warm-up): {_fmt(ev)}")
-                summary["eval_warmed_up"] = ev
-                warmed_up_per_prompt = list(self.last_eval_per_prompt)
+                summary["eval_warmed_up"] = self.headline["eval_warmed_up"] = ev
+                self.headline["warmed_up_per_prompt"] = list(self.last_eval_per_prompt)
             if self.total_steps == 0:  # warm-up only: its checkpoint is saved; stop
                 if getattr(self, "_saved", None) != (self.step, self.warmup_done):
                     self.save()
@@ -880,25 +935,31 @@ class Trainer:
                                "saved, a resume evaluates it; exiting")
             logger.log(self.step, {**ev, "phase": "final"}, kind="eval")
             logger.write(f"eval (final) @ step {self.step}: {_fmt(ev)}")
-            summary["eval_final"] = ev
-            concentration = _dependency_concentration(self.last_samples)
-            if concentration:
-                summary["dependency_on_perception_tokens"] = concentration
-                logger.write("visual dependency of the final samples: "
-                             + _fmt(concentration))
-            if warmed_up_per_prompt and len(warmed_up_per_prompt) == len(self.last_eval_per_prompt):
-                # RL's own effect: the same held-out prompts after RL and after the
-                # warm-up, a paired t-interval over prompts (eval sampling noise included).
-                from reference_impl.stats import paired_interval
-                gain = paired_interval(self.last_eval_per_prompt, warmed_up_per_prompt)
-                summary["rl_gain"] = gain.as_dict()
-                logger.write(f"RL gain over the warm-up (held-out, paired over "
-                             f"{gain.n} prompts, 95% CI): {gain}")
+            self._final_summary(ev, summary, logger.write)
             logger.close()
             # Still inside the signal handler: a SIGTERM now lets the report finish.
             if self.env.is_main:
                 self._report(logger.path)
         return summary
+
+    def _final_summary(self, ev: dict[str, Any], summary: dict[str, Any],
+                       write: Callable[[str], None]) -> None:
+        """The summary's entries from the final evaluation ``ev`` (just run: its samples
+        and per-prompt accuracies are this trainer's last)."""
+        summary["eval_final"] = ev
+        concentration = _dependency_concentration(self.last_samples)
+        if concentration:
+            summary["dependency_on_perception_tokens"] = concentration
+            write("visual dependency of the final samples: " + _fmt(concentration))
+        warmed_up_per_prompt = self.headline.get("warmed_up_per_prompt") or []
+        if warmed_up_per_prompt and len(warmed_up_per_prompt) == len(self.last_eval_per_prompt):
+            # RL's own effect: the same held-out prompts after RL and after the
+            # warm-up, a paired t-interval over prompts (eval sampling noise included).
+            from reference_impl.stats import paired_interval
+            gain = paired_interval(self.last_eval_per_prompt, warmed_up_per_prompt)
+            summary["rl_gain"] = gain.as_dict()
+            write(f"RL gain over the warm-up (held-out, paired over "
+                  f"{gain.n} prompts, 95% CI): {gain}")
 
     def _periodic_eval(self, logger: MetricsLogger, should_stop: Callable[[], bool]) -> bool:
         """The evaluation every ``eval.every`` steps; False if a stop signal cut it short
@@ -915,16 +976,18 @@ class Trainer:
     def _finish_again(self, logger: MetricsLogger, summary: dict[str, Any],
                       final_row: dict[str, Any] | None) -> dict[str, Any]:
         """A resumed run that had already finished: redo the report (its files may be
-        missing after a kill), append nothing to the logs."""
+        missing after a kill) and the summary, append nothing to the logs. The final
+        evaluation runs again for them (same weights, same seed: the same samples and
+        per-prompt accuracies, so the same RL gain)."""
         summary["steps"] = self.step
-        if final_row is not None:
-            summary["eval_final"] = {k: v for k, v in final_row.items()
-                                     if k not in ("step", "kind", "phase")}
-        html = self.output_dir / "samples.html"
         with ckpt.GracefulExit():
-            if any_process(self.env.is_main and self.cfg.logging.html_report
-                           and not html.exists(), self.device):
-                self.evaluate(keep_samples=self.cfg.logging.html_samples)  # same seed, same samples
+            cfg = self.cfg
+            ev = self.evaluate(keep_samples=cfg.logging.html_samples if cfg.logging.html_report
+                               else 0)
+            self._final_summary(ev, summary, logger.write)
+            if final_row is not None:  # the logged values, as they were
+                summary["eval_final"] = {k: v for k, v in final_row.items()
+                                         if k not in ("step", "kind", "phase")}
             logger.close()
             if self.env.is_main:
                 self._report(logger.path)
@@ -933,12 +996,18 @@ class Trainer:
     def _report(self, metrics_path: str) -> None:
         from reference_impl import report
 
-        if self.cfg.logging.plot and os.path.exists(metrics_path):
-            report.plot_learning_curves(metrics_path, self.output_dir / "learning_curves.png")
-        if self.cfg.logging.html_report and self.last_samples:
-            report.write_samples_html(self.last_samples, self.output_dir / "samples.html",
-                                      title=f"{self.cfg.algo.name}: held-out samples at step "
-                                            f"{self.step}")
+        target = self.output_dir / "learning_curves.png"
+        try:
+            if self.cfg.logging.plot and os.path.exists(metrics_path):
+                report.plot_learning_curves(metrics_path, target)
+            target = self.output_dir / "samples.html"
+            if self.cfg.logging.html_report and self.last_samples:
+                report.write_samples_html(self.last_samples, target,
+                                          title=f"{self.cfg.algo.name}: held-out samples at "
+                                                f"step {self.step}")
+        except OSError as err:  # e.g. a full disk: say which file
+            raise OSError(err.errno, f"{target}: cannot write the report "
+                                     f"({err.strerror or err})") from err
 
     # ------------------------------------------------------------------ helpers
 

@@ -87,8 +87,11 @@ def _model_config(cfg: Any) -> Any:
 
 def check_trainer_setup(cfg: Any, device: Any, world_size: int) -> str:
     """The engine name ``rollout.backend`` resolves to, after the checks that need no
-    model weights; a bad setup raises :class:`ValueError` naming the config field."""
+    model weights; a bad setup raises :class:`ConfigError` (a ``ValueError``) naming the
+    config field, which the command line reports in one line (exit status 2)."""
     import torch
+
+    from reference_impl.config import ConfigError
 
     r = cfg.rollout
     name = resolve_backend(r.backend, torch.device(device).type, world_size)
@@ -100,7 +103,7 @@ def check_trainer_setup(cfg: Any, device: Any, world_size: int) -> str:
         from reference_impl.distributed import uses_fsdp
 
         if world_size > 1 and uses_fsdp(cfg.dist.fsdp, dev.type) and cfg.model.path is None:
-            raise ValueError(
+            raise ConfigError(
                 "model.path: with several processes under FSDP2 each rank's vllm engine "
                 "starts from a checkpoint folder; give model.path (the built-in tiny model "
                 "is exported from an unsharded model only: dist.fsdp=off)")
@@ -113,12 +116,12 @@ def check_trainer_setup(cfg: Any, device: Any, world_size: int) -> str:
                          kv_cache_memory_bytes=None if mb is None else mb * 2**20,
                          world_size=world_size, sleep=r.vllm_sleep)
     elif r.tis_cap is not None:
-        raise ValueError(
+        raise ConfigError(
             f"rollout.tis_cap: truncated importance sampling needs an engine that reports "
             f"its log-probs (rollout.backend=vllm); the {name!r} engine samples with the "
             "trained module itself")
     elif r.vllm_sleep:
-        raise ValueError(f"rollout.vllm_sleep: only for the vllm engine; this run uses {name!r}")
+        raise ConfigError(f"rollout.vllm_sleep: only for the vllm engine; this run uses {name!r}")
     return name
 
 

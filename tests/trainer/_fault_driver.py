@@ -7,6 +7,11 @@ Points:
   step2_renamed    after step 2's folder is renamed into place, before ``latest`` moves
   metrics_step3    half-way through writing step 3's metrics row
   report           at the start of the end-of-run report (final eval row already logged)
+  after_line:TEXT  right after the trainer prints a line that starts with TEXT
+  rank1_step2      (under torchrun) rank 1 only, as step 2 starts; the others go on
+
+The run goes through the command line's ``cli`` (its one-line errors and exit statuses);
+exit status 3 if it finished without reaching the point.
 """
 
 import os
@@ -65,13 +70,30 @@ def install(point: str) -> None:
         logging_utils.MetricsLogger.log = log
     elif point == "report":
         trainer_mod.Trainer._report = lambda self, path: die()
+    elif point.startswith("after_line:"):
+        text = point.split(":", 1)[1]
+        real_write = logging_utils.MetricsLogger.write
+
+        def write(self, message):
+            real_write(self, message)
+            if message.startswith(text):
+                die()
+        logging_utils.MetricsLogger.write = write
+    elif point == "rank1_step2":  # under torchrun: rank 1 dies as step 2 starts
+        real_step = trainer_mod.Trainer.rl_step
+
+        def rl_step(self):
+            if self.env.rank == 1 and self.step == 1:
+                die()
+            return real_step(self)
+        trainer_mod.Trainer.rl_step = rl_step
     else:
         raise SystemExit(f"unknown point {point!r}")
 
 
 if __name__ == "__main__":
     install(sys.argv[1])
-    from reference_impl.train import main
+    from reference_impl.train import cli
 
-    main(sys.argv[2:])
-    sys.exit(3)  # never reached when the kill point is hit
+    rc = cli(sys.argv[2:])
+    sys.exit(rc or 3)  # 3: finished without reaching the kill point
