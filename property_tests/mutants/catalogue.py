@@ -267,13 +267,16 @@ VARIANTS = [
     variant("frozen-by-setattr", "config", "a frozen config raising a plain AttributeError",
             Edit("config.py", "@dataclasses.dataclass(frozen=True, kw_only=True)\nclass PGPOConfig:",
                  "@dataclasses.dataclass(kw_only=True, unsafe_hash=True)\nclass PGPOConfig:"),
-            Edit("config.py", "    def __post_init__(self) -> None:\n",
+            # PGPOConfig's __post_init__ (VPPOConfig has one too): the line after it names it.
+            Edit("config.py", "    def __post_init__(self) -> None:\n"
+                              "        validation.check_weight_hyperparameters(",
                  "    def __setattr__(self, name, value):\n"
                  "        if getattr(self, '_sealed', False):\n"
                  "            raise AttributeError(f'{name}: PGPOConfig is read-only; use replace()')\n"
                  "        object.__setattr__(self, name, value)\n\n"
                  "    def __post_init__(self) -> None:\n"
-                 "        object.__setattr__(self, '_sealed', True)\n")),
+                 "        object.__setattr__(self, '_sealed', True)\n"
+                 "        validation.check_weight_hyperparameters(")),
 ]
 
 ENTRIES = MUTANTS + VARIANTS
