@@ -85,9 +85,9 @@ def token_visual_dependency(
       Differentiable with respect to both logits (torch autograd, jax.grad).
 
     Raises:
-      TypeError / ValueError naming the argument on a namespace, dtype or shape
-      mismatch, a non-boolean mask, a bad hyper-parameter, or logits that give a
-      non-finite KL on a response token (NaN or inf in the logits).
+      TypeError, ValueError: naming the argument, on a namespace, dtype or shape
+        mismatch, a non-boolean mask, a bad hyper-parameter, or logits that give a
+        non-finite KL on a response token (NaN or inf in the logits).
     """
     xp = validation.namespace(
         logits_visual=logits_visual, logits_blind=logits_blind, response_mask=response_mask

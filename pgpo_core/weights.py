@@ -180,8 +180,8 @@ def reshape_advantages(
     Args:
       advantages: ``(B,)`` per-response advantages, or ``(B, T)`` per-token ones
         (as some frameworks store them).
-      dependency, response_mask, tau, beta, eps, threshold, low_weight_floor,
-      conserve_mass: as in :func:`token_weights`.
+      dependency, response_mask, tau, beta, eps, threshold, low_weight_floor, conserve_mass: as
+        in :func:`token_weights`.
 
     Returns:
       ``(B, T)`` token advantages, 0 on padding, in the promoted float dtype.
