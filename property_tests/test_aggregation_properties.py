@@ -11,8 +11,9 @@ rows, ``T`` the columns, ``|o_i|`` the length of response ``i``)::
 
 ``normalizer`` replaces the mode's divisor as given (``sum m`` for token-mean, ``B`` for
 the seq-mean modes); an empty row counts as 0 and still counts in ``B``. The loss
-metrics and ``masked_mean`` are means over response tokens (every token weighs the
-same, whatever the length of its response).
+metrics, ``masked_mean`` and ``weight_diagnostics``' ``dependency_mean`` are means over
+the batch's response tokens (every token weighs the same, whatever the length of its
+response).
 
 These modes coincide on batches of equal lengths, and Dr. GRPO's default ``T`` coincides
 with the longest response when one response fills the row; so every batch here has two
@@ -118,6 +119,11 @@ def test_aggregations_follow_their_formulas(pgpo, backend, batch, normalizer, no
     got = backend.to_numpy(pgpo.masked_mean(per_token, m))
     want, tol = _token_mean(rows)
     np.testing.assert_allclose(got, want, rtol=0, atol=tol, err_msg="masked_mean")
+    # weight_diagnostics' means are over the batch's tokens too (S = |value| >= 0).
+    out = pgpo.weight_diagnostics(backend.asarray(np.abs(values)), m)
+    want, tol = _token_mean(rows, abs)
+    np.testing.assert_allclose(float(backend.to_numpy(out["dependency_mean"])), want, rtol=0,
+                               atol=tol, err_msg="dependency_mean")
 
 
 @given(batch=ragged_batches(), aggregation=st.sampled_from(AGGREGATIONS),
