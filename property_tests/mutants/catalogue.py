@@ -193,6 +193,75 @@ MUTANTS = [
            Edit(G, "count[:, 0] * w_sq", "w_sq")),
     mutant("boosted-tokens-all-rows", "diagnostics", "boosted_tokens divides by B, empty rows included",
            Edit(G, '"boosted_tokens": xp.sum(boosted) / n_rows', '"boosted_tokens": xp.sum(boosted) / boosted.shape[0]')),
+    # --------------------------------------------- issue 19: the three that passed, siblings
+    mutant("constant-only-length-one", "choices",
+           "only a length-1 response falls back to w~ = 1, not a constant longer one",
+           Edit(W, "    constant = ~(spread > 0)\n", "    constant = ~(count > 1)\n")),
+    mutant("token-mean-seq-means", "aggregation",
+           "token-mean as the mean of per-sequence means (GRPO's under DAPO's name)",
+           Edit(L, "        return xp.sum(masked) / xp.maximum(xp.sum(xp.astype(mask, dtype)), one)\n",
+                "        return xp.sum(xp.sum(masked, axis=-1) / xp.maximum(xp.sum("
+                "xp.astype(mask, dtype), axis=-1), one)) / max(per_token.shape[0], 1)\n"),
+           quick=True),
+    mutant("token-mean-normalizer-seq-means", "aggregation",
+           "token-mean with a normalizer sums per-sequence means",
+           Edit(L, "            return xp.sum(masked) / normalizer\n",
+                "            return xp.sum(xp.sum(masked, axis=-1) / xp.maximum(xp.sum("
+                "xp.astype(mask, dtype), axis=-1), one)) / normalizer\n")),
+    mutant("token-mean-by-longest", "aggregation",
+           "token-mean divides by B times the longest response",
+           Edit(L, "        return xp.sum(masked) / xp.maximum(xp.sum(xp.astype(mask, dtype)), one)\n",
+                "        return xp.sum(masked) / (per_token.shape[0] * xp.maximum(xp.max(xp.sum("
+                "xp.astype(mask, dtype), axis=-1)), one))\n")),
+    mutant("seq-mean-token-mean-counts-padding", "aggregation",
+           "seq-mean-token-mean averages each row over T, padding included",
+           Edit(L, "        seq = seq_sum / xp.maximum(xp.sum(xp.astype(mask, dtype), axis=-1), one)\n",
+                "        seq = seq_sum / per_token.shape[-1]\n")),
+    mutant("token-sum-as-token-mean", "aggregation",
+           "seq-mean-token-sum divides each row by its length",
+           Edit(L, "    elif aggregation == \"seq-mean-token-sum\":\n        seq = seq_sum\n",
+                "    elif aggregation == \"seq-mean-token-sum\":\n        seq = seq_sum / xp.maximum("
+                "xp.sum(xp.astype(mask, dtype), axis=-1), one)\n")),
+    mutant("sum-norm-longest-response", "aggregation",
+           "Dr. GRPO's norm_length defaults to the longest response, not T",
+           Edit(L, "seq = seq_sum / (per_token.shape[-1] if norm_length is None else norm_length)",
+                "seq = seq_sum / (xp.maximum(xp.max(xp.sum(xp.astype(mask, dtype), axis=-1)), one) "
+                "if norm_length is None else norm_length)"),
+           quick=True),
+    mutant("sum-norm-own-length", "aggregation",
+           "Dr. GRPO's norm_length defaults to each response's own length (GRPO again)",
+           Edit(L, "seq = seq_sum / (per_token.shape[-1] if norm_length is None else norm_length)",
+                "seq = seq_sum / (xp.maximum(xp.sum(xp.astype(mask, dtype), axis=-1), one) "
+                "if norm_length is None else norm_length)")),
+    mutant("masked-mean-of-row-means", "metrics",
+           "masked_mean and the loss metrics as the mean of per-row means",
+           Edit(L, "    dev = _device(values)\n    zero = xp.zeros((), dtype=values.dtype, device=dev)\n"
+                   "    total = xp.sum(xp.where(mask, values, zero), axis=axis)\n",
+                "    if axis is None and values.ndim == 2:\n"
+                "        return xp.mean(_masked_mean(xp, values, mask, axis=-1))\n"
+                "    dev = _device(values)\n    zero = xp.zeros((), dtype=values.dtype, device=dev)\n"
+                "    total = xp.sum(xp.where(mask, values, zero), axis=axis)\n")),
+    mutant("diagnostics-row-means", "diagnostics",
+           "dependency_mean, weight_mean, frac_above_tau, boosted_frac as means of row means",
+           Edit(G, "        return xp.sum(xp.where(response_mask, values, zero)) / n_tokens\n",
+                "        rows = xp.sum(xp.where(response_mask, values, zero), axis=-1)\n"
+                "        return xp.sum(rows / xp.maximum(count[:, 0], one)) / n_rows\n")),
+    mutant("seq-mean-empty-row-nan", "aggregation",
+           "seq-mean-token-mean divides an empty row by 0 (NaN)",
+           Edit(L, "        seq = seq_sum / xp.maximum(xp.sum(xp.astype(mask, dtype), axis=-1), one)\n",
+                "        seq = seq_sum / xp.sum(xp.astype(mask, dtype), axis=-1)\n")),
+    mutant("eq5-batch-minmax", "Eq. 5", "min and max of Eq. 5 over the batch, not the response",
+           Edit(W, "low = xp.min(xp.where(response_mask, log_dep, big), axis=-1, keepdims=True)",
+                "low = xp.min(xp.where(response_mask, log_dep, big))"),
+           Edit(W, "high = xp.max(xp.where(response_mask, log_dep, -big), axis=-1, keepdims=True)",
+                "high = xp.max(xp.where(response_mask, log_dep, -big))")),
+    mutant("quantile-over-batch", "quantile variant",
+           "the quantile threshold taken over the batch's tokens, not the response's",
+           Edit(W, "        return _masked_quantile(xp, importance, response_mask, count, tau)",
+                "        return _masked_quantile(xp, xp.reshape(importance, (1, -1)), "
+                "xp.reshape(response_mask, (1, -1)), xp.sum(count, keepdims=True), tau)")),
+    mutant("zero-mass-no-fallback", "choices", "raw weights summing to 0 do not fall back",
+           Edit(W, "fallback = constant | ~(total > 0)", "fallback = constant")),
     # ------------------------------------------------------------------------ validation
     mutant("rewards-nan-accepted", "validation", "NaN rewards not refused",
            Edit(A, '    validation.check_finite("rewards", xp, rewards)\n', "")),
@@ -277,6 +346,19 @@ VARIANTS = [
                  "    def __post_init__(self) -> None:\n"
                  "        object.__setattr__(self, '_sealed', True)\n"
                  "        validation.check_weight_hyperparameters(")),
+    variant("token-mean-row-sums-first", "aggregation",
+            "token-mean as the sum of the rows' sums over the token count (other rounding)",
+            Edit(L, "        return xp.sum(masked) / xp.maximum(xp.sum(xp.astype(mask, dtype)), one)\n",
+                 "        return xp.sum(xp.sum(masked, axis=-1)) / xp.maximum(xp.sum(xp.sum("
+                 "xp.astype(mask, dtype), axis=-1)), one)\n")),
+    variant("eq7-scale-free-all-suppressed", "Eq. 7, fallbacks",
+            "a response with every token suppressed normalises I itself (1 / (tau + eps) "
+            "cancels in Eq. 7), so a large eps cannot underflow its weights to a zero sum",
+            Edit(W, "    raw = xp.where(importance < thr, suppressed, boosted)\n",
+                 "    raw = xp.where(importance < thr, suppressed, boosted)\n"
+                 "    if conserve_mass and low_weight_floor == 0:\n"
+                 "        all_low = xp.all((importance < thr) | ~response_mask, axis=-1, keepdims=True)\n"
+                 "        raw = xp.where(all_low, importance, raw)\n")),
 ]
 
 ENTRIES = MUTANTS + VARIANTS
