@@ -64,12 +64,9 @@ class PGPOConfig:
         validation.check_chunk_size(self.chunk_size, allow_none=True)
         if self.estimate_clip is not None:
             validation.check_positive("estimate_clip", self.estimate_clip)
-        validation.check_in_range("clip_low", self.clip_low, 0.0, 1.0)
-        validation.check_positive("clip_high", self.clip_high, allow_zero=True)
-        if self.dual_clip is not None and not (isinstance(self.dual_clip, (int, float))
-                                               and self.dual_clip > 1):
-            raise ValueError(f"dual_clip: must be a number > 1 or None, got {self.dual_clip!r}")
-        validation.check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        validation.check_loss_hyperparameters(
+            clip_low=self.clip_low, clip_high=self.clip_high, dual_clip=self.dual_clip,
+            aggregation=self.aggregation, aggregations=AGGREGATIONS)
 
     @classmethod
     def ablation(cls, name: str, **overrides: Any) -> "PGPOConfig":
@@ -150,12 +147,9 @@ class VPPOConfig:
                 or self.patch_size < 1):
             raise ValueError(f"patch_size: must be a positive int, got {self.patch_size!r}")
         validation.check_in_range("patch_drop_prob", self.patch_drop_prob, 0.0, 1.0)
-        validation.check_in_range("clip_low", self.clip_low, 0.0, 1.0)
-        validation.check_positive("clip_high", self.clip_high, allow_zero=True)
-        if self.dual_clip is not None and not (isinstance(self.dual_clip, (int, float))
-                                               and self.dual_clip > 1):
-            raise ValueError(f"dual_clip: must be a number > 1 or None, got {self.dual_clip!r}")
-        validation.check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        validation.check_loss_hyperparameters(
+            clip_low=self.clip_low, clip_high=self.clip_high, dual_clip=self.dual_clip,
+            aggregation=self.aggregation, aggregations=AGGREGATIONS)
 
     @classmethod
     def ablation(cls, name: str, **overrides: Any) -> "VPPOConfig":

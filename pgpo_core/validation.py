@@ -176,6 +176,16 @@ def check_logits(xp: Any, logits_visual: Any, logits_blind: Any, response_mask: 
     check_response_mask(xp, response_mask, logits_visual.shape[:2], "logits_visual")
 
 
+def check_loss_hyperparameters(*, clip_low: Any, clip_high: Any, dual_clip: Any,
+                               aggregation: Any, aggregations: tuple[str, ...]) -> None:
+    """The clipped policy loss's settings (PGPOConfig and VPPOConfig share them)."""
+    check_in_range("clip_low", clip_low, 0.0, 1.0)
+    check_positive("clip_high", clip_high, allow_zero=True)
+    if dual_clip is not None and not (isinstance(dual_clip, (int, float)) and dual_clip > 1):
+        raise ValueError(f"dual_clip: must be a number > 1 or None, got {dual_clip!r}")
+    check_choice("aggregation", aggregation, aggregations)
+
+
 def check_weight_hyperparameters(
     *, tau: float, beta: float, eps: float, threshold: str, low_weight_floor: float,
     conserve_mass: bool,
