@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from verl import DataProto
 from verl.utils import tensordict_utils as tu
-from verl.workers.utils.padding import left_right_2_no_padding
 
 import pgpo_core
 from pgpo_verl.blind import blind_batch
@@ -102,9 +101,13 @@ def sampled_dependency(visual_log_probs: torch.Tensor, blind_log_probs: torch.Te
 def exact_dependency_via(worker_group, visual: DataProto, blind: DataProto,
                          section: PGPOSection) -> torch.Tensor:
     """``(B, T)`` exact dependency: both padded batches go to the worker method
-    ``compute_pgpo_dependency`` (:class:`pgpo_verl.PGPOActorRolloutRefWorker`)."""
-    visual_td = left_right_2_no_padding(visual.to_tensordict())
-    blind_td = left_right_2_no_padding(blind.to_tensordict())
+    ``compute_pgpo_dependency`` (:class:`pgpo_verl.PGPOActorRolloutRefWorker`), which
+    unpads them itself. They travel padded: jagged mRoPE position ids (ragged on their
+    last dimension) split by verl's dispatch (``BatchData.chunk``) and then serialized
+    arrive unusable (``chunk_tensordict`` fails in the worker), which verl 0.9.1's v1 loop
+    hit end to end."""
+    visual_td = visual.to_tensordict()
+    blind_td = blind.to_tensordict()
     tu.assign_non_tensor(visual_td, pgpo_chunk_size=section.core.chunk_size or 256)
     output = worker_group.compute_pgpo_dependency(visual_td, blind_td)
     mask = visual.batch["response_mask"].bool()
