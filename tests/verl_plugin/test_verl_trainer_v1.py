@@ -224,3 +224,13 @@ def test_v1_tau0_beta0_gives_verls_v1_advantages_bit_for_bit(tiny, verl_worker, 
     stock = _padded(got_off["advantages"], width)
     assert stock.abs().max() > 0.1
     assert torch.equal(_padded(got_on["advantages"], width), stock)
+
+
+def test_v1_task_runner_refuses_a_mode_without_pgpo():
+    from pgpo_verl.task_runner import pgpo_task_runner_v1
+
+    runner_cls = pgpo_task_runner_v1().__ray_actor_class__  # the class Ray would run
+    runner = runner_cls()
+    config = OmegaConf.create({"trainer": {"v1": {"trainer_mode": "sync"}}})
+    with pytest.raises(RuntimeError, match="PPOTrainerSync, not PGPO's"):
+        runner.run(config)  # before TransferQueue or any worker starts
