@@ -154,8 +154,8 @@ class PGPOTrainerSync(PPOTrainerSync):
     @trainer_mode.setter
     def trainer_mode(self, name: str) -> None:  # PPOTrainer.__init__ assigns the config's
         if name not in (TRAINER_MODE, self.VERL_MODE):
-            raise ValueError(f"trainer.v1.trainer_mode: {name!r} built {type(self).__name__},"
-                             f" which is {TRAINER_MODE!r}")
+            raise ValueError(f"trainer.v1.trainer_mode: {type(self).__name__} is "
+                             f"{TRAINER_MODE!r} (verl's {self.VERL_MODE!r}), got {name!r}")
 
     # -- set-up ---------------------------------------------------------------------------
     def _init_tokenizer(self):
