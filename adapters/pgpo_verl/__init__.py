@@ -3,6 +3,9 @@
 - :class:`PGPORayTrainer`: verl's ``RayPPOTrainer`` with PGPO's token-level advantages
   (blind pass next to the old log-probs, ``pgpo_core.reshape_advantages`` before the actor
   update, ``pgpo/*`` metrics).
+- :class:`PGPOTrainerSync`: the same in verl's v1 trainer (``trainer.use_v1=true``),
+  registered as ``trainer.v1.trainer_mode=pgpo_sync`` (``pgpo_verl.trainer_v1``). Both
+  trainers run the steps of :mod:`pgpo_verl.steps`.
 - :func:`blind_batch`: the blind-pass ``DataProto`` of a rollout batch (a pure function).
 - :class:`PGPOActorRolloutRefWorker`: verl's actor worker with the exact-KL method and the
   workaround for verl 0.9.1's no-image bug (:func:`apply_no_image_workaround`); the
@@ -20,6 +23,7 @@ check_verl_version()
 from pgpo_verl.blind import blind_batch  # noqa: E402
 from pgpo_verl.config import PGPOSection, parse_section, section_defaults  # noqa: E402
 from pgpo_verl.trainer import PGPORayTrainer  # noqa: E402
+from pgpo_verl.trainer_v1 import PGPOTrainerSync  # noqa: E402
 from pgpo_verl.workaround import (  # noqa: E402
     apply_no_image_workaround, apply_position_ids_workaround)
 from pgpo_verl.workers import PGPOActorRolloutRefWorker, exact_dependency  # noqa: E402
@@ -28,6 +32,7 @@ __all__ = [
     "TESTED_VERL",
     "PGPOActorRolloutRefWorker",
     "PGPORayTrainer",
+    "PGPOTrainerSync",
     "PGPOSection",
     "apply_no_image_workaround",
     "apply_position_ids_workaround",

@@ -94,10 +94,21 @@ def apply_no_image_workaround() -> None:
 
 def _ragged_on_length(position_ids):
     """``position_ids`` (jagged, ``(B, 4, j)``) rebuilt ragged on the length dimension."""
-    rows = position_ids.unbind()  # correct for either ragged layout
-    lengths = torch.tensor([r.shape[-1] for r in rows], dtype=torch.long,
-                           device=position_ids.device)
-    offsets = torch.zeros(len(rows) + 1, dtype=torch.long, device=position_ids.device)
+    return _jagged_on_length(position_ids.unbind(), position_ids.device)  # either layout
+
+
+def _ragged_on_rows(position_ids) -> bool:
+    """Whether a 3-D jagged tensor is ragged on its ``4`` rows (values ``(4B, L)``, what
+    ``as_nested_tensor`` makes of equal-length ``(4, L)`` samples), whatever its
+    ``_ragged_idx`` says (``maybe_fix_3d_position_ids`` overwrites it)."""
+    values, total = position_ids.values(), int(position_ids.offsets()[-1])
+    return values.dim() == 2 and total == values.shape[0] and total != values.shape[1]
+
+
+def _jagged_on_length(rows, device):
+    """``(4, L_i)`` rows as one jagged tensor ragged on ``L`` (``_ragged_idx`` 2)."""
+    lengths = torch.tensor([r.shape[-1] for r in rows], dtype=torch.long, device=device)
+    offsets = torch.zeros(len(rows) + 1, dtype=torch.long, device=device)
     torch.cumsum(lengths, dim=0, out=offsets[1:])
     return torch.nested.nested_tensor_from_jagged(torch.cat(rows, dim=-1), offsets=offsets,
                                                   jagged_dim=2)
@@ -108,9 +119,9 @@ def apply_position_ids_workaround() -> None:
     always ragged on the length. Applied in the process that builds the actor's batches
     (the trainer's: :class:`pgpo_verl.PGPORayTrainer` applies it on construction); modules
     that imported the function by name (``verl.trainer.ppo.ray_trainer``, ``pgpo_verl``'s
-    own) are pointed at the wrapper too."""
-    import sys
-
+    own) are pointed at the wrapper too. Also wraps ``maybe_fix_3d_position_ids`` for the
+    v1 loop's batches (below); the actor worker
+    (:class:`pgpo_verl.PGPOActorRolloutRefWorker`) applies it too."""
     import verl.workers.utils.padding as padding
 
     original = padding.left_right_2_no_padding
@@ -127,7 +138,38 @@ def apply_position_ids_workaround() -> None:
         return data
 
     setattr(left_right_2_no_padding, _MARK, True)
-    for name, module in list(sys.modules.items()):
-        if name.startswith(("verl.", "pgpo_verl.")) and \
-                vars(module).get("left_right_2_no_padding") is original:
-            module.left_right_2_no_padding = left_right_2_no_padding
+    _rebind("left_right_2_no_padding", original, left_right_2_no_padding)
+
+    # verl's v1 loop (trainer.use_v1=true) hands the actor worker position ids that
+    # TransferQueue stacked from the per-sample (4, L_i) tensors, with the same
+    # as_nested_tensor and the same result for equal lengths; no left_right_2_no_padding
+    # runs. So the worker's maybe_fix_3d_position_ids (verl/utils/tensordict_utils.py:910,
+    # called by TrainingWorker.train_mini_batch, engine_workers.py:252/290, and the engine,
+    # engine/base.py:124/145) first rebuilds row-ragged position ids ragged on the length.
+    import verl.utils.tensordict_utils as tensordict_utils
+
+    fix = tensordict_utils.maybe_fix_3d_position_ids
+
+    @functools.wraps(fix)
+    def maybe_fix_3d_position_ids(data):
+        if "position_ids" in data.keys():
+            position_ids = data["position_ids"]
+            if position_ids.is_nested and position_ids.dim() == 3 and \
+                    _ragged_on_rows(position_ids):
+                rows = position_ids.values().unflatten(0, (len(position_ids), -1))
+                data["position_ids"] = _jagged_on_length(list(rows), position_ids.device)
+        return fix(data)
+
+    setattr(maybe_fix_3d_position_ids, _MARK, True)
+    _rebind("maybe_fix_3d_position_ids", fix, maybe_fix_3d_position_ids)
+
+
+def _rebind(name, original, wrapper) -> None:
+    """Point ``verl``'s and ``pgpo_verl``'s modules that hold ``original`` under ``name``
+    (the defining module and those that imported it by name) at ``wrapper``."""
+    import sys
+
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith(("verl.", "pgpo_verl.")) and \
+                vars(module).get(name) is original:
+            setattr(module, name, wrapper)

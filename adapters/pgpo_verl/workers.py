@@ -16,13 +16,12 @@ import torch
 from tensordict import TensorDict
 from verl.single_controller.base.decorator import make_nd_compute_dataproto_dispatch_fn, register
 from verl.utils import tensordict_utils as tu
-from verl.utils.tensordict_utils import maybe_fix_3d_position_ids
 from verl.utils.device import get_device_id, get_device_name
 from verl.workers.engine_workers import ActorRolloutRefWorker
-from verl.workers.utils.padding import no_padding_2_padding
+from verl.workers.utils.padding import left_right_2_no_padding, no_padding_2_padding
 
 from pgpo_torch.dependency import dependency_from_hidden_states
-from pgpo_verl.workaround import apply_no_image_workaround
+from pgpo_verl.workaround import apply_no_image_workaround, apply_position_ids_workaround
 
 __all__ = ["PGPOActorRolloutRefWorker", "exact_dependency"]
 
@@ -116,17 +115,18 @@ class PGPOActorRolloutRefWorker(ActorRolloutRefWorker):
 
     def __init__(self, *args, **kwargs):
         apply_no_image_workaround()
+        apply_position_ids_workaround()  # compute_pgpo_dependency unpads here (workaround.py)
         super().__init__(*args, **kwargs)
 
     @register(dispatch_mode=make_nd_compute_dataproto_dispatch_fn(mesh_name="actor"))
     def compute_pgpo_dependency(self, visual: TensorDict, blind: TensorDict) -> TensorDict:
         """Both passes per micro-batch and the exact KL, in the actor's engine; returns
-        ``pgpo_dependency``, ``(B, T)`` aligned with the responses (0 on padding)."""
-        # Across Ray, a 3-D jagged position-id tensor loses its ragged dimension; verl's own
-        # worker methods restore it first (engine_workers.py, engine/base.py), and so here.
-        for data in (visual, blind):
-            maybe_fix_3d_position_ids(data)
+        ``pgpo_dependency``, ``(B, T)`` aligned with the responses (0 on padding).
+        ``visual`` and ``blind`` come left-right padded (:func:`pgpo_verl.steps.
+        exact_dependency_via` says why) or already in the no-padding layout."""
         chunk = tu.get_non_tensor_data(data=visual, key="pgpo_chunk_size", default=256)
+        visual, blind = (td if td["input_ids"].is_nested else left_right_2_no_padding(td)
+                         for td in (visual, blind))
         engine = self.actor.engine
         with engine.eval_mode():
             dependency = exact_dependency(engine, visual, blind, chunk_size=int(chunk))

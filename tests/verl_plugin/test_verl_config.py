@@ -63,8 +63,16 @@ def test_paper_config_7b_and_3b():
 def test_bad_overrides_fail_before_ray_starts():
     with pytest.raises(ValueError, match="pgpo.tau"):
         main_pgpo.check_config(_compose("pgpo_trainer", ["pgpo.tau=2.0"]))
-    with pytest.raises(ValueError, match="use_v1"):
-        main_pgpo.check_config(_compose("pgpo_trainer", ["trainer.use_v1=true"]))
+    with pytest.raises(ValueError, match="trainer.v1.trainer_mode"):  # verl's, no PGPO
+        main_pgpo.check_config(_compose("pgpo_trainer", ["trainer.use_v1=true",
+                                                         "trainer.v1.trainer_mode=sync"]))
+
+
+def test_v1_loop_is_accepted_with_the_pgpo_trainer_mode():
+    config = _compose("pgpo_qwen2_5_vl_7b", ["trainer.use_v1=true"])
+    assert config.trainer.v1.trainer_mode == "pgpo_sync"  # the configs' default
+    main_pgpo.check_config(config)
+    _verl_validates(config)
 
 
 def test_verl_version_pin():

@@ -68,3 +68,36 @@ def test_workaround_keeps_the_position_ids(lengths):
     for j, i in enumerate(order):
         keep = reference["attention_mask"][i].bool()
         assert torch.equal(got[j], reference["position_ids"][i][:, keep])
+
+
+def _transfer_queue_batch(lengths):
+    """The v1 loop's batch: TransferQueue stacks the per-sample ``(4, L_i)`` position ids with
+    ``as_nested_tensor`` (ragged on the rows when all ``L_i`` are equal)."""
+    data = _batch(lengths)
+    rows = [data["position_ids"][i][:, data["attention_mask"][i].bool()]
+            for i in range(len(lengths))]
+    return TensorDict(dict(position_ids=torch.nested.as_nested_tensor(rows, layout=torch.jagged)),
+                      batch_size=len(lengths)), rows
+
+
+@pytest.mark.parametrize("lengths", [(4, 2, 3, 1), (4, 4, 4, 4), (2, 2)])
+def test_workaround_fixes_the_v1_loops_position_ids(lengths):
+    import verl.utils.tensordict_utils as tensordict_utils
+    import verl.workers.engine_workers as engine_workers
+
+    from pgpo_verl import apply_position_ids_workaround
+
+    order = torch.tensor(list(range(len(lengths)))[::-1])
+    if len(set(lengths)) == 1:  # stock verl fails on equal lengths
+        data, _ = _transfer_queue_batch(lengths)
+        maybe_fix_3d_position_ids(data)
+        with pytest.raises(RuntimeError):
+            tu.index_select_tensor_dict(data, order)
+    apply_position_ids_workaround()
+    assert engine_workers.maybe_fix_3d_position_ids is tensordict_utils.maybe_fix_3d_position_ids
+    data, rows = _transfer_queue_batch(lengths)
+    tensordict_utils.maybe_fix_3d_position_ids(data)
+    selected = tu.index_select_tensor_dict(data, order)
+    assert selected["position_ids"]._ragged_idx == 2
+    for j, i in enumerate(order.tolist()):
+        assert torch.equal(selected["position_ids"].unbind()[j], rows[i])
