@@ -13,13 +13,18 @@ A record says
 
 - ``advantages``: how the per-response group advantage ``A_i`` becomes token advantages:
   ``"broadcast"`` (``A_i`` on every response token: DAPO, GRPO), ``"pgpo"``
-  (``A_i * w~_t``, PGPO's token weights from the blind pass, Eqs. 4-8);
+  (``A_i * w~_t``, PGPO's token weights from the blind pass, Eqs. 4-8) or ``"vppo"``
+  (:func:`pgpo_core.vppo_advantages`, called once over the rollout batch, on the blind
+  pass's dependency);
 - ``fixed``: ``algo.pgpo`` values the algorithm fixes; they override given ones (PGPO's
   ablations; DAPO and GRPO fix the unit weights ``tau = beta = 0``);
 - ``defaults``: ``{"pgpo" | "blind": {field: value}}``, the ``algo.pgpo`` / ``algo.blind``
   defaults it changes, for keys not given (a :class:`Follows` value is another key's
   resolved value: GRPO's ``clip_high`` is its ``clip_low``);
 - ``dynamic_sampling``: whether ``algo.dynamic_sampling: none`` means on;
+- ``vppo``: the :class:`pgpo_core.VPPOConfig` whose advantage settings (``top_p``,
+  ``scale_min``, ``range_eps``, ``eps``, shaping and filtering on/off) the ``"vppo"``
+  estimator uses;
 - ``help``: one line for ``--help``.
 """
 
@@ -29,10 +34,11 @@ import dataclasses
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from pgpo_core import VPPOConfig
 from pgpo_core.config import ABLATIONS
 
 #: How token advantages are made (see the module docstring).
-ADVANTAGES = ("broadcast", "pgpo")
+ADVANTAGES = ("broadcast", "pgpo", "vppo")
 #: The nested configs of ``algo`` whose defaults an algorithm may change.
 GROUPS = ("pgpo", "blind")
 
@@ -57,6 +63,7 @@ class Algorithm:
     fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     defaults: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     dynamic_sampling: bool = True
+    vppo: VPPOConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -67,6 +74,8 @@ class Algorithm:
         unknown = set(self.defaults) - set(GROUPS)
         if unknown:
             raise ValueError(f"{self.name}.defaults: groups are {GROUPS}, got {sorted(unknown)}")
+        if (self.vppo is not None) != (self.advantages == "vppo"):
+            raise ValueError(f"{self.name}.vppo: a VPPOConfig exactly when advantages is 'vppo'")
         # Read-only views, so that a record cannot be changed through its mappings.
         object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))
         object.__setattr__(self, "defaults", MappingProxyType(
@@ -157,5 +166,19 @@ register(Algorithm(
 register(Algorithm(
     name="pgpo_dev_variant", advantages="pgpo", fixed=ABLATIONS["dev_variant"],
     help="PGPO as reported for the authors' development code."))
+
+_VPPO = VPPOConfig()
+register(Algorithm(
+    name="vppo", advantages="vppo", fixed=ABLATIONS["base"], vppo=_VPPO,
+    defaults={"pgpo": {"estimator": _VPPO.estimator, "estimate_clip": _VPPO.estimate_clip,
+                       "clip_low": _VPPO.clip_low, "clip_high": _VPPO.clip_high,
+                       "dual_clip": _VPPO.dual_clip, "aggregation": _VPPO.aggregation},
+              "blind": {"mode": "blacken", "blacken_probability": _VPPO.patch_drop_prob}},
+    help=f"VPPO (arXiv 2510.09285): pgpo_core.vppo_advantages once over the rollout "
+         f"batch: A_i scaled by the response's mean dependency (scale_min "
+         f"{_VPPO.scale_min}) on its top p={_VPPO.top_p} tokens by dependency, the rest 0 "
+         "(still counted in the token-mean); dependency k3 against the blacken blind pass "
+         "(VPPO's perturbation); no PGPO weights; not here: VPPO's entropy penalty."))
+
 __all__ = ["ADVANTAGES", "Algorithm", "Follows", "GROUPS", "REGISTRY", "get", "names",
            "register"]
