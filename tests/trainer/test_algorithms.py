@@ -122,3 +122,108 @@ def test_one_record_changes_one_algorithm_and_adds_one():
     assert (flat["algo.pgpo.tau"], flat["algo.blind.mode"]) == (0.5, "mask")
     assert after["pgpo_half"][1:] == [True, True]
     assert "pgpo_half: PGPO at tau 0.5" in after["help"]
+
+
+# ------------------------------------------------------------------------- VPPO
+
+def test_vppo_resolves_to_vppos_published_recipe():
+    from pgpo_core import VPPOConfig
+    from reference_impl.config import Config, load_config
+
+    cfg = load_config(["--algo", "vppo"], check_environment=False)
+    a, core, recipe = cfg.algo, cfg.pgpo_config(), VPPOConfig()
+    assert a.algorithm.advantages == "vppo" and a.algorithm.vppo == recipe
+    assert (recipe.top_p, recipe.scale_min) == (0.4, 0.9)
+    assert (core.estimator, core.estimate_clip) == ("k3", 10.0)
+    assert (core.clip_low, core.clip_high, core.dual_clip, core.aggregation) == \
+        (0.2, 0.28, 3.0, "token-mean")
+    assert (a.blind.mode, a.blind.blacken_probability) == ("blacken", 0.5)
+    assert (core.tau, core.beta) == (0.0, 0.0)  # no PGPO weights
+    assert a.uses_dynamic_sampling and not a.reweights_tokens
+    assert a.algorithm.needs_blind_pass
+    # Given values win over the record's defaults; switching algorithm restores them.
+    given = load_config(["--algo", "vppo", "--algo.pgpo.dual_clip", "none",
+                         "--algo.blind.mode", "mask"], check_environment=False)
+    assert given.algo.pgpo.dual_clip is None and given.algo.blind.mode == "mask"
+    assert cfg.override(**{"algo.name": "pgpo"}) == Config()
+    assert Config().override(**{"algo.name": "vppo"}) == cfg
+
+
+def test_compare_runs_vppo_now_that_the_trainer_accepts_it():
+    from reference_impl import compare
+    from reference_impl.config import ALGORITHMS
+
+    assert "vppo" in compare.DEFAULT_ALGOS and "vppo" in ALGORITHMS
+
+
+@pytest.mark.slow
+def test_two_vppo_steps_train_with_vppo_advantages(tmp_path, monkeypatch):
+    """``--algo vppo``: two RL steps on the tiny model, and the token advantages that
+    reach the loss are pgpo_core.vppo_advantages' over the whole rollout batch, on the
+    k3 dependency (clip 10) against the blackened blind pass, computed here again from
+    the same random patches."""
+    import math
+    import os
+    import sys
+
+    import torch
+
+    import pgpo_core
+    from pgpo_torch import batch_visual_dependency
+    from reference_impl import trainer as trainer_mod
+    from reference_impl.config import load_config
+    from reference_impl.distributed import DistEnv
+    from reference_impl.train import main
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from _tiny_run import tiny_args
+    from test_train_e2e import varied_rewards
+
+    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    out = tmp_path / "run"
+    summary = main(tiny_args(out, "--algo", "vppo", "train.total_steps=2",
+                             "algo.dynamic_sampling=false"))
+    assert summary["steps"] == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2]
+    for r in train:
+        assert r["updated"] == 1.0 and math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"])
+
+    # The advantage path itself, on a batch of 4 responses split into 2 micro-batches.
+    cfg = load_config(tiny_args(tmp_path / "t", "--algo", "vppo", "train.total_steps=1",
+                                "algo.dynamic_sampling=false", "rollout.max_response_length=8"))
+    t = trainer_mod.Trainer(cfg, DistEnv())
+    batch, cols, _ = t.collect()
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5])[:batch.size]
+    torch.manual_seed(123)
+    old, token_adv, diag = t.score(batch, adv)
+    assert diag is None
+    torch.manual_seed(123)  # the same blackened patches, micro-batch by micro-batch
+    deps, logps = [], []
+    for start in range(0, batch.size, cfg.optim.micro_batch_size):
+        sub = batch.select(list(range(start, min(start + cfg.optim.micro_batch_size,
+                                                 batch.size))))
+        d, lp = batch_visual_dependency(
+            t.hf_model, sub.model_inputs(), sub.response_mask,
+            response_length=sub.response_mask.shape[1], config=t.pgpo, blind=cfg.algo.blind,
+            return_logprobs=True)
+        deps.append(d.float())
+        logps.append(lp.float())
+    dep = torch.cat(deps)
+    assert float(dep.max()) <= 10.0 and float(dep[batch.response_mask].max()) > 0.0
+    expected = pgpo_core.vppo_advantages(adv, dep, batch.response_mask, top_p=0.4,
+                                         scale_min=0.9)
+    assert torch.allclose(token_adv, expected.advantages, atol=1e-6)
+    assert torch.allclose(old, torch.cat(logps), atol=1e-6)
+    # Token filtering acted: some response tokens get 0, and every response keeps
+    # ceil(0.4 |o_i|) of them.
+    kept = (token_adv != 0) & batch.response_mask
+    lengths = batch.response_mask.sum(-1)
+    assert torch.equal(expected.token_mask.sum(-1), torch.ceil(0.4 * lengths - 1e-6).long())
+    assert int(kept.sum()) < int(lengths.sum())
+    # One call over the batch, not per micro-batch: the trajectory factors average 1
+    # over the whole batch.
+    active = expected.scale != 1
+    if bool(active.any()):
+        assert float(expected.scale.mean()) == pytest.approx(1.0, abs=1e-5)
