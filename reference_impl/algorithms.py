@@ -95,7 +95,7 @@ class Algorithm:
                      class_defaults: Mapping[str, Any]) -> dict[str, Any]:
         """The ``algo.<group>`` defaults this algorithm changes (they apply to keys not
         given); a :class:`Follows` resolves to the key's value in ``given``, else the
-        algorithm's default, else ``class_defaults``'."""
+        algorithm's default, else ``class_defaults``."""
         mine = self.defaults.get(group, {})
         plain = {k: v for k, v in mine.items() if not isinstance(v, Follows)}
 

@@ -227,3 +227,11 @@ def test_two_vppo_steps_train_with_vppo_advantages(tmp_path, monkeypatch):
     active = expected.scale != 1
     if bool(active.any()):
         assert float(expected.scale.mean()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_gradient_probe_refuses_vppo_rather_than_measuring_dapo():
+    from reference_impl.probe_gradients import _algo_settings
+
+    assert _algo_settings([], "dapo")[1] is False and _algo_settings([], "pgpo")[1] is True
+    with pytest.raises(ValueError, match="does not support 'vppo'"):
+        _algo_settings([], "vppo")
