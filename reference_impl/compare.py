@@ -39,7 +39,7 @@ Seeds and algorithms can be added later (``--seeds 0-9 --algos pgpo,dapo,grpo``)
 the new runs run. The report covers every complete run of this study configuration in
 the folder (requested now or earlier), pairs two algorithms only over the seeds where
 both are complete, says which runs are still missing, which requested algorithms this
-trainer does not have (``vppo`` until the trainer accepts it as ``algo.name``) and how
+trainer does not have (names outside :data:`reference_impl.algorithms.REGISTRY`) and how
 many runs of other configurations the folder holds.
 
 Per run it reads ``metrics.jsonl``: held-out accuracy after the warm-up and after RL,

@@ -37,21 +37,16 @@ import yaml
 from jsonargparse import ArgumentParser, DefaultHelpFormatter
 
 from pgpo_core import AGGREGATIONS, PGPOConfig
-from pgpo_core.config import ABLATIONS, DEPENDENCY_ESTIMATORS, THRESHOLDS
+from pgpo_core.config import DEPENDENCY_ESTIMATORS, THRESHOLDS
 from pgpo_torch.blind_pass import BLIND_MODES, BlindPassConfig
+from reference_impl import algorithms
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-ALGORITHMS = ("pgpo", "dapo", "grpo", "pgpo_suppress_only", "pgpo_boost_only",
-              "pgpo_no_mass", "pgpo_dev_variant")
-# PGPO ablation -> pgpo_core.ABLATIONS entry; dapo/grpo use the unit weights of "base".
-_ABLATION_OF = {"pgpo": None, "dapo": "base", "grpo": "base",
-                "pgpo_suppress_only": "suppress_only", "pgpo_boost_only": "boost_only",
-                "pgpo_no_mass": "no_mass_conservation", "pgpo_dev_variant": "dev_variant"}
-assert set(_ABLATION_OF) == set(ALGORITHMS)
-assert all(v is None or v in ABLATIONS for v in _ABLATION_OF.values())
+#: ``algo.name``'s choices: the names of :data:`reference_impl.algorithms.REGISTRY`.
+ALGORITHMS = algorithms.names()
 
-Algorithm = Literal[ALGORITHMS]
+AlgorithmName = Literal[ALGORITHMS]
 DType = Literal["auto", "float32", "bfloat16"]
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -318,9 +313,9 @@ _GROUP_HELP: dict[type, dict[str, str]] = {
                       "none = all.",
         "estimate_clip": "Upper bound on a k1/k2/k3 estimate; none = off.",
         "clip_low": "Lower clip range of the importance ratio (1 - clip_low).",
-        "clip_high": "Upper clip range (1 + clip_high); algo.name grpo: clip_low unless set.",
+        "clip_high": "Upper clip range (1 + clip_high).",
         "dual_clip": "Dual-clip constant c > 1 bounding negative-advantage ratios; none = off.",
-        "aggregation": "Loss reduction; algo.name grpo: seq-mean-token-mean unless set.",
+        "aggregation": "Loss reduction.",
     },
     BlindPassConfig: {
         "mode": "Blind pass without the image: drop the image tokens keeping the text's "
@@ -345,61 +340,63 @@ class AlgoConfig(_Section):
 
     _section: ClassVar[str] = "algo"
 
-    name: Algorithm = _field(
-        "pgpo", "pgpo, dapo or grpo (no token reweighting), or a PGPO ablation: "
-                "pgpo_suppress_only (tau=1), pgpo_boost_only (tau=0), pgpo_no_mass (no Eq. 7), "
-                "pgpo_dev_variant (quantile threshold, 0.1 floor, no Eq. 7). The values an "
-                "ablation fixes (and dapo/grpo's tau=beta=0) override algo.pgpo.")
+    name: AlgorithmName = _field(
+        "pgpo", "The algorithm (reference_impl/algorithms.py). "
+                + " | ".join(a.describe() for a in algorithms.REGISTRY.values())
+                + ". What an algorithm fixes overrides algo.pgpo; its defaults apply to "
+                  "keys not given.")
     pgpo: PGPOConfig = _field(
         PGPOConfig(), "PGPO's hyper-parameters (pgpo_core.PGPOConfig).", factory=True)
     blind: BlindPassConfig = _field(
         BlindPassConfig(), "The blind pass (pgpo_torch.BlindPassConfig).", factory=True)
     dynamic_sampling: Optional[bool] = _field(
-        None, "Drop groups whose rewards are all equal and sample more prompts; "
-              "none = on for pgpo/dapo, off for grpo.")
+        None, "Drop groups whose rewards are all equal and sample more prompts; none = the "
+              "algorithm's default (off for "
+              + (", ".join(n for n, a in algorithms.REGISTRY.items() if not a.dynamic_sampling)
+                 or "none") + ", on for the others).")
     max_sampling_rounds: int = _field(
         3, "Most rollout rounds per step used to fill the batch under dynamic sampling.")
 
     def _validate(self) -> None:
         self._range("max_sampling_rounds", 1)
-        fixed = algorithm_fixed(self.name)
+        fixed = self.algorithm.fixed
         if any(getattr(self.pgpo, k) != v for k, v in fixed.items()):
             object.__setattr__(self, "pgpo", self.pgpo.replace(**fixed))
 
     @property
+    def algorithm(self) -> algorithms.Algorithm:
+        """The registry's record of ``name``."""
+        return algorithms.get(self.name)
+
+    @property
     def reweights_tokens(self) -> bool:
         """True when the algorithm multiplies advantages by PGPO token weights (needs the blind pass)."""
-        return self.name not in ("dapo", "grpo")
+        return self.algorithm.reweights_tokens
 
     @property
     def uses_dynamic_sampling(self) -> bool:
         """``dynamic_sampling`` resolved against the algorithm's default."""
         if self.dynamic_sampling is not None:
             return self.dynamic_sampling
-        return self.name != "grpo"
+        return self.algorithm.dynamic_sampling
 
 
-def algorithm_fixed(name: str) -> dict[str, Any]:
-    """The :class:`PGPOConfig` values algorithm ``name`` fixes (its ablation's; dapo and
-    grpo: the unit weights of ``"base"``). They override ``algo.pgpo``."""
-    ablation = _ABLATION_OF[name]
-    return dict(ABLATIONS[ablation]) if ablation is not None else {}
+def _group_defaults(group: str) -> dict[str, Any]:
+    """The class defaults of ``algo.<group>`` (``pgpo``: PGPOConfig's, ``blind``: BlindPassConfig's)."""
+    cls = _groups(AlgoConfig)[group]
+    return {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
 
 
-def algorithm_defaults(name: str, clip_low: float) -> dict[str, Any]:
-    """The :class:`PGPOConfig` defaults algorithm ``name`` changes, for keys not given:
-    GRPO clips symmetrically (``clip_high = clip_low``) and averages per sequence."""
-    if name == "grpo":
-        return {"clip_high": clip_low, "aggregation": "seq-mean-token-mean"}
-    return {}
-
-
-def _implied(name: str, clip_low: float) -> dict[str, Any]:
-    """Every ``algo.pgpo`` field's value under ``name`` when not given."""
-    values = {f.name: getattr(PGPOConfig(), f.name) for f in dataclasses.fields(PGPOConfig)}
-    values.update(algorithm_defaults(name, clip_low))
-    values.update(algorithm_fixed(name))
-    return {k: v for k, v in values.items() if f"algo.pgpo.{k}" not in DERIVED}
+def _implied(name: str, group: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every ``algo.<group>`` field's value under algorithm ``name`` when not given (the
+    class default, the algorithm's default, what it fixes); ``given`` resolves a
+    :class:`~reference_impl.algorithms.Follows` default."""
+    algorithm = algorithms.get(name)
+    values = _group_defaults(group)
+    values.update(algorithm.defaults_for(group, given, values))
+    if group == "pgpo":
+        values.update(algorithm.fixed)
+    return {k: v for k, v in values.items() if f"algo.{group}.{k}" not in DERIVED}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -683,10 +680,11 @@ class Config:
         # Values equal to what algo.name implies count as not given, so that they follow a
         # change of algo.name (or of clip_low under grpo), as they would from the command line.
         base = self.to_dict()
-        implied = _implied(self.algo.name, self.algo.pgpo.clip_low)
-        pgpo = base["algo"]["pgpo"]
-        for key in [k for k, v in implied.items() if pgpo[k] == v]:
-            del pgpo[key]
+        for group in algorithms.GROUPS:
+            values = base["algo"][group]
+            implied = _implied(self.algo.name, group, values)
+            for key in [k for k, v in implied.items() if values[k] == v]:
+                del values[key]
         changes = _parse(lambda p: p.parse_object(_plain(dotted_or_sections), defaults=False),
                          origin="overrides")
         return _build(_merge(base, changes), origin="overrides")
@@ -957,9 +955,11 @@ def _build(given: Mapping[str, Any], *, origin: str) -> Config:
     for name, cls in SECTIONS.items():
         for group in _groups(cls):
             values[name][group] = mapping(values[name].get(group), f"{name}.{group}")
-    algorithm, pgpo = values["algo"].get("name", AlgoConfig.name), values["algo"]["pgpo"]
-    for key, value in algorithm_defaults(algorithm, pgpo.get("clip_low", PGPOConfig.clip_low)).items():
-        pgpo.setdefault(key, value)
+    algorithm = algorithms.REGISTRY.get(values["algo"].get("name", AlgoConfig.name))
+    for group in algorithms.GROUPS if algorithm is not None else ():
+        given = values["algo"][group]
+        for key, value in algorithm.defaults_for(group, given, _group_defaults(group)).items():
+            given.setdefault(key, value)
     for name, cls in SECTIONS.items():
         for group, group_cls in _groups(cls).items():
             try:
@@ -1022,8 +1022,8 @@ def preset(name: str, *overrides: str, check_environment: bool = False) -> Confi
 
 
 __all__ = [
-    "ALGORITHMS", "AlgoConfig", "CONFIG_DIR", "DERIVED", "Leaf", "SHORTCUTS",
-    "algorithm_defaults", "algorithm_fixed", "build_parser", "leaf_fields",
+    "ALGORITHMS", "AlgoConfig", "AlgorithmName", "CONFIG_DIR", "DERIVED", "Leaf", "SHORTCUTS",
+    "build_parser", "leaf_fields",
     "CheckpointConfig", "Config", "ConfigError", "ConfigTypeError", "DataConfig", "DistConfig",
     "EvalConfig", "LoggingConfig", "LoraConfig", "ModelConfig", "OptimConfig", "RewardConfig",
     "RolloutConfig", "SECTIONS", "TrainConfig", "load_config", "preset",

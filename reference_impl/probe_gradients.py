@@ -109,6 +109,11 @@ def _algo_settings(overrides: Sequence[str], algo: str):
 
     cfg = load_config(list(overrides) + [f"algo.name={algo}"], prog="probe_gradients.py",
                       check_environment=False)
+    if cfg.algo.algorithm.advantages not in ("broadcast", "pgpo"):
+        # The probe makes PGPO's or broadcast token advantages only; anything else would
+        # be measured as DAPO's gradient under another name.
+        raise ValueError(f"--algos: the gradient probe does not support {algo!r} "
+                         "(its token advantages are neither PGPO's nor broadcast)")
     return cfg.pgpo_config(), cfg.algo.reweights_tokens
 
 

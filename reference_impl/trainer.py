@@ -416,6 +416,8 @@ class Trainer:
         ``A~ = A * w~`` (Eqs. 4-8) with pgpo_core. Without PGPO only the old log-probs
         are computed and ``A`` is broadcast over the response tokens."""
         mb = self.cfg.optim.micro_batch_size
+        if self.cfg.algo.algorithm.advantages == "vppo":
+            return self._vppo_score(batch, advantages)
         old, deps, weights, token_adv = [], [], [], []
         for start in range(0, batch.size, mb):
             rows = list(range(start, min(start + mb, batch.size)))
@@ -446,6 +448,32 @@ class Trainer:
                 response_length=batch.response_mask.shape[1], config=config,
                 blind=a.blind, response_mask=batch.response_mask, return_logprobs=True,
                 with_diagnostics=False)  # rl_step takes them over the whole batch
+
+    def _vppo_score(self, batch: RolloutBatch, advantages: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """VPPO's :meth:`score`: old log-probs and the dependency ``S`` (``algo.pgpo``'s
+        estimator against ``algo.blind``'s pass: k3 clipped at 10 against blackened
+        patches by the record's defaults) micro-batch by micro-batch, then
+        :func:`pgpo_core.vppo_advantages` once over the whole rollout batch (its
+        trajectory factors need the batch's min, max and mean). Filtered tokens get
+        advantage 0 and keep their place in the token-mean's divisor (the loss takes the
+        full response mask)."""
+        from pgpo_torch import batch_visual_dependency
+
+        mb, old, deps = self.cfg.optim.micro_batch_size, [], []
+        for start in range(0, batch.size, mb):
+            sub = batch.select(list(range(start, min(start + mb, batch.size))))
+            with self._autocast(), self.strategy.unsharded():
+                dep, logp = batch_visual_dependency(
+                    self.hf_model, sub.model_inputs(), sub.response_mask,
+                    response_length=sub.response_mask.shape[1], config=self.pgpo,
+                    blind=self.cfg.algo.blind, return_logprobs=True)
+            old.append(logp.float())
+            deps.append(dep.float())
+        vppo = self.cfg.algo.algorithm.vppo
+        shaped = pgpo_core.vppo_advantages(advantages, torch.cat(deps), batch.response_mask,
+                                           **vppo.advantage_kwargs())
+        return torch.cat(old), shaped.advantages, None
 
     def update(self, batch: RolloutBatch, old_logp: torch.Tensor, token_adv: torch.Tensor
                ) -> dict[str, float]:
