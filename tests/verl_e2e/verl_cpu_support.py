@@ -52,10 +52,23 @@ import verl_e2e_seeds  # noqa: E402
 from import_hooks import after_import  # noqa: E402
 
 
-def _position_ids_workaround(_module) -> None:
-    from pgpo_verl.workaround import apply_position_ids_workaround
+def _position_ids_workaround(module) -> None:
+    """Stock ``RayPPOTrainer`` applies the plugin's workaround when it is built (by then
+    every import is done: applying it while ``ray_trainer`` is being imported would import
+    ``pgpo_verl``, and so verl's v1 trainer module, half-way through its own import)."""
+    init = module.RayPPOTrainer.__init__
+    if getattr(init, "_pgpo_position_ids", False):
+        return
 
-    apply_position_ids_workaround()
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        from pgpo_verl.workaround import apply_position_ids_workaround
+
+        apply_position_ids_workaround()
+        init(self, *args, **kwargs)
+
+    __init__._pgpo_position_ids = True
+    module.RayPPOTrainer.__init__ = __init__
 
 
 after_import("verl.trainer.ppo.ray_trainer", _position_ids_workaround)
