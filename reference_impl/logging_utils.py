@@ -32,7 +32,9 @@ class MetricsLogger:
 
     TensorBoard runs, each with its own step axis, so that no two points share a step:
 
-    - ``tensorboard/``: the RL steps (``train/*``), purged from ``purge_step`` on;
+    - ``tensorboard/``: the RL steps (``train/*``, with their phase times
+      ``train/timing_s/*`` and the checkpoints' ``train/timing_s/save`` from the rows of
+      ``kind="timing"``), purged from ``purge_step`` on;
     - ``tensorboard/eval``: the evaluations during and after RL (``eval/*``, RL step);
     - ``tensorboard/warmup``: the warm-up's losses (``sft/*``) on the ``sft_step`` axis;
     - ``tensorboard/warmup_eval``: the evaluations before and after the warm-up (rows
@@ -131,12 +133,13 @@ class MetricsLogger:
         elif kind == "eval":
             writer = self._run_writer("eval", step)
         if writer is not None:
+            group = "train" if kind == "timing" else kind  # a save's time, beside the step's
             with self._tensorboard_errors():
                 for key, value in row.items():
                     if key in ("step", "kind", "sft_step"):
                         continue
                     if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        writer.add_scalar(f"{kind}/{key}", value, axis)
+                        writer.add_scalar(f"{group}/{key}", value, axis)
 
     @contextlib.contextmanager
     def _tensorboard_errors(self):

@@ -138,7 +138,8 @@ def probe_checkpoint(trainer, settings: dict[str, tuple[Any, bool]], *, batches:
     for _ in range(4 * batches if max_draws is None else max_draws):
         if drawn == batches:
             break
-        batch, cols, _ = trainer.collect()
+        collected = trainer.collect()
+        batch, advantages = collected.batch, collected.advantages
         if batch is None:  # no informative group in this draw: nothing to learn from
             continue
         drawn += 1
@@ -146,13 +147,13 @@ def probe_checkpoint(trainer, settings: dict[str, tuple[Any, bool]], *, batches:
         with torch.no_grad():
             dependency = torch.cat([
                 trainer._pgpo_advantages(batch.select(list(range(s, min(s + 8, batch.size)))),
-                                         cols["advantages"][s:s + 8], exact).dependency
+                                         advantages[s:s + 8], exact).dependency
                 for s in range(0, batch.size, 8)])
             raw = pgpo_core.token_weights(dependency, mask, conserve_mass=False, **GATE)
             gate = (raw > 1) & mask
         logp, _ = response_logprobs(trainer.model, batch, temperature=trainer.pgpo.temperature)
         for algo, (config, reweights) in settings.items():
-            adv = cols["advantages"]
+            adv = advantages
             token_adv = (pgpo_core.reshape_advantages(adv, dependency, mask,
                                                       **config.weight_kwargs())
                          if reweights else adv[:, None] * mask)

@@ -20,10 +20,10 @@ synthetic task first, so that RL starts with some reward signal.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import random
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +37,8 @@ from reference_impl import engines, preflight
 from reference_impl.config import Config
 from reference_impl.distributed import DistEnv, all_reduce, any_process, parallel_strategy
 from reference_impl.logging_utils import MetricsLogger, read_metrics
+from reference_impl.timing import (Timer, is_timing_key, marked_timer, no_timer, phase_timer,
+                                   timing_metrics)
 from reference_impl.rewards import verifiable_rewards
 from reference_impl.warmup import supervised_warmup, warmup_optimizer
 from reference_impl.rollout import (RolloutBatch, concat_batches, pad_token_id,
@@ -202,6 +204,34 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, *, warmu
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
 
 
+@dataclasses.dataclass(frozen=True)
+class Collected:
+    """What :meth:`Trainer.collect` kept from its rollout rounds."""
+
+    batch: RolloutBatch | None
+    """The kept groups' responses (None if no group was kept)."""
+    advantages: torch.Tensor | None
+    """``(N,)`` group-normalised advantages of the kept responses."""
+    rewards: torch.Tensor | None
+    """``(N,)`` rewards of the kept responses."""
+    metrics: dict[str, float]
+    """Rollout metrics over all sampled responses, kept or not."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    """What :meth:`Trainer.score` computed for a kept batch; ``(N, T)`` tensors."""
+
+    old_logprobs: torch.Tensor
+    """The rollout policy's response log-probs (``logp_old``)."""
+    token_advantages: torch.Tensor
+    """The advantages the loss takes (PGPO: ``A~ = A * w~``; else ``A`` broadcast)."""
+    dependency: torch.Tensor | None = None
+    """PGPO's token visual dependency ``S`` (None without token reweighting)."""
+    weights: torch.Tensor | None = None
+    """PGPO's token weights ``w~`` (None without token reweighting)."""
+
+
 class Trainer:
     """Runs the whole training: warm-up, RL steps, evaluation, checkpoints, report."""
 
@@ -337,10 +367,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ RL step
 
-    def collect(self) -> tuple[RolloutBatch | None, dict[str, torch.Tensor], dict[str, float]]:
+    def collect(self, timer: Timer = no_timer) -> Collected:
         """Rollout rounds until ``prompts_per_step`` informative groups are kept (dynamic
         sampling) or the round budget is spent. Returns the kept batch (None if nothing
-        is kept), its per-response tensors and the rollout metrics (over all samples)."""
+        is kept), its per-response advantages and rewards, and the rollout metrics (over
+        all samples). ``timer`` times the ``rollout``, ``reward`` and ``advantages``
+        phases of every round."""
         r, a = self.cfg.rollout, self.cfg.algo
         kept: list[RolloutBatch] = []
         kept_cols: dict[str, list[torch.Tensor]] = {"advantages": [], "rewards": []}
@@ -353,9 +385,11 @@ class Trainer:
         while True:
             rounds += 1
             examples = self._next_examples(r.prompts_per_step)
-            batch = self._rollout(examples, group_size=r.samples_per_prompt,
-                                  temperature=r.temperature, top_p=r.top_p)
-            reward, accuracy, fmt = self._rewards(batch)
+            with timer("rollout"):
+                batch = self._rollout(examples, group_size=r.samples_per_prompt,
+                                      temperature=r.temperature, top_p=r.top_p)
+            with timer("reward"):
+                reward, accuracy, fmt = self._rewards(batch)
             lengths = batch.response_mask.sum(-1).float()
             ended = (batch.responses == _eos_id(self.processor)) & batch.response_mask
             stats["reward"].append(reward)
@@ -363,7 +397,8 @@ class Trainer:
             stats["format"].append(fmt)
             stats["length"].append(lengths)
             stats["truncated"].append((~ended.any(-1)).float())
-            ga = pgpo_core.group_advantages(reward, batch.group_ids)
+            with timer("advantages"):
+                ga = pgpo_core.group_advantages(reward, batch.group_ids)
             groups_seen += r.prompts_per_step
             keep = ~ga.all_equal if self.dynamic_sampling else torch.ones_like(ga.all_equal)
             # Prompts longer than rollout.max_prompt_length (image tokens included) are
@@ -399,16 +434,18 @@ class Trainer:
             "prompts_too_long": float(skipped_long),
         }
         if not kept:
-            return None, {}, metrics
-        batch = concat_batches(kept, pad_token_id=self.pad_id)
-        cols = {k: torch.cat(v) for k, v in kept_cols.items()}
-        return batch, cols, metrics
+            return Collected(None, None, None, metrics)
+        return Collected(concat_batches(kept, pad_token_id=self.pad_id),
+                         torch.cat(kept_cols["advantages"]), torch.cat(kept_cols["rewards"]),
+                         metrics)
 
     @torch.no_grad()
-    def score(self, batch: RolloutBatch, advantages: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    def score(self, batch: RolloutBatch, advantages: torch.Tensor,
+              timer: Timer = no_timer) -> Scored:
         """Old log-probs, token advantages ``(N, T)`` and (PGPO) the token dependency
         with its weights (for the step's diagnostics, so they are not computed again).
+        ``timer`` times the ``old_logprobs``, ``blind_pass`` (the blind forward and
+        ``S``) and ``advantages`` phases of every micro-batch.
 
         With PGPO, :func:`pgpo_torch.compute_pgpo_advantages` runs the visual pass (which
         gives the old log-probs) and the blind pass on the rollout policy, computes ``S``
@@ -424,21 +461,25 @@ class Trainer:
             sub = batch.select(rows)
             with self._autocast():
                 if not self.reshape:
-                    logp, _ = response_logprobs(self.model, sub,
-                                                temperature=self.pgpo.temperature)
+                    with timer("old_logprobs"):
+                        logp, _ = response_logprobs(self.model, sub,
+                                                    temperature=self.pgpo.temperature)
                     old.append(logp)
-                    token_adv.append(advantages[rows][:, None] * sub.response_mask)
+                    with timer("advantages"):
+                        token_adv.append(advantages[rows][:, None] * sub.response_mask)
                     continue
-                result = self._pgpo_advantages(sub, advantages[rows], self.pgpo)
+                result = self._pgpo_advantages(sub, advantages[rows], self.pgpo, timer=timer)
             old.append(result.old_logprobs.float())
             deps.append(result.dependency)
             weights.append(result.weights)
             token_adv.append(result.token_advantages)
-        dependency = (torch.cat(deps), torch.cat(weights)) if deps else None
-        return torch.cat(old), torch.cat(token_adv), dependency
+        return Scored(torch.cat(old), torch.cat(token_adv),
+                      torch.cat(deps) if deps else None, torch.cat(weights) if deps else None)
 
-    def _pgpo_advantages(self, batch: RolloutBatch, advantages: torch.Tensor, config):
-        """:func:`pgpo_torch.compute_pgpo_advantages` on one micro-batch."""
+    def _pgpo_advantages(self, batch: RolloutBatch, advantages: torch.Tensor, config,
+                         timer: Timer | None = None):
+        """:func:`pgpo_torch.compute_pgpo_advantages` on one micro-batch (``timer``: see
+        :meth:`score`)."""
         from pgpo_torch import compute_pgpo_advantages
 
         a = self.cfg.algo
@@ -447,7 +488,8 @@ class Trainer:
                 self.hf_model, batch.model_inputs(), advantages=advantages,
                 response_length=batch.response_mask.shape[1], config=config,
                 blind=a.blind, response_mask=batch.response_mask, return_logprobs=True,
-                with_diagnostics=False)  # rl_step takes them over the whole batch
+                with_diagnostics=False,  # rl_step takes them over the whole batch
+                timer=timer)
 
     def _vppo_score(self, batch: RolloutBatch, advantages: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, None]:
@@ -580,22 +622,29 @@ class Trainer:
         return out
 
     def rl_step(self) -> dict[str, float]:
-        """One RL step: collect, score, update. Returns metrics averaged over processes."""
-        start = time.perf_counter()
+        """One RL step: collect, score, update. Returns metrics averaged over processes,
+        with the wall time of each phase as ``timing_s/<phase>`` (:mod:`.timing`)."""
+        timing: dict[str, float] = {}
+        timer = phase_timer(timing, self.device)
+        with timer("step"):
+            metrics = self._rl_step(timer)
+        return self._mean_over_ranks({**metrics, **timing_metrics(timing)})
+
+    def _rl_step(self, timer: Timer) -> dict[str, float]:
         self._updates_this_step = 0
-        batch, cols, metrics = self.collect()
-        has_batch = batch is not None
-        if not any_process(not has_batch, self.device):
-            t_roll = time.perf_counter()
-            old_logp, token_adv, dependency = self.score(batch, cols["advantages"])
-            metrics.update(self.update(batch, old_logp, token_adv))
+        collected = self.collect(timer)
+        batch, metrics = collected.batch, collected.metrics
+        if not any_process(batch is None, self.device):
+            scored = self.score(batch, collected.advantages, timer)
+            with timer("update"):
+                metrics.update(self.update(batch, scored.old_logprobs, scored.token_advantages))
             metrics["updated"] = 1.0
-            if dependency is not None:
-                dependency, weights = dependency
-                diag = pgpo_core.weight_diagnostics(dependency, batch.response_mask,
-                                                    weights=weights, **self.pgpo.weight_kwargs())
-                metrics.update({k: float(v) for k, v in diag.items()})
-            metrics["time_update"] = time.perf_counter() - t_roll
+            if scored.dependency is not None:
+                with timer("advantages"):
+                    diag = pgpo_core.weight_diagnostics(
+                        scored.dependency, batch.response_mask, weights=scored.weights,
+                        **self.pgpo.weight_kwargs())
+                    metrics.update({k: float(v) for k, v in diag.items()})
         else:
             # Some rank has no informative group after all rounds: nobody updates, so
             # that every rank runs the same collectives.
@@ -605,8 +654,7 @@ class Trainer:
         for _ in range(self.minibatches_per_step * self.cfg.optim.ppo_epochs
                        - self._updates_this_step):
             self._scheduler_step()
-        metrics["time_step"] = time.perf_counter() - start
-        return self._mean_over_ranks(metrics)
+        return metrics
 
     # ------------------------------------------------------------------ evaluation
 
@@ -884,34 +932,36 @@ class Trainer:
                 return summary
 
             if not resumed and cfg.eval.at_start:
-                ev = self.evaluate(should_stop=stopping)
+                ev, took = self._timed_evaluate(should_stop=stopping)
                 if ev is None:  # nothing trained yet: nothing to save
                     return stopped("stop signal during the first evaluation: nothing trained "
                                    "or saved yet; exiting")
-                logger.log(self.step, {**ev, "phase": "untrained", "sft_step": 0}, kind="eval")
+                logger.log(self.step, {**ev, "phase": "untrained", "sft_step": 0, **took},
+                           kind="eval")
                 logger.write(f"eval (untrained): {_fmt(ev)}")
                 summary["eval_untrained"] = self.headline["eval_untrained"] = ev
             warming = not self.warmup_done and cfg.model.sft_warmup_steps > 0
             if not self.warmup(logger, stopping):
-                self.save()  # weights, warm-up optimiser, data and RNG: resumes exactly
+                self._timed_save(logger)  # weights, warm-up optimiser, data, RNG: resumes exactly
                 return stopped(f"stop signal during warm-up: saved warm-up step "
                                f"{self.warmup_step} of {cfg.model.sft_warmup_steps} (a resume "
                                "goes on from there) and exiting")
             if warming:
-                self.save()  # the warm-up is never lost to a crash early in RL
+                self._timed_save(logger)  # the warm-up is never lost to a crash early in RL
             if self.step == 0 and cfg.model.sft_warmup_steps and cfg.eval.at_start:
-                ev = self.evaluate(should_stop=stopping)
+                ev, took = self._timed_evaluate(should_stop=stopping)
                 if ev is None:  # the warm-up's checkpoint is saved; a resume evaluates it
                     return stopped("stop signal during the evaluation after the warm-up: the "
                                    "warm-up is saved; exiting")
                 logger.log(self.step, {**ev, "phase": "warmed_up",
-                                       "sft_step": cfg.model.sft_warmup_steps}, kind="eval")
+                                       "sft_step": cfg.model.sft_warmup_steps, **took},
+                           kind="eval")
                 logger.write(f"eval (after warm-up): {_fmt(ev)}")
                 summary["eval_warmed_up"] = self.headline["eval_warmed_up"] = ev
                 self.headline["warmed_up_per_prompt"] = list(self.last_eval_per_prompt)
             if self.total_steps == 0:  # warm-up only: its checkpoint is saved; stop
                 if getattr(self, "_saved", None) != (self.step, self.warmup_done):
-                    self.save()
+                    self._timed_save(logger)
                 summary["steps"] = 0
                 logger.close()
                 return summary
@@ -950,18 +1000,19 @@ class Trainer:
                         summary["stopped_by_signal"] = True
                         break  # saved below with the evaluation pending
                 if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0:
-                    self.save()
+                    self._timed_save(logger)
             if getattr(self, "_saved", None) != (self.step, self.warmup_done):
-                self.save()
+                self._timed_save(logger)
             summary["steps"] = self.step
             if summary["stopped_by_signal"]:
                 return stopped(f"stop signal: saved step {self.step} and exiting")
-            ev = self.evaluate(keep_samples=cfg.logging.html_samples if cfg.logging.html_report
-                               else 0, should_stop=stopping)
+            ev, took = self._timed_evaluate(
+                keep_samples=cfg.logging.html_samples if cfg.logging.html_report else 0,
+                should_stop=stopping)
             if ev is None:
                 return stopped(f"stop signal during the final evaluation: step {self.step} is "
                                "saved, a resume evaluates it; exiting")
-            logger.log(self.step, {**ev, "phase": "final"}, kind="eval")
+            logger.log(self.step, {**ev, "phase": "final", **took}, kind="eval")
             logger.write(f"eval (final) @ step {self.step}: {_fmt(ev)}")
             self._final_summary(ev, summary, logger.write)
             logger.close()
@@ -993,13 +1044,31 @@ class Trainer:
         """The evaluation every ``eval.every`` steps; False if a stop signal cut it short
         (``eval_pending`` then stays set, is saved, and a resume runs it first: the
         evaluation depends on the weights and the step only, so the row is the same)."""
-        ev = self.evaluate(should_stop=should_stop)
+        ev, took = self._timed_evaluate(should_stop=should_stop)
         if ev is None:
             return False
-        logger.log(self.step, ev, kind="eval")
+        logger.log(self.step, {**ev, **took}, kind="eval")
         logger.write(f"eval @ step {self.step}: {_fmt(ev)}")
         self.eval_pending = False
         return True
+
+    def _timed_evaluate(self, **kwargs: Any
+                        ) -> tuple[dict[str, float] | None, dict[str, float]]:
+        """:meth:`evaluate` and its wall time as ``{"timing_s/eval": seconds}`` (kept out
+        of the evaluation itself: the summary and the printed line stay as they were)."""
+        timing: dict[str, float] = {}
+        with marked_timer("eval", timing, device=self.device):
+            ev = self.evaluate(**kwargs)
+        return ev, timing_metrics(timing)
+
+    def _timed_save(self, logger: MetricsLogger) -> None:
+        """:meth:`save`, then its wall time as a ``kind="timing"`` row of this step. The row
+        follows the checkpoint (the step's train and evaluation rows precede it, so that
+        a resume from it keeps them), hence a row of its own."""
+        timing: dict[str, float] = {}
+        with marked_timer("save", timing, device=self.device):
+            self.save()
+        logger.log(self.step, timing_metrics(timing), kind="timing")
 
     def _finish_again(self, logger: MetricsLogger, summary: dict[str, Any],
                       final_row: dict[str, Any] | None) -> dict[str, Any]:
@@ -1015,7 +1084,8 @@ class Trainer:
             self._final_summary(ev, summary, logger.write)
             if final_row is not None:  # the logged values, as they were
                 summary["eval_final"] = {k: v for k, v in final_row.items()
-                                         if k not in ("step", "kind", "phase")}
+                                         if k not in ("step", "kind", "phase")
+                                         and not is_timing_key(k)}
             logger.close()
             if self.env.is_main:
                 self._report(logger.path)
@@ -1102,5 +1172,5 @@ def _fmt(metrics: dict[str, float]) -> str:
                      for k, v in metrics.items())
 
 
-__all__ = ["TINY_MODEL", "Trainer", "build_datasets", "build_policy",
+__all__ = ["TINY_MODEL", "Collected", "Scored", "Trainer", "build_datasets", "build_policy",
            "parameter_dtype", "resolve_dtype"]

@@ -8,13 +8,14 @@ hidden states, or a k1/k2/k3 estimate) -> group advantages -> PGPO's reshaping
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
 import torch
 
 import pgpo_core
 from pgpo_core import PGPOConfig
-from pgpo_torch.blind_pass import BlindPassConfig, _check_batch, visual_and_blind_outputs
+from pgpo_torch.blind_pass import (BlindPassConfig, _check_batch, _untimed,
+                                   visual_and_blind_outputs)
 from pgpo_torch.dependency import (dependency_from_hidden_states,
                                    token_logprobs_from_hidden_states)
 
@@ -66,6 +67,7 @@ def batch_visual_dependency(
     blind: BlindPassConfig | str = "drop",
     generator: torch.Generator | None = None,
     return_logprobs: bool = False,
+    timer: Callable[[str], ContextManager[Any]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Blind pass and token visual dependency ``S`` (Eq. 1) of one batch, under ``no_grad``.
 
@@ -76,14 +78,18 @@ def batch_visual_dependency(
     generated tokens' log-probs (k1, which can be negative, clamped at 0). Both at
     ``config.temperature`` with ``config.chunk_size`` tokens per chunk.
 
+    ``timer(name)``, if given, is a context manager around the visual pass and its
+    log-probs (``"old_logprobs"``) and around the blind pass and ``S`` (``"blind_pass"``).
+
     Returns:
       ``(dependency, old_logprobs)``: ``(B, T)`` ``S``, 0 off ``response_mask``, and the
       visual pass's response log-probs (``logp_old``) when ``return_logprobs`` or a
       sampled estimator needs them, else ``None``.
     """
+    timed = timer or _untimed
     hidden_visual, hidden_blind = visual_and_blind_outputs(
         model, batch, response_length=response_length, blind=blind, output="hidden",
-        generator=generator)
+        generator=generator, timer=timed)
     head = model.get_output_embeddings()
     head_kwargs = dict(temperature=config.temperature,
                        chunk_size=config.chunk_size or max(1, response_mask.numel()),
@@ -91,17 +97,21 @@ def batch_visual_dependency(
     tokens = batch["input_ids"][:, -response_length:]
     old_logprobs = None
     if return_logprobs or config.estimator != "exact":
-        old_logprobs = token_logprobs_from_hidden_states(hidden_visual, head.weight, tokens,
-                                                         **head_kwargs)
+        with timed("old_logprobs"):
+            old_logprobs = token_logprobs_from_hidden_states(hidden_visual, head.weight,
+                                                             tokens, **head_kwargs)
     if config.estimator == "exact":
-        dependency = dependency_from_hidden_states(hidden_visual, hidden_blind, head.weight,
-                                                   response_mask, **head_kwargs)
+        with timed("blind_pass"):
+            dependency = dependency_from_hidden_states(hidden_visual, hidden_blind,
+                                                       head.weight, response_mask,
+                                                       **head_kwargs)
         return dependency, old_logprobs
-    logp_blind = token_logprobs_from_hidden_states(hidden_blind, head.weight, tokens,
-                                                   **head_kwargs)
-    dependency = pgpo_core.sampled_token_dependency(
-        old_logprobs, logp_blind, response_mask, estimator=config.estimator,
-        clip=config.estimate_clip)
+    with timed("blind_pass"):
+        logp_blind = token_logprobs_from_hidden_states(hidden_blind, head.weight, tokens,
+                                                       **head_kwargs)
+        dependency = pgpo_core.sampled_token_dependency(
+            old_logprobs, logp_blind, response_mask, estimator=config.estimator,
+            clip=config.estimate_clip)
     # k1 is unbiased but can be negative; the weights of Eqs. 4-7 need S >= 0.
     return (dependency.clamp_min(0.0) if config.estimator == "k1" else dependency), old_logprobs
 
@@ -121,6 +131,7 @@ def compute_pgpo_advantages(
     normalize_std: bool = True,
     return_logprobs: bool = False,
     with_diagnostics: bool = True,
+    timer: Callable[[str], ContextManager[Any]] | None = None,
 ) -> PGPOAdvantages:
     """PGPO token advantages for a rollout batch, usable from any PyTorch loop.
 
@@ -153,6 +164,9 @@ def compute_pgpo_advantages(
       return_logprobs: also return the visual pass's response log-probs (``logp_old``).
       with_diagnostics: fill ``diagnostics`` (Python floats: one host sync per value);
         ``False`` for a caller that computes them over a larger batch itself.
+      timer: ``timer(name)`` a context manager (e.g. a trainer's phase timer) around
+        the visual pass and its log-probs (``"old_logprobs"``), the blind pass and ``S``
+        (``"blind_pass"``), and steps 3-4 (``"advantages"``); none if ``None``.
 
     Returns:
       :class:`PGPOAdvantages`.
@@ -170,10 +184,18 @@ def compute_pgpo_advantages(
     _check_batch(batch, response_length)
     mask = _response_mask(batch, response_length, response_mask)
 
+    timed = timer or _untimed
     dependency, old_logprobs = batch_visual_dependency(
         model, batch, mask, response_length=response_length, config=config, blind=blind,
-        generator=generator, return_logprobs=return_logprobs)
+        generator=generator, return_logprobs=return_logprobs, timer=timed)
+    with timed("advantages"):
+        return _reshaped_advantages(dependency, old_logprobs, mask, config, rewards, group_ids,
+                                    advantages, normalize_std, with_diagnostics)
 
+
+def _reshaped_advantages(dependency, old_logprobs, mask, config, rewards, group_ids,
+                         advantages, normalize_std, with_diagnostics) -> PGPOAdvantages:
+    """Steps 3-4 of :func:`compute_pgpo_advantages`."""
     diagnostics: dict[str, float] = {}
     if advantages is None:
         for name, x in (("rewards", rewards), ("group_ids", group_ids)):

@@ -28,8 +28,9 @@ again identically in (a) and (b), so the two passes always see the same tokens.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
 import torch
 
@@ -376,19 +377,29 @@ def response_outputs(model, inputs: Mapping[str, Any], *, response_length: int,
 def visual_and_blind_outputs(model, batch: Mapping[str, Any], *, response_length: int,
                              blind: BlindPassConfig | str = "drop", output: str = "logits",
                              generator: torch.Generator | None = None,
+                             timer: Callable[[str], ContextManager[Any]] | None = None,
                              ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(visual, blind)`` response-aligned logits or hidden states of one batch.
 
     Both ``(B, T, V)`` (``output="logits"``) or ``(B, T, H)`` (``output="hidden"``),
     ``[b, t]`` predicting response token ``t``. Gradients flow if enabled by the caller
-    (PGPO's dependency is computed under ``torch.no_grad``).
+    (PGPO's dependency is computed under ``torch.no_grad``). ``timer(name)``, if given,
+    is a context manager wrapped around the visual pass (``"old_logprobs"``) and the
+    blind pass (``"blind_pass"``), e.g. for a trainer's phase timings.
     """
+    timed = timer or _untimed
     blind = BlindPassConfig.of(blind)
     _check_batch(batch, response_length)
-    positions = mrope_position_ids(model, batch) if blind.mode != "blacken" else None
-    visual = response_outputs(model, visual_inputs(batch), response_length=response_length,
-                              output=output)
-    blind_kwargs = blind_inputs(model, batch, response_length=response_length, blind=blind,
-                                generator=generator, position_ids=positions)
-    return visual, response_outputs(model, blind_kwargs, response_length=response_length,
-                                    output=output)
+    with timed("old_logprobs"):
+        positions = mrope_position_ids(model, batch) if blind.mode != "blacken" else None
+        visual = response_outputs(model, visual_inputs(batch), response_length=response_length,
+                                  output=output)
+    with timed("blind_pass"):
+        blind_kwargs = blind_inputs(model, batch, response_length=response_length, blind=blind,
+                                    generator=generator, position_ids=positions)
+        return visual, response_outputs(model, blind_kwargs, response_length=response_length,
+                                        output=output)
+
+
+def _untimed(name: str) -> ContextManager[Any]:
+    return contextlib.nullcontext()

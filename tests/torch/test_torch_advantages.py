@@ -146,3 +146,27 @@ def test_loss_matches_core_and_gradient_is_minus_token_advantage(tiny_model, rol
     tiny_model.zero_grad(set_to_none=True)
     with pytest.raises(TypeError, match="config"):
         PGPOLoss({"clip_low": 0.2})
+
+
+@pytest.mark.parametrize("estimator", ["exact", "k3"])
+def test_timer_sees_each_phase_and_changes_nothing(tiny_model, rollout, estimator):
+    """``timer``: the visual pass, the blind pass and the reshaping each run inside their
+    named context, in that order; the result is the same as without it."""
+    import contextlib
+
+    batch, T, _ = rollout
+    config = PGPOConfig(estimator=estimator)
+    seen = []
+
+    @contextlib.contextmanager
+    def timer(name):
+        seen.append(name)
+        yield
+
+    kwargs = dict(response_length=T, config=config, return_logprobs=True)
+    timed = compute_pgpo_advantages(tiny_model, batch, REWARDS, GROUPS, timer=timer, **kwargs)
+    plain = compute_pgpo_advantages(tiny_model, batch, REWARDS, GROUPS, **kwargs)
+    assert seen == ["old_logprobs", "blind_pass", "old_logprobs", "blind_pass", "advantages"]
+    for field in ("token_advantages", "dependency", "weights", "old_logprobs"):
+        assert torch.equal(getattr(timed, field), getattr(plain, field)), field
+    assert timed.diagnostics == plain.diagnostics

@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import REPO, run_torchrun, tiny_args  # noqa: E402
 
 from reference_impl.checkpoint import load_checkpoint  # noqa: E402
+from reference_impl.timing import comparable_rows  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +110,6 @@ def test_fsdp2_checkpoints_are_sharded_and_resume_exactly(tmp_path):
 
     def rows(out):
         with open(out / "metrics.jsonl") as f:
-            return [{k: v for k, v in r.items() if not k.startswith("time_")}
-                    for r in map(json.loads, f)]
+            return comparable_rows(map(json.loads, f))
 
     assert rows(straight) == rows(split)

@@ -30,7 +30,7 @@ def setup(tmp_path_factory):
          "<think>blue: 1. 1+2=3.</think> \\boxed{3}", "no"])
     advantages = torch.tensor([1.0, -0.5, 0.25, -0.75])
     # Every draw returns this same batch: the probe's answer is then known exactly.
-    trainer.collect = lambda: (batch, {"advantages": advantages}, {})
+    trainer.collect = lambda: trainer_mod.Collected(batch, advantages, None, {})
     return trainer, batch, advantages
 
 
@@ -83,7 +83,7 @@ def test_probe_gradients_on_a_known_batch(setup):
 def test_probe_stops_when_no_draw_is_informative(setup):
     trainer, batch, advantages = setup
     real = trainer.collect
-    trainer.collect = lambda: (None, {}, {})
+    trainer.collect = lambda: trainer_mod.Collected(None, None, None, {})
     try:
         out = probe_checkpoint(trainer, {"dapo": (pgpo_core.PGPOConfig(), False)}, batches=2)
     finally:

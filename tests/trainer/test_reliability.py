@@ -23,11 +23,13 @@ from reference_impl import logging_utils  # noqa: E402
 from reference_impl import trainer as trainer_mod  # noqa: E402
 from reference_impl.logging_utils import read_metrics  # noqa: E402
 from reference_impl.rewards import RewardBreakdown  # noqa: E402
+from reference_impl.timing import comparable_rows  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-VOLATILE = ("time_step", "time_update")
+# Wall times (timing_s/* keys, and the rows of kind "timing" that hold a save's) differ
+# between identical runs: left out of every comparison.
 # Warm-up, evaluations before and after it, a periodic evaluation at step 3, four RL steps,
 # a checkpoint every step, TensorBoard on.
 CHAIN_ARGS = ("model.sft_warmup_steps=2", "train.total_steps=4", "checkpoint.every=1",
@@ -43,8 +45,7 @@ def varied_rewards(texts, answers, **_):
 
 
 def rows_of(out):
-    return [{k: v for k, v in r.items() if k not in VOLATILE}
-            for r in read_metrics(os.path.join(out, "metrics.jsonl"))]
+    return comparable_rows(read_metrics(os.path.join(out, "metrics.jsonl")))
 
 
 def tensorboard_points(out):
@@ -60,7 +61,7 @@ def tensorboard_points(out):
         acc = EventAccumulator(os.path.join(root, run))
         acc.Reload()
         for tag in acc.Tags()["scalars"]:
-            if not tag.split("/")[-1].startswith("time"):
+            if "timing_s/" not in tag:
                 points[run, tag] = [(e.step, e.value) for e in acc.Scalars(tag)]
     return points
 
