@@ -454,7 +454,7 @@ class Trainer:
         are computed and ``A`` is broadcast over the response tokens."""
         mb = self.cfg.optim.micro_batch_size
         if self.cfg.algo.algorithm.advantages == "vppo":
-            return self._vppo_score(batch, advantages)
+            return self._vppo_score(batch, advantages, timer)
         old, deps, weights, token_adv = [], [], [], []
         for start in range(0, batch.size, mb):
             rows = list(range(start, min(start + mb, batch.size)))
@@ -491,15 +491,15 @@ class Trainer:
                 with_diagnostics=False,  # rl_step takes them over the whole batch
                 timer=timer)
 
-    def _vppo_score(self, batch: RolloutBatch, advantages: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def _vppo_score(self, batch: RolloutBatch, advantages: torch.Tensor,
+                    timer: Timer = no_timer) -> Scored:
         """VPPO's :meth:`score`: old log-probs and the dependency ``S`` (``algo.pgpo``'s
         estimator against ``algo.blind``'s pass: k3 clipped at 10 against blackened
         patches by the record's defaults) micro-batch by micro-batch, then
         :func:`pgpo_core.vppo_advantages` once over the whole rollout batch (its
         trajectory factors need the batch's min, max and mean). Filtered tokens get
         advantage 0 and keep their place in the token-mean's divisor (the loss takes the
-        full response mask)."""
+        full response mask). ``timer``: as in :meth:`score`."""
         from pgpo_torch import batch_visual_dependency
 
         mb, old, deps = self.cfg.optim.micro_batch_size, [], []
@@ -509,13 +509,14 @@ class Trainer:
                 dep, logp = batch_visual_dependency(
                     self.hf_model, sub.model_inputs(), sub.response_mask,
                     response_length=sub.response_mask.shape[1], config=self.pgpo,
-                    blind=self.cfg.algo.blind, return_logprobs=True)
+                    blind=self.cfg.algo.blind, return_logprobs=True, timer=timer)
             old.append(logp.float())
             deps.append(dep.float())
         vppo = self.cfg.algo.algorithm.vppo
-        shaped = pgpo_core.vppo_advantages(advantages, torch.cat(deps), batch.response_mask,
-                                           **vppo.advantage_kwargs())
-        return torch.cat(old), shaped.advantages, None
+        with timer("advantages"):
+            shaped = pgpo_core.vppo_advantages(advantages, torch.cat(deps),
+                                               batch.response_mask, **vppo.advantage_kwargs())
+        return Scored(torch.cat(old), shaped.advantages, None, None)
 
     def update(self, batch: RolloutBatch, old_logp: torch.Tensor, token_adv: torch.Tensor
                ) -> dict[str, float]:

@@ -194,11 +194,12 @@ def test_two_vppo_steps_train_with_vppo_advantages(tmp_path, monkeypatch):
     cfg = load_config(tiny_args(tmp_path / "t", "--algo", "vppo", "train.total_steps=1",
                                 "algo.dynamic_sampling=false", "rollout.max_response_length=8"))
     t = trainer_mod.Trainer(cfg, DistEnv())
-    batch, cols, _ = t.collect()
+    batch = t.collect().batch
     adv = torch.tensor([1.0, -1.0, 0.5, -0.5])[:batch.size]
     torch.manual_seed(123)
-    old, token_adv, diag = t.score(batch, adv)
-    assert diag is None
+    scored = t.score(batch, adv)
+    old, token_adv = scored.old_logprobs, scored.token_advantages
+    assert scored.dependency is None and scored.weights is None
     torch.manual_seed(123)  # the same blackened patches, micro-batch by micro-batch
     deps, logps = [], []
     for start in range(0, batch.size, cfg.optim.micro_batch_size):
