@@ -8,8 +8,8 @@ gives every request the same seed (``verl/workers/rollout/vllm_rollout/vllm_asyn
 ``sampling_params.setdefault("seed", self.replica_rank + self.config.seed)``), so the n
 samples of a prompt are identical and GRPO has no signal. Here each request gets its own
 seed from what identifies it in verl's own trajectory info (global step, the sample's
-dataset index, its rollout number; ``verl/experimental/agent_loop/agent_loop.py``
-``get_trajectory_info``), by wrapping ``AgentLoopWorker._run_agent_loop`` in the process
+dataset index, its rollout number or, in the v1 loop, its session number;
+``verl/experimental/agent_loop/agent_loop.py`` ``get_trajectory_info``), by wrapping ``AgentLoopWorker._run_agent_loop`` in the process
 that imports it. Test support only.
 """
 
@@ -23,9 +23,13 @@ from import_hooks import after_import
 TARGET = "verl.experimental.agent_loop.agent_loop"
 
 
-def sample_seed(trajectory: dict) -> int:
-    """A 31-bit seed from ``(step, sample_index, rollout_n)``."""
-    key = f"{trajectory['step']}/{trajectory['sample_index']}/{trajectory['rollout_n']}"
+def sample_seed(trajectory: dict, session_id: int = 0) -> int:
+    """A 31-bit seed from ``(step, sample_index, rollout_n, session_id)``. The legacy loop
+    numbers a prompt's samples by ``rollout_n``; the v1 loop gives them one trajectory and
+    numbers them by ``session_id`` (``verl/trainer/ppo/v1/agent_loop_tq.py``
+    ``_run_prompt``)."""
+    key = (f"{trajectory['step']}/{trajectory['sample_index']}/{trajectory['rollout_n']}/"
+           f"{session_id}")
     return zlib.crc32(key.encode()) & 0x7FFFFFFF
 
 
@@ -38,7 +42,8 @@ def _patch(module) -> None:
     @functools.wraps(original)
     async def _run_agent_loop(self, sampling_params, trajectory, **kwargs):
         if not trajectory.get("validate", False):
-            sampling_params = {**sampling_params, "seed": sample_seed(trajectory)}
+            seed = sample_seed(trajectory, kwargs.get("session_id", 0))
+            sampling_params = {**sampling_params, "seed": seed}
         return await original(self, sampling_params, trajectory, **kwargs)
 
     _run_agent_loop._pgpo_seeded = True
