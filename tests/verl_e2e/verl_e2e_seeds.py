@@ -23,13 +23,14 @@ from import_hooks import after_import
 TARGET = "verl.experimental.agent_loop.agent_loop"
 
 
-def sample_seed(trajectory: dict, session_id: int = 0) -> int:
-    """A 31-bit seed from ``(step, sample_index, rollout_n, session_id)``. The legacy loop
+def sample_seed(trajectory: dict, session_id: int | None = None) -> int:
+    """A 31-bit seed from ``(step, sample_index, rollout_n[, session_id])``. The legacy loop
     numbers a prompt's samples by ``rollout_n``; the v1 loop gives them one trajectory and
     numbers them by ``session_id`` (``verl/trainer/ppo/v1/agent_loop_tq.py``
     ``_run_prompt``)."""
-    key = (f"{trajectory['step']}/{trajectory['sample_index']}/{trajectory['rollout_n']}/"
-           f"{session_id}")
+    key = f"{trajectory['step']}/{trajectory['sample_index']}/{trajectory['rollout_n']}"
+    if session_id is not None:
+        key += f"/{session_id}"
     return zlib.crc32(key.encode()) & 0x7FFFFFFF
 
 
@@ -42,7 +43,7 @@ def _patch(module) -> None:
     @functools.wraps(original)
     async def _run_agent_loop(self, sampling_params, trajectory, **kwargs):
         if not trajectory.get("validate", False):
-            seed = sample_seed(trajectory, kwargs.get("session_id", 0))
+            seed = sample_seed(trajectory, kwargs.get("session_id"))
             sampling_params = {**sampling_params, "seed": seed}
         return await original(self, sampling_params, trajectory, **kwargs)
 
