@@ -513,11 +513,10 @@ def test_a_rank_that_dies_under_torchrun_is_named_with_how_to_resume(tmp_path):
     assert proc.returncode != 0
     lines = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, output[-4000:]
-    # gloo's own words for the lost peer depend on the moment it died (a closed or reset
-    # connection); either is the peer's death, named the same way.
-    assert re.match(r"error: rank 0: rank 1 stopped answering \((Connection closed by peer|"
-                    r"Read error \[[0-9.:\]]+: Connection reset by peer)\); ", lines[0]), \
-        lines[0]
+    # gloo's own words for the lost peer depend on the moment it died (a closed or a reset
+    # connection, with or without the peer's address); each is the peer's death.
+    assert re.match(r"error: rank 0: rank 1 stopped answering \([^()]*Connection (closed|reset)"
+                    r" by peer[^()]*\); ", lines[0]), lines[0]
     assert lines[0].endswith(f"training stopped, the last checkpoint is "
                              f"{out / 'checkpoints' / 'step_00000001'}. See that rank's own "
                              "output and torchrun's report for why it failed, then rerun the "
