@@ -53,19 +53,23 @@ def _trace(folder, kind):
     return [torch.load(f, weights_only=False) for f in files]
 
 
-def test_every_step_logs_pgpo_metrics(pgpo):
+def _check_step_metrics(rows, loop):
     """Each of the 3 steps logs PGPO's metrics through verl's logger, with rewards that are
     non-zero and differ within the batch (so GRPO's advantages carry signal)."""
-    _, rows = pgpo
     steps = _steps(rows)
     assert sorted(steps) == list(range(1, STEPS + 1))
     for step, data in steps.items():
         for key in PGPO_KEYS:
-            assert key in data, f"step {step}: no {key}"
+            assert key in data, f"{loop} step {step}: no {key}"
         assert data["timing_s/pgpo_blind_pass"] > 0
         assert 0 < data["pgpo/frac_above_tau"] < 1
         assert data["critic/score/max"] > data["critic/score/min"] >= 0
         assert data["critic/score/max"] > 0
+
+
+def test_every_step_logs_pgpo_metrics(pgpo):
+    """:func:`_check_step_metrics` in the legacy loop."""
+    _check_step_metrics(pgpo[1], "legacy")
 
 
 def _check_reshape(rec, k):
@@ -169,11 +173,7 @@ def test_v1_loop_logs_pgpo_metrics_and_reshapes_every_step(v1):
     """verl's v1 loop (``trainer.use_v1=true``) runs ``PGPOTrainerSync``: every step logs
     PGPO's metrics and reshapes verl's GRPO advantages as ``pgpo_core`` computes them."""
     out, rows = v1
-    steps = _steps(rows)
-    assert sorted(steps) == list(range(1, STEPS + 1))
-    for step, data in steps.items():
-        for key in PGPO_KEYS:
-            assert key in data, f"v1 step {step}: no {key}"
+    _check_step_metrics(rows, "v1")
     reshapes = _trace(out / "trace", "reshape")
     assert len(reshapes) == STEPS
     for k, rec in enumerate(reshapes, start=1):
