@@ -25,12 +25,7 @@ import torch  # noqa: E402
 
 from reference_impl import logging_utils  # noqa: E402
 from reference_impl import trainer as trainer_mod  # noqa: E402
-from reference_impl.rewards import RewardBreakdown  # noqa: E402
-
-
-def varied_rewards(texts, answers, **_):
-    return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
-            for t in texts]
+from _tiny_run import varied_rewards  # noqa: E402
 
 
 def die():

@@ -23,6 +23,23 @@ def tiny_args(output_dir, *extra):
     return [*TINY, f"train.output_dir={output_dir}", *extra]
 
 
+def varied_rewards(texts, answers, **_):
+    """A reward that differs within groups (even-length responses earn 1), so the tiny runs
+    update every step; monkeypatched over ``reference_impl.trainer.verifiable_rewards``."""
+    from reference_impl.rewards import RewardBreakdown
+
+    return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
+            for t in texts]
+
+
+def comparable_metrics(output_dir):
+    """The run's ``metrics.jsonl`` rows, timings left out (they differ between runs)."""
+    from reference_impl.logging_utils import read_metrics
+    from reference_impl.timing import comparable_rows
+
+    return comparable_rows(read_metrics(os.path.join(output_dir, "metrics.jsonl")))
+
+
 def run_torchrun(script, args, *, processes, timeout, env=None):
     """``script args`` under torchrun with ``processes`` local processes (a free port for
     each run), from the repository root; fails with the output's tail unless every

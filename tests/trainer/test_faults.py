@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _tiny_run import tiny_args  # noqa: E402
+from _tiny_run import comparable_metrics, tiny_args, varied_rewards  # noqa: E402
 
 from reference_impl import checkpoint as ckpt  # noqa: E402
 from reference_impl import data as data_mod  # noqa: E402
@@ -25,8 +25,6 @@ from reference_impl import trainer as trainer_mod  # noqa: E402
 from reference_impl.config import load_config  # noqa: E402
 from reference_impl.distributed import DistEnv  # noqa: E402
 from reference_impl.logging_utils import MetricsLogger, read_metrics  # noqa: E402
-from reference_impl.rewards import RewardBreakdown  # noqa: E402
-from reference_impl.timing import comparable_rows  # noqa: E402
 from reference_impl.train import cli, main  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -64,15 +62,6 @@ def fill(folder, leave_bytes):
     free = shutil.disk_usage(folder).free
     with open(folder / "filler", "wb") as f:
         f.write(b"\0" * max(free - leave_bytes, 0))
-
-
-def varied_rewards(texts, answers, **_):
-    return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
-            for t in texts]
-
-
-def rows_of(out):
-    return comparable_rows(read_metrics(os.path.join(out, "metrics.jsonl")))
 
 
 def no_model_built(*a, **k):
@@ -409,8 +398,8 @@ def test_killed_at_every_save_point_then_resumed_equals_an_uninterrupted_run(
     assert a.step == b.step == 3
     assert same_weights(a.model_state, b.model_state)
     assert a.data_state == b.data_state
-    rows = rows_of(killed)
-    assert rows == rows_of(straight)
+    rows = comparable_metrics(killed)
+    assert rows == comparable_metrics(straight)
     kinds = [(r["step"], r["kind"], r.get("phase", r.get("sft_step"))) for r in rows]
     assert kinds == [(0, "eval", "untrained"), (0, "sft", 1), (0, "sft", 2),
                      (0, "eval", "warmed_up"), (1, "train", None), (2, "train", None),

@@ -16,14 +16,11 @@ import warnings
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _tiny_run import tiny_args  # noqa: E402
+from _tiny_run import comparable_metrics, tiny_args, varied_rewards  # noqa: E402
 
 from reference_impl import checkpoint as ckpt  # noqa: E402
 from reference_impl import logging_utils  # noqa: E402
 from reference_impl import trainer as trainer_mod  # noqa: E402
-from reference_impl.logging_utils import read_metrics  # noqa: E402
-from reference_impl.rewards import RewardBreakdown  # noqa: E402
-from reference_impl.timing import comparable_rows  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,15 +34,6 @@ CHAIN_ARGS = ("model.sft_warmup_steps=2", "train.total_steps=4", "checkpoint.eve
               "logging.plot=false", "logging.tensorboard=true")
 SUMMARY_KEYS = ("steps", "stopped_by_signal", "eval_untrained", "eval_warmed_up",
                 "eval_final", "rl_gain", "dependency_on_perception_tokens")
-
-
-def varied_rewards(texts, answers, **_):
-    return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
-            for t in texts]
-
-
-def rows_of(out):
-    return comparable_rows(read_metrics(os.path.join(out, "metrics.jsonl")))
 
 
 def tensorboard_points(out):
@@ -146,8 +134,8 @@ def test_a_chain_of_stops_and_kills_at_every_phase_boundary_equals_an_uninterrup
         assert resume(chain)["stopped_by_signal"] is True  # stopped in the final eval
     summary = resume(chain)
 
-    rows = rows_of(chain)
-    assert rows == rows_of(straight)
+    rows = comparable_metrics(chain)
+    assert rows == comparable_metrics(straight)
     kinds = [(r["step"], r["kind"], r.get("phase", r.get("sft_step"))) for r in rows]
     assert kinds == [(0, "eval", "untrained"), (0, "sft", 1), (0, "sft", 2),
                      (0, "eval", "warmed_up"), (1, "train", None), (2, "train", None),

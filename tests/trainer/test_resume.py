@@ -11,11 +11,10 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _tiny_run import tiny_args  # noqa: E402
+from _tiny_run import tiny_args, varied_rewards  # noqa: E402
 
 from reference_impl import trainer as trainer_mod  # noqa: E402
 from reference_impl.checkpoint import load_checkpoint  # noqa: E402
-from reference_impl.rewards import RewardBreakdown  # noqa: E402
 from reference_impl.timing import comparable_rows  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
@@ -24,12 +23,6 @@ pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Wall times (timing_s/* keys, and the rows of kind "timing" that hold a save's) differ
 # between identical runs: left out of every comparison.
-
-
-def varied_rewards(texts, answers, **_):
-    """Rewards that differ within groups, so every step really updates the weights."""
-    return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
-            for t in texts]
 
 
 def _train_rows(out):

@@ -8,11 +8,10 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _tiny_run import tiny_args  # noqa: E402
+from _tiny_run import tiny_args, varied_rewards  # noqa: E402
 
 from reference_impl import trainer as trainer_mod  # noqa: E402
 from reference_impl.logging_utils import read_metrics  # noqa: E402
-from reference_impl.rewards import RewardBreakdown  # noqa: E402
 from reference_impl.timing import (comparable_rows, marked_timer,  # noqa: E402
                                    timing_metrics, without_timings)
 from reference_impl.train import main  # noqa: E402
@@ -22,11 +21,6 @@ STEP_PHASES = ("rollout", "reward", "old_logprobs", "blind_pass", "advantages", 
 ARGS = ("algo.dynamic_sampling=false", "train.total_steps=2", "eval.every=1",
         "eval.at_start=true", "model.sft_warmup_steps=1", "checkpoint.every=1",
         "logging.tensorboard=true")
-
-
-def varied_rewards(texts, answers, **_):
-    return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
-            for t in texts]
 
 
 def test_marked_timer_adds_up_per_name():

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _tiny_run import tiny_args  # noqa: E402
+from _tiny_run import tiny_args, varied_rewards  # noqa: E402
 
 from reference_impl import trainer as trainer_mod  # noqa: E402
 from reference_impl.config import load_config  # noqa: E402
 from reference_impl.distributed import DistEnv  # noqa: E402
-from reference_impl.rewards import RewardBreakdown  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -22,13 +21,6 @@ pytestmark = pytest.mark.slow
 TRAIN_KEYS = ("reward", "accuracy", "format", "response_length", "clip_frac", "entropy",
               "grad_norm", "loss", "dependency_mean", "frac_above_tau", "weight_max",
               "weight_mean", "kept_groups", "informative_groups_frac", "lr")
-
-
-def varied_rewards(texts, answers, **_):
-    """A reward that differs within groups (the untrained model never answers right):
-    1 for a response of even character length, else 0."""
-    return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
-            for t in texts]
 
 
 def _rows(out, kind):
