@@ -22,13 +22,23 @@ failing, with exit status 1, before the model is built where possible.
 
 from __future__ import annotations
 
-import errno
-import gc
-import json
-import os
 import signal
-import sys
-import threading
+
+# Signals that arrive before :func:`main` installs its handlers (the imports, reading the
+# config): remembered here, as the script's first statement, and handled as a stop
+# during start-up. Only the interpreter's own start (before this line) is left to the
+# default action, and nothing has been written then.
+_EARLY_SIGNALS: list[int] = []
+if __name__ == "__main__":
+    for _sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(_sig, lambda signum, frame: _EARLY_SIGNALS.append(signum))
+
+import errno  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,6 +149,8 @@ def cli(argv: list[str] | None = None) -> int:
     early: list[int] = []  # signals before main() installs its handlers (imports, config)
     previous = {sig: signal.signal(sig, lambda signum, frame: early.append(signum))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
+    early[:0] = _EARLY_SIGNALS  # and those that came before cli() ran
+    _EARLY_SIGNALS.clear()
     previous_hook = threading.excepthook
     threading.excepthook = _quiet_disk_full(previous_hook)
     try:
