@@ -1,4 +1,4 @@
-"""Time per call of the verifiable reward (reference_impl/rewards.py), by grading route.
+"""Time per call of the verifiable reward (reference_impl/data/rewards.py), by grading route.
 
 Not a test: it prints a markdown table and asserts nothing about speed. Rewards are
 computed for every rollout response, so their cost adds to every RL step.
@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from reference_impl import rewards
-from reference_impl.rewards import verifiable_reward
+from reference_impl.data import rewards
+from reference_impl.data.rewards import verifiable_reward
 
 ROUTES = {
     "text/rational": [("2.0", "2"), ("(B)", "B"), (r"\frac{3}{4}", "0.75"), ("Red", "red")],

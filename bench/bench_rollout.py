@@ -1,7 +1,7 @@
 """Rollout generation throughput: vLLM engine versus Hugging Face ``generate``, side by side.
 
 Not a test: it prints a markdown table and asserts nothing about speed. Both engines are
-the trainer's (``reference_impl.engines``), given the same prompts (synthetic task images)
+the trainer's (``reference_impl.rollout.engines``), given the same prompts (synthetic task images)
 and made to generate the same number of tokens (``min_new_tokens = max_new_tokens``, so no
 response ends early): ``prompts x group x tokens`` sampled tokens each, temperature 1.
 Each engine generates once to warm up, then ``--repeats`` times, interleaved; the table
@@ -72,9 +72,9 @@ def main() -> None:
     if args.quick:
         args.prompts, args.group, args.tokens, args.repeats = 2, 2, 8, 1
 
-    from reference_impl.data import SyntheticVisualTask
-    from reference_impl.engines import build_engine
-    from reference_impl.engines.vllm_engine import check_vllm_setup, export_checkpoint
+    from reference_impl.data.sources import SyntheticVisualTask
+    from reference_impl.rollout.engines import build_engine
+    from reference_impl.rollout.engines.vllm_engine import check_vllm_setup, export_checkpoint
 
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32

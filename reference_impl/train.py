@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None, *, early_stop: list[int] | None = None) 
 
     import torch
 
-    from reference_impl.checkpoint import CheckpointError, GracefulExit, atomic_write_text
-    from reference_impl.distributed import init_distributed, peer_failure, shutdown
-    from reference_impl.trainer import Trainer
+    from reference_impl.runlog.checkpoint import CheckpointError, GracefulExit, atomic_write_text
+    from reference_impl.policy.distributed import init_distributed, peer_failure, shutdown
+    from reference_impl.loop.trainer import Trainer
 
     if torch.get_num_threads() > (os.cpu_count() or 1):
         torch.set_num_threads(os.cpu_count() or 1)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None, *, early_stop: list[int] | None = None) 
 
 
 def _last_checkpoint(cfg) -> str | None:
-    from reference_impl.checkpoint import read_latest_pointer
+    from reference_impl.runlog.checkpoint import read_latest_pointer
 
     folder = os.path.join(cfg.train.output_dir, "checkpoints")
     name = read_latest_pointer(folder)
@@ -120,7 +120,7 @@ def _last_checkpoint(cfg) -> str | None:
 def _stopped_at_start_up(stop, env) -> bool:
     """Whether a stop signal came (on any process) before training began: nothing is
     trained or saved yet, so the run just ends (exit status 0, no summary written)."""
-    from reference_impl.distributed import any_process
+    from reference_impl.policy.distributed import any_process
 
     if not any_process(stop.requested, env.device):
         return False
@@ -154,10 +154,10 @@ def cli(argv: list[str] | None = None) -> int:
     previous_hook = threading.excepthook
     threading.excepthook = _quiet_disk_full(previous_hook)
     try:
-        from reference_impl.checkpoint import CheckpointError
+        from reference_impl.runlog.checkpoint import CheckpointError
         from reference_impl.config import ConfigError
-        from reference_impl.distributed import PeerProcessError
-        from reference_impl.preflight import PreflightError
+        from reference_impl.policy.distributed import PeerProcessError
+        from reference_impl.loop.preflight import PreflightError
 
         main(argv, early_stop=early)
     except ConfigError as err:  # found after the config was read (e.g. the rollout engine)

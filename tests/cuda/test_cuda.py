@@ -173,14 +173,14 @@ def test_dependency_from_hidden_states_on_cuda(head_dtype):
 def _train_rows(out):
     with open(os.path.join(out, "metrics.jsonl")) as f:
         rows = [r for r in map(json.loads, f) if r["kind"] == "train"]
-    from reference_impl.timing import comparable_rows
+    from reference_impl.loop.timing import comparable_rows
     return comparable_rows(rows)
 
 
 def test_trainer_on_cuda_resumes_bit_for_bit(tmp_path, monkeypatch):
-    from reference_impl import trainer as trainer_mod
-    from reference_impl.checkpoint import load_checkpoint
-    from reference_impl.rewards import RewardBreakdown
+    from reference_impl.loop import trainer as trainer_mod
+    from reference_impl.runlog.checkpoint import load_checkpoint
+    from reference_impl.data.rewards import RewardBreakdown
     from reference_impl.train import main
 
     def varied_rewards(texts, answers, **_):
@@ -210,7 +210,7 @@ def test_trainer_on_cuda_resumes_bit_for_bit(tmp_path, monkeypatch):
 
 
 def test_torchrun_fsdp2_over_nccl(tmp_path):
-    from reference_impl.checkpoint import load_checkpoint
+    from reference_impl.runlog.checkpoint import load_checkpoint
 
     out = tmp_path / "run"
     _tiny_run.run_torchrun(REPO / "reference_impl" / "train.py",

@@ -23,8 +23,8 @@ sys.path.insert(0, HERE)
 
 import torch  # noqa: E402
 
-from reference_impl import logging_utils  # noqa: E402
-from reference_impl import trainer as trainer_mod  # noqa: E402
+from reference_impl.runlog import metrics as logging_utils  # noqa: E402
+from reference_impl.loop import trainer as trainer_mod  # noqa: E402
 from _tiny_run import varied_rewards  # noqa: E402
 
 

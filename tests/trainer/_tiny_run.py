@@ -25,8 +25,8 @@ def tiny_args(output_dir, *extra):
 
 def varied_rewards(texts, answers, **_):
     """A reward that differs within groups (even-length responses earn 1), so the tiny runs
-    update every step; monkeypatched over ``reference_impl.trainer.verifiable_rewards``."""
-    from reference_impl.rewards import RewardBreakdown
+    update every step; monkeypatched over ``reference_impl.loop.trainer.verifiable_rewards``."""
+    from reference_impl.data.rewards import RewardBreakdown
 
     return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
             for t in texts]
@@ -34,8 +34,8 @@ def varied_rewards(texts, answers, **_):
 
 def comparable_metrics(output_dir):
     """The run's ``metrics.jsonl`` rows, timings left out (they differ between runs)."""
-    from reference_impl.logging_utils import read_metrics
-    from reference_impl.timing import comparable_rows
+    from reference_impl.runlog.metrics import read_metrics
+    from reference_impl.loop.timing import comparable_rows
 
     return comparable_rows(read_metrics(os.path.join(output_dir, "metrics.jsonl")))
 

@@ -150,7 +150,7 @@ def test_vppo_resolves_to_vppos_published_recipe():
 
 
 def test_compare_runs_vppo_now_that_the_trainer_accepts_it():
-    from reference_impl import compare
+    from reference_impl.experiments import compare
     from reference_impl.config import ALGORITHMS
 
     assert "vppo" in compare.DEFAULT_ALGOS and "vppo" in ALGORITHMS
@@ -170,9 +170,9 @@ def test_two_vppo_steps_train_with_vppo_advantages(tmp_path, monkeypatch):
 
     import pgpo_core
     from pgpo_torch import batch_visual_dependency
-    from reference_impl import trainer as trainer_mod
+    from reference_impl.loop import trainer as trainer_mod
     from reference_impl.config import load_config
-    from reference_impl.distributed import DistEnv
+    from reference_impl.policy.distributed import DistEnv
     from reference_impl.train import main
 
     sys.path.insert(0, os.path.dirname(__file__))
@@ -231,7 +231,7 @@ def test_two_vppo_steps_train_with_vppo_advantages(tmp_path, monkeypatch):
 
 
 def test_the_gradient_probe_refuses_vppo_rather_than_measuring_dapo():
-    from reference_impl.probe_gradients import _algo_settings
+    from reference_impl.experiments.probe_gradients import _algo_settings
 
     assert _algo_settings([], "dapo")[1] is False and _algo_settings([], "pgpo")[1] is True
     with pytest.raises(ValueError, match="does not support 'vppo'"):

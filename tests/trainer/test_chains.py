@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from reference_impl.chains import ChainCountTask, chain_facts, perception_accuracy
-from reference_impl.data import COLORS, Example
-from reference_impl.rewards import verifiable_reward
-from reference_impl.warmup import FALLBACK_REASONING, warmup_target
+from reference_impl.data.chains import ChainCountTask, chain_facts, perception_accuracy
+from reference_impl.data.sources import COLORS, Example
+from reference_impl.data.rewards import verifiable_reward
+from reference_impl.loop.warmup import FALLBACK_REASONING, warmup_target
 
 
 def test_answers_are_balanced():

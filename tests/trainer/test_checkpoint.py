@@ -1,4 +1,4 @@
-"""reference_impl.checkpoint: atomic writes, crash safety, pruning, exact resume, SIGTERM."""
+"""reference_impl.runlog.checkpoint: atomic writes, crash safety, pruning, exact resume, SIGTERM."""
 
 import json
 import os
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from reference_impl import checkpoint as ckpt
-from reference_impl.checkpoint import (
+from reference_impl.runlog import checkpoint as ckpt
+from reference_impl.runlog.checkpoint import (
     CheckpointError, GracefulExit, atomic_write_text, capture_rng_state, find_latest,
     list_checkpoints, load_checkpoint, prune_checkpoints, restore_rng_state, save_checkpoint,
 )
@@ -368,7 +368,7 @@ def test_graceful_exit_needs_the_main_thread():
 
 CHILD = r"""
 import sys, time, torch
-from reference_impl.checkpoint import GracefulExit, save_checkpoint
+from reference_impl.runlog.checkpoint import GracefulExit, save_checkpoint
 directory, mode = sys.argv[1], sys.argv[2]
 weights = torch.zeros(1 << 20)  # 4 MiB per checkpoint: a kill likely lands mid-write
 with GracefulExit() as stop:
@@ -435,7 +435,7 @@ def test_a_sharded_checkpoint_is_hashed_and_falls_back_when_damaged(tmp_path):
     resume fall back to the older checkpoint, as for any other file."""
     import json
 
-    from reference_impl.checkpoint import load_latest_intact
+    from reference_impl.runlog.checkpoint import load_latest_intact
 
     w1, w2 = torch.arange(6.0).reshape(2, 3), -torch.arange(6.0).reshape(2, 3)
     save_checkpoint(tmp_path, 1, sharded_state={"model": {"w": w1}}, extra={"step": 1})

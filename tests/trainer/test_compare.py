@@ -1,4 +1,4 @@
-"""reference_impl.compare: tables worked out by hand, the study cache (keys, resume,
+"""reference_impl.experiments.compare: tables worked out by hand, the study cache (keys, resume,
 extension, a partial report) with a fake trainer, and the --quick run end to end."""
 
 import json
@@ -7,9 +7,10 @@ import os
 
 import pytest
 
-from reference_impl import compare, config
-from reference_impl.compare import main, summarize, write_tables
-from reference_impl.stats import mean_interval, paired_interval
+from reference_impl import config
+from reference_impl.experiments import compare
+from reference_impl.experiments.compare import main, summarize, write_tables
+from reference_impl.experiments.stats import mean_interval, paired_interval
 
 
 def rows(final):
@@ -127,7 +128,7 @@ class FakeTrainer:
         self.calls, self.crash_on, self.stop_on = [], crash_on, stop_on
 
     def __call__(self, argv):
-        from reference_impl import checkpoint as ckpt
+        from reference_impl.runlog import checkpoint as ckpt
         from reference_impl.config import load_config
 
         cfg = load_config(argv, check_environment=False)

@@ -1,4 +1,4 @@
-"""The synthetic visual task and the local JSONL/Parquet loader (reference_impl/data.py)."""
+"""The synthetic visual task and the local JSONL/Parquet loader (reference_impl/data/sources.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from reference_impl.data import (
+from reference_impl.data.sources import (
     ANSWER_SETS,
     COLORS,
     INSTRUCTION,
@@ -265,7 +265,7 @@ def jsonl_dataset(tmp_path):
 
 
 def test_jsonl_good_rows_are_loaded_and_bad_rows_counted(jsonl_dataset, caplog):
-    with caplog.at_level(logging.WARNING, logger="reference_impl.data"):
+    with caplog.at_level(logging.WARNING, logger="reference_impl.data.sources"):
         ds = LocalFileDataset(jsonl_dataset, shuffle=False)
     assert ds.skipped == {"invalid_json": 2, "missing_question": 2, "empty_answer": 2,
                           "missing_image": 3, "corrupt_image": 2}
@@ -280,17 +280,17 @@ def test_jsonl_good_rows_are_loaded_and_bad_rows_counted(jsonl_dataset, caplog):
     colours = [(e.image.mode, e.image.size, e.image.getpixel((0, 0))) for e in ds]
     assert colours == [("RGB", (16, 14), (255, 0, 0)), ("RGB", (16, 14), (0, 255, 0)),
                        ("RGB", (15, 15), (0, 0, 255)), ("RGB", (16, 14), (255, 0, 0))]
-    warnings = [r for r in caplog.records if r.name == "reference_impl.data"]
+    warnings = [r for r in caplog.records if r.name == "reference_impl.data.sources"]
     assert len(warnings) == 1 and "skipped 11 of 15 rows" in warnings[0].getMessage()
 
 
 def test_no_warning_when_nothing_is_skipped(tmp_path, caplog):
     (tmp_path / "a.png").write_bytes(_png((1, 2, 3)))
     _write_jsonl(tmp_path / "d.jsonl", [{"problem": "q", "answer": "a", "image": "a.png"}])
-    with caplog.at_level(logging.WARNING, logger="reference_impl.data"):
+    with caplog.at_level(logging.WARNING, logger="reference_impl.data.sources"):
         ds = LocalFileDataset(tmp_path / "d.jsonl")
     assert ds.skipped == {} and len(ds) == 1
-    assert not [r for r in caplog.records if r.name == "reference_impl.data"]
+    assert not [r for r in caplog.records if r.name == "reference_impl.data.sources"]
 
 
 def _image_struct(data):

@@ -11,8 +11,8 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import REPO, run_torchrun, tiny_args  # noqa: E402
 
-from reference_impl.checkpoint import load_checkpoint  # noqa: E402
-from reference_impl.timing import comparable_rows  # noqa: E402
+from reference_impl.runlog.checkpoint import load_checkpoint  # noqa: E402
+from reference_impl.loop.timing import comparable_rows  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def test_two_process_gloo_run(tmp_path, fsdp):
 
 
 def test_one_process_gets_the_single_process_strategy():
-    from reference_impl.distributed import DistEnv, SingleProcess, parallel_strategy
+    from reference_impl.policy.distributed import DistEnv, SingleProcess, parallel_strategy
 
     model = torch.nn.Linear(2, 2)
     strategy = parallel_strategy(model, DistEnv(), fsdp="auto")

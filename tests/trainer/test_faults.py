@@ -18,13 +18,13 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import comparable_metrics, tiny_args, varied_rewards  # noqa: E402
 
-from reference_impl import checkpoint as ckpt  # noqa: E402
-from reference_impl import data as data_mod  # noqa: E402
-from reference_impl import preflight  # noqa: E402
-from reference_impl import trainer as trainer_mod  # noqa: E402
+from reference_impl.runlog import checkpoint as ckpt  # noqa: E402
+from reference_impl.data import sources as data_mod  # noqa: E402
+from reference_impl.loop import preflight  # noqa: E402
+from reference_impl.loop import trainer as trainer_mod  # noqa: E402
 from reference_impl.config import load_config  # noqa: E402
-from reference_impl.distributed import DistEnv  # noqa: E402
-from reference_impl.logging_utils import MetricsLogger, read_metrics  # noqa: E402
+from reference_impl.policy.distributed import DistEnv  # noqa: E402
+from reference_impl.runlog.metrics import MetricsLogger, read_metrics  # noqa: E402
 from reference_impl.train import cli, main  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -497,7 +497,7 @@ def test_the_model_is_freed_before_the_process_group_is_destroyed(tmp_path, monk
     gloo can abort the process after a good run. main() drops it before shutdown()."""
     import weakref
 
-    from reference_impl import distributed
+    from reference_impl.policy import distributed
 
     refs, seen = [], []
     real_fit = trainer_mod.Trainer.fit

@@ -1,11 +1,11 @@
-"""reference_impl.trainer.build_lr_scheduler: transformers' schedules, values by hand."""
+"""reference_impl.loop.trainer.build_lr_scheduler: transformers' schedules, values by hand."""
 
 import math
 
 import pytest
 import torch
 
-from reference_impl.trainer import build_lr_scheduler
+from reference_impl.loop.trainer import build_lr_scheduler
 
 
 def _lrs(schedule, warmup, total, steps, *, lr=2.0):

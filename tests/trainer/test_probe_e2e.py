@@ -10,11 +10,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import tiny_args  # noqa: E402
 
 import pgpo_core  # noqa: E402
-from reference_impl import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import trainer as trainer_mod  # noqa: E402
 from reference_impl.config import load_config  # noqa: E402
-from reference_impl.distributed import DistEnv  # noqa: E402
-from reference_impl.probe_gradients import probe_checkpoint, summarize_gradients  # noqa: E402
-from reference_impl.rollout import teacher_forced_batch  # noqa: E402
+from reference_impl.policy.distributed import DistEnv  # noqa: E402
+from reference_impl.experiments.probe_gradients import probe_checkpoint, summarize_gradients  # noqa: E402
+from reference_impl.rollout.batch import teacher_forced_batch  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -1,14 +1,14 @@
-"""Intervals (reference_impl.stats) and the gradient probe's statistics, by hand."""
+"""Intervals (reference_impl.experiments.stats) and the gradient probe's statistics, by hand."""
 
 import math
 
 import numpy as np
 import pytest
 
-from reference_impl.compare import area_under_curve, eval_curve, paired_differences, summarize
-from reference_impl.probe_gradients import (gradient_snr, leave_one_out_cosines,
+from reference_impl.experiments.compare import area_under_curve, eval_curve, paired_differences, summarize
+from reference_impl.experiments.probe_gradients import (gradient_snr, leave_one_out_cosines,
                                             summarize_gradients)
-from reference_impl.stats import bootstrap_interval, mean_interval, paired_interval
+from reference_impl.experiments.stats import bootstrap_interval, mean_interval, paired_interval
 
 
 def test_mean_interval_by_hand():
@@ -95,7 +95,7 @@ def test_paired_differences_pair_by_seed():
 
 def test_checkpoint_labels_stay_apart_when_folder_names_repeat():
     """Two warm-up checkpoints are both called step_00000000: their rows must not merge."""
-    from reference_impl.probe_gradients import checkpoint_labels
+    from reference_impl.experiments.probe_gradients import checkpoint_labels
 
     assert checkpoint_labels(["runs/a/checkpoints/step_00000100", "runs/a/checkpoints/step_00000200"]) \
         == ["step_00000100", "step_00000200"]

@@ -18,9 +18,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import comparable_metrics, tiny_args, varied_rewards  # noqa: E402
 
-from reference_impl import checkpoint as ckpt  # noqa: E402
-from reference_impl import logging_utils  # noqa: E402
-from reference_impl import trainer as trainer_mod  # noqa: E402
+from reference_impl.runlog import checkpoint as ckpt  # noqa: E402
+from reference_impl.runlog import metrics as logging_utils  # noqa: E402
+from reference_impl.loop import trainer as trainer_mod  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -200,7 +200,7 @@ def test_every_way_a_row_stores_its_image_is_decoded_per_row(tmp_path, caplog):
     import base64
     import logging
 
-    from reference_impl import data as data_mod
+    from reference_impl.data import sources as data_mod
 
     png = _png()
     b64 = base64.b64encode(png).decode()
@@ -230,7 +230,7 @@ def test_every_way_a_row_stores_its_image_is_decoded_per_row(tmp_path, caplog):
 
 
 def test_a_row_that_breaks_the_reader_is_skipped_and_counted(tmp_path, monkeypatch):
-    from reference_impl import data as data_mod
+    from reference_impl.data import sources as data_mod
 
     (tmp_path / "a.png").write_bytes(_png())
     path = tmp_path / "data.jsonl"
@@ -397,7 +397,7 @@ def test_a_checkpoint_of_another_setup_is_skipped_or_refused_before_the_model(
     before any model is built; one that predates the setup record still gets one line."""
     import shutil
 
-    from reference_impl import preflight
+    from reference_impl.loop import preflight
     from reference_impl.config import load_config
     from reference_impl.train import cli
 

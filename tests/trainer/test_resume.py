@@ -13,9 +13,9 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import tiny_args, varied_rewards  # noqa: E402
 
-from reference_impl import trainer as trainer_mod  # noqa: E402
-from reference_impl.checkpoint import load_checkpoint  # noqa: E402
-from reference_impl.timing import comparable_rows  # noqa: E402
+from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.runlog.checkpoint import load_checkpoint  # noqa: E402
+from reference_impl.loop.timing import comparable_rows  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -92,7 +92,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 def test_a_warmup_stopped_midway_resumes_exactly(tmp_path, monkeypatch):
     """Stopped after 2 of 4 warm-up steps (a SIGTERM's path: should_stop turns true), then
     resumed: the weights and every logged row equal an uninterrupted run's."""
-    from reference_impl import warmup as warmup_mod
+    from reference_impl.loop import warmup as warmup_mod
 
     monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
     common = ("algo.dynamic_sampling=false", "model.sft_warmup_steps=4", "train.total_steps=2")

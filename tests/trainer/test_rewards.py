@@ -1,10 +1,10 @@
-"""Hand-worked cases for the verifiable reward (reference_impl/rewards.py)."""
+"""Hand-worked cases for the verifiable reward (reference_impl/data/rewards.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from reference_impl.rewards import (
+from reference_impl.data.rewards import (
     RewardBreakdown,
     accuracy_reward,
     answers_match,
@@ -133,7 +133,7 @@ def test_answers_match_off_the_main_thread():
 def test_a_comparison_that_does_not_finish_counts_as_wrong():
     import time
 
-    from reference_impl import rewards
+    from reference_impl.data import rewards
 
     start = time.perf_counter()
     assert not answers_match("9^{9^{9}}", "5")  # sympy would evaluate 9**387420489
@@ -248,8 +248,8 @@ def test_the_grading_worker_leaves_a_clean_exit():
     import subprocess
     import sys
 
-    code = ("import threading\nimport reference_impl.trainer\n"
-            "from reference_impl.rewards import answers_match\n"
+    code = ("import threading\nimport reference_impl.loop.trainer\n"
+            "from reference_impl.data.rewards import answers_match\n"
             "out = []\nt = threading.Thread(target=lambda: out.append(answers_match('x=5', '5')))\n"
             "t.start(); t.join(); assert out == [True]\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

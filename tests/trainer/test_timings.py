@@ -10,9 +10,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import tiny_args, varied_rewards  # noqa: E402
 
-from reference_impl import trainer as trainer_mod  # noqa: E402
-from reference_impl.logging_utils import read_metrics  # noqa: E402
-from reference_impl.timing import (comparable_rows, marked_timer,  # noqa: E402
+from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.runlog.metrics import read_metrics  # noqa: E402
+from reference_impl.loop.timing import (comparable_rows, marked_timer,  # noqa: E402
                                    timing_metrics, without_timings)
 from reference_impl.train import main  # noqa: E402
 

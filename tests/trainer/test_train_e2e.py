@@ -11,9 +11,9 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import tiny_args, varied_rewards  # noqa: E402
 
-from reference_impl import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import trainer as trainer_mod  # noqa: E402
 from reference_impl.config import load_config  # noqa: E402
-from reference_impl.distributed import DistEnv  # noqa: E402
+from reference_impl.policy.distributed import DistEnv  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
 pytestmark = pytest.mark.slow

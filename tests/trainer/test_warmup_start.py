@@ -12,11 +12,11 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import tiny_args  # noqa: E402
 
-from reference_impl import checkpoint as ckpt  # noqa: E402
-from reference_impl import trainer as trainer_mod  # noqa: E402
-from reference_impl import warmup as warmup_mod  # noqa: E402
+from reference_impl.runlog import checkpoint as ckpt  # noqa: E402
+from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import warmup as warmup_mod  # noqa: E402
 from reference_impl.config import ConfigError, load_config  # noqa: E402
-from reference_impl.distributed import DistEnv  # noqa: E402
+from reference_impl.policy.distributed import DistEnv  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 from _vllm_tiny import VLLM_TINY  # noqa: E402
 
-from reference_impl import trainer as trainer_mod  # noqa: E402
-from reference_impl.rewards import RewardBreakdown  # noqa: E402
+from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.data.rewards import RewardBreakdown  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from reference_impl.engines import (resolve_backend, rollout_mismatch_metrics,
+from reference_impl.rollout.engines import (resolve_backend, rollout_mismatch_metrics,
                                     truncated_is_weights)
-from reference_impl.engines.vllm_engine import iter_hf_weights
+from reference_impl.rollout.engines.vllm_engine import iter_hf_weights
 
 
 def test_truncated_is_weights_by_hand():

@@ -13,10 +13,10 @@ pytest.importorskip(*NEEDS_VLLM)
 import torch  # noqa: E402
 
 from pgpo_torch.tiny import build_tiny_model, build_tiny_processor  # noqa: E402
-from reference_impl.data import SyntheticVisualTask  # noqa: E402
-from reference_impl.engines import build_engine  # noqa: E402
-from reference_impl.engines.vllm_engine import export_checkpoint  # noqa: E402
-from reference_impl.rollout import (encode_prompts, end_of_turn_id,  # noqa: E402
+from reference_impl.data.sources import SyntheticVisualTask  # noqa: E402
+from reference_impl.rollout.engines import build_engine  # noqa: E402
+from reference_impl.rollout.engines.vllm_engine import export_checkpoint  # noqa: E402
+from reference_impl.rollout.batch import (encode_prompts, end_of_turn_id,  # noqa: E402
                                     placeholder_token_ids, response_logprobs)
 
 PIXELS = 56 * 56  # one 56 x 56 image = 4 visual tokens

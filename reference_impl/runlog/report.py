@@ -10,7 +10,7 @@ import math
 import os
 from typing import Any, Sequence
 
-from reference_impl.logging_utils import read_metrics
+from reference_impl.runlog.metrics import read_metrics
 
 CURVES = (
     ("reward", "reward (train)"),

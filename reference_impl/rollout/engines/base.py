@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import torch
 
-from reference_impl.rollout import RolloutBatch
+from reference_impl.rollout.batch import RolloutBatch
 
 
 class RolloutEngine(abc.ABC):

@@ -3,7 +3,7 @@
 A :class:`RolloutBatch` holds ``N = prompts * G`` sequences laid out as the
 PGPO adapters expect: left-padded prompts (``P`` columns, image placeholders
 included) followed by right-padded responses (``T`` columns). Sampling is done by a
-rollout engine (:mod:`reference_impl.engines`): Hugging Face ``generate``
+rollout engine (:mod:`reference_impl.rollout.engines`): Hugging Face ``generate``
 (:func:`generate_rollouts`, the default) or vLLM; both assemble their output with
 :func:`assemble_rollout_batch`.
 """

@@ -41,7 +41,7 @@ from pgpo_core.config import DEPENDENCY_ESTIMATORS, THRESHOLDS
 from pgpo_torch.blind_pass import BLIND_MODES, BlindPassConfig
 from reference_impl import algorithms
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 #: ``algo.name``'s choices: the names of :data:`reference_impl.algorithms.REGISTRY`.
 ALGORITHMS = algorithms.names()
@@ -183,7 +183,7 @@ class DataConfig(_Section):
     shuffle: bool = _field(True, "Shuffle the training prompts every epoch (seeded).")
     synthetic_task: Literal["chain", "simple"] = _field(
         "chain", "Synthetic task: 'chain' (count squares of 2-3 colours, then add: perception "
-                 "steps inside a reasoning chain, reference_impl/chains.py) or 'simple' "
+                 "steps inside a reasoning chain, reference_impl/data/chains.py) or 'simple' "
                  "(one-step count/colour/position/chart questions).")
     chain_facts: int = _field(2, "Chain task: colours to count, i.e. perception steps (2-4).")
     chain_max_count: int = _field(4, "Chain task: largest count of one colour.")
@@ -238,7 +238,7 @@ class RolloutConfig(_Section):
     temperature: float = _field(1.0, "Sampling temperature (> 0).")
     top_p: float = _field(1.0, "Nucleus sampling threshold in (0, 1].", paper=0.99)
     backend: Literal["auto", "hf", "vllm"] = _field(
-        "auto", "Generation engine (reference_impl/engines): hf = Hugging Face generate on the "
+        "auto", "Generation engine (reference_impl/rollout/engines): hf = Hugging Face generate on the "
                 "trained module; vllm = an in-process vLLM engine colocated with training, "
                 "weights synced after each optimiser step (one process only); auto = vllm "
                 "when importable and one process on CUDA, else hf.")

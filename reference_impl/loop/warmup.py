@@ -20,9 +20,9 @@ from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 
-from reference_impl.data import Example
-from reference_impl.distributed import all_reduce
-from reference_impl.rollout import response_logprobs, teacher_forced_batch
+from reference_impl.data.sources import Example
+from reference_impl.policy.distributed import all_reduce
+from reference_impl.rollout.batch import response_logprobs, teacher_forced_batch
 
 __all__ = ["FALLBACK_REASONING", "supervised_warmup", "warmup_optimizer", "warmup_target"]
 

@@ -1,6 +1,6 @@
 """Rollout engines: what samples the G responses per prompt for training and evaluation.
 
-An engine turns (question, image) prompts into a :class:`reference_impl.rollout.RolloutBatch`
+An engine turns (question, image) prompts into a :class:`reference_impl.rollout.batch.RolloutBatch`
 (the trainer's padded layout) and, where it keeps its own copy of the policy, takes the
 trainer's weights after each optimiser step (:meth:`RolloutEngine.sync_weights`).
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, Callable
 
-from reference_impl.engines.base import (RolloutEngine, rollout_mismatch_metrics,
+from reference_impl.rollout.engines.base import (RolloutEngine, rollout_mismatch_metrics,
                                          truncated_is_weights)
 
 ENGINES: dict[str, Callable[..., RolloutEngine]] = {}
@@ -58,7 +58,7 @@ def resolve_backend(backend: str, device_type: str, world_size: int = 1) -> str:
 def build_engine(name: str, **kwargs: Any) -> RolloutEngine:
     """The engine registered as ``name`` (after :func:`resolve_backend`)."""
     if name == "vllm" and "vllm" not in ENGINES:
-        from reference_impl.engines import vllm_engine  # noqa: F401  (registers itself)
+        from reference_impl.rollout.engines import vllm_engine  # noqa: F401  (registers itself)
     if name not in ENGINES:
         raise ValueError(f"rollout.backend: unknown engine {name!r}; known: {sorted(ENGINES)}")
     return ENGINES[name](**kwargs)
@@ -75,7 +75,7 @@ def _model_config(cfg: Any) -> Any:
     if cfg.model.path is None:
         from pgpo_torch.tiny import build_tiny_config, build_tiny_processor
 
-        from reference_impl import trainer
+        from reference_impl.loop import trainer
 
         processor = build_tiny_processor(min_pixels=cfg.data.min_pixels,
                                          max_pixels=cfg.data.max_pixels)
@@ -96,11 +96,11 @@ def check_trainer_setup(cfg: Any, device: Any, world_size: int) -> str:
     r = cfg.rollout
     name = resolve_backend(r.backend, torch.device(device).type, world_size)
     if name == "vllm":
-        from reference_impl.engines.vllm_engine import check_vllm_setup
-        from reference_impl.trainer import resolve_dtype
+        from reference_impl.rollout.engines.vllm_engine import check_vllm_setup
+        from reference_impl.loop.trainer import resolve_dtype
 
         dev = torch.device(device)
-        from reference_impl.distributed import uses_fsdp
+        from reference_impl.policy.distributed import uses_fsdp
 
         if world_size > 1 and uses_fsdp(cfg.dist.fsdp, dev.type) and cfg.model.path is None:
             raise ConfigError(
@@ -126,7 +126,7 @@ def check_trainer_setup(cfg: Any, device: Any, world_size: int) -> str:
 
 
 def build_trainer_engine(trainer: Any, name: str) -> RolloutEngine:
-    """The engine ``name`` for a :class:`reference_impl.trainer.Trainer` (after its model is
+    """The engine ``name`` for a :class:`reference_impl.loop.trainer.Trainer` (after its model is
     built and wrapped). The vLLM engine starts from the policy's current weights: a
     ``model.path`` checkpoint as is, or the built-in model exported to a temporary folder."""
     cfg = trainer.cfg
@@ -137,8 +137,8 @@ def build_trainer_engine(trainer: Any, name: str) -> RolloutEngine:
                             synced_gpus=trainer.strategy.collective_generate)
     import tempfile
 
-    from reference_impl.engines.vllm_engine import export_checkpoint
-    from reference_impl.trainer import resolve_dtype
+    from reference_impl.rollout.engines.vllm_engine import export_checkpoint
+    from reference_impl.loop.trainer import resolve_dtype
 
     r = cfg.rollout
     folder = None
@@ -182,7 +182,7 @@ def weights_version(model: Any) -> int:
     return total
 
 
-from reference_impl.engines import hf_engine  # noqa: E402,F401  (registers 'hf')
+from reference_impl.rollout.engines import hf_engine  # noqa: E402,F401  (registers 'hf')
 
 __all__ = ["CPU_KV_CACHE_MB", "ENGINES", "RolloutEngine", "build_engine",
            "build_trainer_engine", "check_trainer_setup", "register_engine", "resolve_backend",

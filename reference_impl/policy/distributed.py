@@ -163,7 +163,7 @@ class ParallelStrategy:
       all-gathers), so a rank with no prompt left generates a dummy one;
     - ``checkpoint_state(optimizer)`` / ``load_checkpoint_state(optimizer, checkpoint,
       with_optimizer=)``: the model's and optimiser's part of a checkpoint (keyword
-      arguments of :func:`reference_impl.checkpoint.save_checkpoint`) and back. The
+      arguments of :func:`reference_impl.runlog.checkpoint.save_checkpoint`) and back. The
       optimiser's state is left out while it has taken no step (asking FSDP2 for it would
       initialise it with a zero step, which shifts Adam's bias correction).
     """

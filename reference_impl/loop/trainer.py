@@ -32,16 +32,17 @@ import numpy as np
 import torch
 
 import pgpo_core
-from reference_impl import checkpoint as ckpt
-from reference_impl import engines, preflight
+from reference_impl.runlog import checkpoint as ckpt
+from reference_impl.loop import preflight
+from reference_impl.rollout import engines
 from reference_impl.config import Config
-from reference_impl.distributed import DistEnv, all_reduce, any_process, parallel_strategy
-from reference_impl.logging_utils import MetricsLogger, read_metrics
-from reference_impl.timing import (Timer, is_timing_key, marked_timer, no_timer, phase_timer,
+from reference_impl.policy.distributed import DistEnv, all_reduce, any_process, parallel_strategy
+from reference_impl.runlog.metrics import MetricsLogger, read_metrics
+from reference_impl.loop.timing import (Timer, is_timing_key, marked_timer, no_timer, phase_timer,
                                    timing_metrics)
-from reference_impl.rewards import verifiable_rewards
-from reference_impl.warmup import supervised_warmup, warmup_optimizer
-from reference_impl.rollout import (RolloutBatch, concat_batches, pad_token_id,
+from reference_impl.data.rewards import verifiable_rewards
+from reference_impl.loop.warmup import supervised_warmup, warmup_optimizer
+from reference_impl.rollout.batch import (RolloutBatch, concat_batches, pad_token_id,
                                     response_logprobs, teacher_forced_batch)
 
 # Size of the built-in tiny Qwen2.5-VL (pgpo_torch.tiny), chosen so that the default run
@@ -142,12 +143,12 @@ def build_policy(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, An
 
 
 def build_datasets(cfg: Config):
-    """``(train, heldout)`` samplers of :class:`reference_impl.data.Example`."""
-    from reference_impl import data as data_mod
+    """``(train, heldout)`` samplers of :class:`reference_impl.data.sources.Example`."""
+    from reference_impl.data import sources as data_mod
 
     d = cfg.data
     if d.source == "synthetic" and d.synthetic_task == "chain":
-        from reference_impl.chains import ChainCountTask
+        from reference_impl.data.chains import ChainCountTask
 
         train = ChainCountTask(cfg.train.seed, facts=d.chain_facts, max_count=d.chain_max_count,
                                distractors=d.chain_distractors,
@@ -174,8 +175,8 @@ def build_datasets(cfg: Config):
 
 
 def _subset(base, indices, *, seed: int = 0, shuffle: bool = False):
-    """A slice of ``base`` as a resumable :class:`reference_impl.data.ExampleSampler`."""
-    from reference_impl.data import ExampleSampler
+    """A slice of ``base`` as a resumable :class:`reference_impl.data.sources.ExampleSampler`."""
+    from reference_impl.data.sources import ExampleSampler
 
     class Subset(ExampleSampler):
         def __init__(self) -> None:
@@ -340,7 +341,7 @@ class Trainer:
     # ------------------------------------------------------------------ warm-up
 
     def warmup(self, logger: MetricsLogger, should_stop: Callable[[], bool]) -> bool:
-        """Supervised warm-up (:mod:`reference_impl.warmup`) before RL, from step
+        """Supervised warm-up (:mod:`reference_impl.loop.warmup`) before RL, from step
         ``warmup_step + 1`` (a resumed warm-up goes on where it stopped); False if
         ``should_stop`` (a collective) ended it."""
         steps = self.cfg.model.sft_warmup_steps
@@ -668,12 +669,12 @@ class Trainer:
 
         The per-prompt accuracies (held-out order, gathered over processes) are kept in
         :attr:`last_eval_per_prompt`, so that two evaluations can be compared prompt by
-        prompt (a paired interval, :func:`reference_impl.stats.paired_interval`).
+        prompt (a paired interval, :func:`reference_impl.experiments.stats.paired_interval`).
 
         ``should_stop`` (a collective: every rank calls it equally often) is asked before
         each batch; when it turns true the evaluation is abandoned and None returned, so a
         stop signal never waits for a whole evaluation."""
-        from reference_impl.chains import perception_accuracy
+        from reference_impl.data.chains import perception_accuracy
 
         e = self.cfg.eval
         examples = list(self.heldout)
@@ -734,7 +735,7 @@ class Trainer:
             dep = self._pgpo_advantages(
                 sub, torch.zeros(sub.size, device=self.device),
                 self.pgpo.replace(estimator="exact")).dependency
-        from reference_impl.chains import perception_token_mask
+        from reference_impl.data.chains import perception_token_mask
 
         tok = self.processor.tokenizer
         out = []
@@ -1035,7 +1036,7 @@ class Trainer:
         if warmed_up_per_prompt and len(warmed_up_per_prompt) == len(self.last_eval_per_prompt):
             # RL's own effect: the same held-out prompts after RL and after the
             # warm-up, a paired t-interval over prompts (eval sampling noise included).
-            from reference_impl.stats import paired_interval
+            from reference_impl.experiments.stats import paired_interval
             gain = paired_interval(self.last_eval_per_prompt, warmed_up_per_prompt)
             summary["rl_gain"] = gain.as_dict()
             write(f"RL gain over the warm-up (held-out, paired over "
@@ -1093,7 +1094,7 @@ class Trainer:
         return summary
 
     def _report(self, metrics_path: str) -> None:
-        from reference_impl import report
+        from reference_impl.runlog import report
 
         target = self.output_dir / "learning_curves.png"
         try:
@@ -1143,7 +1144,7 @@ class Trainer:
 
 
 def _eos_id(processor) -> int:
-    from reference_impl.rollout import end_of_turn_id
+    from reference_impl.rollout.batch import end_of_turn_id
     return end_of_turn_id(processor)
 
 
