@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None, *, early_stop: list[int] | None = None) 
 
     import torch
 
-    from reference_impl.runlog.checkpoint import CheckpointError, GracefulExit, atomic_write_text
     from reference_impl.policy.distributed import init_distributed, peer_failure, shutdown
+    from reference_impl.runlog.checkpoint import CheckpointError
+    from reference_impl.runlog.files import atomic_write_text
+    from reference_impl.runlog.signals import GracefulExit
     from reference_impl.loop.trainer import Trainer
 
     if torch.get_num_threads() > (os.cpu_count() or 1):

@@ -1,2 +1,2 @@
-"""Experiments built on the trainer: the accumulating algorithm study (:mod:`.compare`),
-the gradient probe (:mod:`.probe_gradients`) and their statistics (:mod:`.stats`)."""
+"""Experiments built on the trainer: the accumulating algorithm study (:mod:`.compare`, its tables and figure in :mod:`.tables`),
+the gradient probe (:mod:`.probe_gradients`); their intervals are :mod:`reference_impl.stats`."""

@@ -77,7 +77,7 @@ def summarize_gradients(grads: np.ndarray, visual: np.ndarray, other: np.ndarray
     """The probe's statistics for one algorithm: rows are batches, ``grads = visual +
     other``. Intervals are 95% percentile bootstraps over batches. With fewer than two
     batches there is no variance to measure: only ``batches`` is returned."""
-    from reference_impl.experiments.stats import bootstrap_interval
+    from reference_impl.stats import bootstrap_interval
 
     if len(grads) < 2:
         return {"batches": int(len(grads))}

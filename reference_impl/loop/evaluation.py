@@ -38,7 +38,7 @@ class HeldOutEvaluation:
 
         The per-prompt accuracies (held-out order, gathered over processes) are kept in
         :attr:`last_eval_per_prompt`, so that two evaluations can be compared prompt by
-        prompt (a paired interval, :func:`reference_impl.experiments.stats.paired_interval`).
+        prompt (a paired interval, :func:`reference_impl.stats.paired_interval`).
 
         ``should_stop`` (a collective: every rank calls it equally often) is asked before
         each batch; when it turns true the evaluation is abandoned and None returned, so a

@@ -44,6 +44,8 @@ from reference_impl.rollout import engines
 from reference_impl.rollout.batch import pad_token_id, teacher_forced_batch
 from reference_impl.runlog import checkpoint as ckpt
 from reference_impl.runlog.metrics import MetricsLogger, read_metrics
+from reference_impl.runlog.rng import capture_rng_state, restore_rng_state
+from reference_impl.runlog.signals import GracefulExit
 
 
 class Trainer(RLStepPhases, HeldOutEvaluation):
@@ -146,7 +148,7 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
         warming = not self.run.warmup_done
         weights = self.strategy.checkpoint_state(
             self.warmup_optimizer if warming else self.optimizer)
-        rng = ckpt.capture_rng_state()
+        rng = capture_rng_state()
         if self.env.distributed:
             import torch.distributed as dist
             gathered: list[Any] = [None] * self.env.world_size
@@ -243,7 +245,7 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
             self.warmup_optimizer = None
         if rl_started:
             self.scheduler.load_state_dict(c.scheduler_state)
-        ckpt.restore_rng_state(c.rng_state["per_rank"][self.env.rank], strict=False)
+        restore_rng_state(c.rng_state["per_rank"][self.env.rank], strict=False)
         self.train_data.load_state_dict(c.data_state)
         self.run = run
         self.saved_at = (run.step, run.warmup_done)
@@ -289,7 +291,7 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
             return self._finish_again(logger, summary, final_row)
         phases = [self._evaluate_untrained] if not resumed else []
         phases += [self._warm_up, self._evaluate_warmed_up, self._rl_steps, self._finish]
-        with ckpt.GracefulExit() as stop:
+        with GracefulExit() as stop:
             stopping = lambda: any_process(stop.requested, self.device)  # noqa: E731
             for phase in phases:
                 end = phase(logger, summary, stopping)
@@ -465,7 +467,7 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
         if warmed_up_per_prompt and len(warmed_up_per_prompt) == len(self.last_eval_per_prompt):
             # RL's own effect: the same held-out prompts after RL and after the
             # warm-up, a paired t-interval over prompts (eval sampling noise included).
-            from reference_impl.experiments.stats import paired_interval
+            from reference_impl.stats import paired_interval
             gain = paired_interval(self.last_eval_per_prompt, warmed_up_per_prompt)
             summary["rl_gain"] = gain.as_dict()
             write(f"RL gain over the warm-up (held-out, paired over "
@@ -508,7 +510,7 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
         evaluation runs again for them (same weights, same seed: the same samples and
         per-prompt accuracies, so the same RL gain)."""
         summary["steps"] = self.run.step
-        with ckpt.GracefulExit():
+        with GracefulExit():
             cfg = self.cfg
             ev = self.evaluate(keep_samples=cfg.logging.html_samples if cfg.logging.html_report
                                else 0)

@@ -31,22 +31,21 @@ gathers the full state. Agreeing across ranks on a stop request from
 """
 
 import dataclasses
-import hashlib
 import json
 import os
-import random
 import re
 import shutil
-import signal
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Optional
 
-import numpy as np
 import torch
+
+from reference_impl.runlog.files import (TMP_PREFIX, PathLike, atomic_write_text,
+                                         free_bytes, fsync_dir, fsync_file, is_disk_full,
+                                         sha256_of)
 
 FORMAT_VERSION = 1
 #: Manifests of checkpoints with a ``sharded/`` folder (torch.distributed.checkpoint).
@@ -56,9 +55,7 @@ MANIFEST = "manifest.json"
 LATEST = "latest"
 PARTS = ("model", "optimizer", "scheduler", "rng", "data", "extra")
 _NAME = re.compile(r"^step_(\d+)$")
-_TMP_PREFIX = ".tmp-"
 
-PathLike = Union[str, os.PathLike]
 
 
 class CheckpointError(RuntimeError):
@@ -80,54 +77,6 @@ class Checkpoint:
     sharded: Optional[Path] = None
     """The ``torch.distributed.checkpoint`` folder of a sharded model (and optimiser),
     whose states are then None here unless loaded with ``consolidate=True``."""
-
-
-# ------------------------------------------------------------------ file helpers
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename or file creation inside ``path`` durable (POSIX only)."""
-    if os.name != "posix":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically: readers see the old or the new content,
-    never a mix, even if the process dies half-way."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_name(step: int) -> str:
@@ -207,7 +156,7 @@ def verify_checkpoint(path: PathLike, *, checksums: bool = True) -> dict[str, An
         if size != entry["bytes"]:
             raise CheckpointError(f"{file}: {size} bytes, manifest says {entry['bytes']} "
                                   "(truncated or overwritten)")
-        if checksums and _sha256(file) != entry["sha256"]:
+        if checksums and sha256_of(file) != entry["sha256"]:
             raise CheckpointError(f"{file}: SHA-256 differs from the manifest (damaged file)")
     return manifest
 
@@ -371,25 +320,6 @@ def _exchange(a: Path, b: Path) -> bool:
     return False
 
 
-def _is_disk_full(err: BaseException) -> bool:
-    """True for "no space left" in any of its guises (torch.save wraps ENOSPC in a
-    RuntimeError that says only "unexpected pos")."""
-    import errno
-
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(err)
-    return isinstance(err, RuntimeError) and ("unexpected pos" in text
-                                               or "No space left" in text)
-
-
-def _free_bytes(directory: Path) -> int:
-    try:
-        return shutil.disk_usage(directory).free
-    except OSError:
-        return 0
-
-
 def _state_bytes(state: Any) -> int:
     """Bytes of the tensors in a (nested) state: about what ``torch.save`` writes."""
     if torch.is_tensor(state):
@@ -426,7 +356,7 @@ def first_nonfinite(state: Any, prefix: str = "") -> Optional[str]:
 
 def _remove_stale_temporaries(directory: Path) -> None:
     for child in directory.iterdir():
-        if child.name.startswith(_TMP_PREFIX):
+        if child.name.startswith(TMP_PREFIX):
             if child.is_dir():
                 shutil.rmtree(child, ignore_errors=True)
             else:
@@ -488,14 +418,14 @@ def save_checkpoint(
     if is_main_process:
         directory.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(directory)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{name}-", dir=directory))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=directory))
     if sharded_state is not None:
         try:
             tmp = _save_sharded(sharded_state, tmp)
         except BaseException as err:
             if is_main_process and tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
-            if _is_disk_full(err):
+            if is_disk_full(err):
                 raise _disk_full(directory, step, sharded_state) from err
             raise
         if not is_main_process:
@@ -508,9 +438,9 @@ def save_checkpoint(
                 continue
             file = tmp / f"{part}.pt"
             torch.save(state, file)
-            _fsync_file(file)
+            fsync_file(file)
             files[part] = {"file": file.name, "bytes": file.stat().st_size,
-                           "sha256": _sha256(file)}
+                           "sha256": sha256_of(file)}
         manifest = {"format_version": FORMAT_VERSION, "step": step,
                     "saved_at_unix": time.time(), "files": files}
         if setup is not None:
@@ -519,25 +449,25 @@ def save_checkpoint(
             manifest["format_version"] = SHARDED_FORMAT_VERSION
             manifest[SHARDED] = {
                 str(file.relative_to(tmp / SHARDED)): {"bytes": file.stat().st_size,
-                                                       "sha256": _sha256(file)}
+                                                       "sha256": sha256_of(file)}
                 for file in sorted((tmp / SHARDED).rglob("*")) if file.is_file()}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():  # re-saving a step: swap the two folders in one rename
             if _exchange(tmp, final):
                 displaced = tmp  # now holds the old checkpoint
             else:  # no atomic exchange here: move the old one aside, then rename
-                displaced = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}old-{name}-",
+                displaced = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}old-{name}-",
                                                   dir=directory))
                 os.replace(final, displaced / name)
                 os.replace(tmp, final)
         else:
             os.replace(tmp, final)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except BaseException as err:
         if displaced is not tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-        if _is_disk_full(err):
+        if is_disk_full(err):
             raise _disk_full(directory, step, [states, sharded_state]) from err
         raise
     atomic_write_text(directory / LATEST, name + "\n")
@@ -551,7 +481,7 @@ def save_checkpoint(
 def _disk_full(directory: Path, step: int, states: Any) -> CheckpointError:
     return CheckpointError(
         f"{directory}: no space left on the device while writing the checkpoint of "
-        f"step {step} ({_free_bytes(directory) / 2**20:.0f} MiB free; one checkpoint "
+        f"step {step} ({free_bytes(directory) / 2**20:.0f} MiB free; one checkpoint "
         f"needs about {_state_bytes(states) / 2**20:.0f} MiB). Free some space or "
         "set train.output_dir elsewhere, then resume with checkpoint.resume=auto")
 
@@ -572,7 +502,7 @@ def _save_sharded(state: Any, tmp: Optional[Path]) -> Path:
         dist.barrier()
     for file in (tmp / SHARDED).rglob("*"):
         if file.is_file():
-            _fsync_file(file)
+            fsync_file(file)
     return tmp
 
 
@@ -590,7 +520,7 @@ def prune_checkpoints(directory: PathLike, *, keep_last: int) -> list[Path]:
             continue
         # Rename first, so a kill during the deletion leaves a hidden temporary folder
         # (removed by the next save) rather than a half-deleted step_<N>.
-        doomed = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}pruned-{path.name}-", dir=directory))
+        doomed = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}pruned-{path.name}-", dir=directory))
         os.replace(path, doomed / path.name)
         shutil.rmtree(doomed)
         deleted.append(path)
@@ -649,143 +579,11 @@ def _consolidate(folder: Path) -> dict[str, Any]:
         except Exception as err:
             raise CheckpointError(f"{folder}: cannot be consolidated: {err}") from err
 
-
-# -------------------------------------------------------------------------- RNG
-
-def capture_rng_state() -> dict[str, Any]:
-    """The state of every global generator a training step draws from: python ``random``,
-    numpy's legacy global generator, torch's CPU generator and each CUDA device's.
-    Plain values and tensors only, so it saves and loads with ``weights_only=True``."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
-    return {
-        "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
-                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-
-
-def restore_rng_state(state: dict[str, Any], *, strict: bool = True) -> None:
-    """Put back the generators saved by :func:`capture_rng_state`.
-
-    With ``strict`` a state saved with CUDA generators cannot be restored on a machine
-    with a different number of CUDA devices (ValueError); ``strict=False`` restores the
-    CPU generators and warns that the CUDA ones were not restored.
-    """
-    missing = {"python", "numpy", "torch", "cuda"} - set(state)
-    if missing:
-        raise ValueError(f"state: not a capture_rng_state() result, missing {sorted(missing)}")
-    cuda_states = state["cuda"]
-    here = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if cuda_states is not None and len(cuda_states) != here:
-        message = (f"state['cuda']: saved with {len(cuda_states)} CUDA generator(s), "
-                   f"this machine has {here}")
-        if strict:
-            raise ValueError(message + "; pass strict=False to restore the CPU generators only")
-        warnings.warn(message + "; CUDA generators not restored", RuntimeWarning, stacklevel=2)
-        cuda_states = None
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    npst = state["numpy"]
-    keys = np.asarray(npst["keys"].numpy() if torch.is_tensor(npst["keys"]) else npst["keys"],
-                      dtype=np.uint32)
-    np.random.set_state((npst["kind"], keys, npst["pos"], npst["has_gauss"], npst["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if cuda_states is not None:
-        torch.cuda.set_rng_state_all(cuda_states)
-
-
-# ---------------------------------------------------------------------- signals
-
-class GracefulExit:
-    """Turn SIGTERM/SIGINT into a flag that the training loop polls, so it can save a
-    checkpoint and leave cleanly instead of dying mid-step::
-
-        with GracefulExit() as stop:
-            for step in range(start, total):
-                train_step()
-                if stop.requested:
-                    save_checkpoint(...)
-                    break
-
-    A second signal of the same kind while a stop is pending gets the previous
-    behaviour (for Ctrl-C: ``KeyboardInterrupt``; for a default SIGTERM: termination),
-    so a stuck run can still be killed. The previous handlers come back on exit.
-    Blocks nest: an inner block starts with the outer one's pending stop and passes
-    its own up, so a program can keep signals handled from start to end while its
-    training loop polls its own flag.
-    Handlers can only be installed from the main thread (RuntimeError otherwise).
-    """
-
-    def __init__(self, signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
-        self.signals = tuple(signals)
-        if not self.signals:
-            raise ValueError("signals: expected at least one signal")
-        self.requested = False
-        self.signum: Optional[int] = None
-        self._previous: dict[int, Any] = {}
-
-    @property
-    def signal_name(self) -> Optional[str]:
-        """Name of the signal that requested the stop (``"SIGTERM"``), or None."""
-        return None if self.signum is None else signal.Signals(self.signum).name
-
-    def request(self, signum: Optional[int] = None) -> None:
-        """Set the flag by hand (e.g. when another rank received the signal)."""
-        self.requested = True
-        if signum is not None:
-            self.signum = signum
-        for parent in self._parents():
-            if not parent.requested:
-                parent.request(signum)
-
-    def _parents(self) -> list["GracefulExit"]:
-        """Enclosing :class:`GracefulExit` blocks whose handlers this one replaced."""
-        found = []
-        for previous in self._previous.values():
-            owner = getattr(previous, "__self__", None)
-            if isinstance(owner, GracefulExit) and owner is not self and owner not in found:
-                found.append(owner)
-        return found
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if not self.requested:
-            self.request(signum)
-            return
-        previous = self._previous.get(signum, signal.SIG_DFL)
-        if callable(previous):
-            previous(signum, frame)
-        elif previous != signal.SIG_IGN:  # SIG_DFL (or unknown): do what it would have done
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-
-    def __enter__(self) -> "GracefulExit":
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("GracefulExit: signal handlers can only be installed from "
-                               "the main thread")
-        for sig in self.signals:
-            self._previous[sig] = signal.getsignal(sig)
-        for sig in self.signals:
-            signal.signal(sig, self._handle)
-        # Nested in another GracefulExit (e.g. the whole program's): a stop it already
-        # received carries over, and a stop received here is passed back up to it.
-        for parent in self._parents():
-            if parent.requested and not self.requested:
-                self.requested, self.signum = True, parent.signum
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
-        self._previous = {}
-
-
 __all__ = [
-    "Checkpoint", "CheckpointError", "GracefulExit", "atomic_write_bytes", "atomic_write_text",
-    "candidates", "capture_rng_state", "check_resumable", "repair_latest",
+    "Checkpoint", "CheckpointError",
+    "candidates", "check_resumable", "repair_latest",
     "setup_differences", "checkpoint_name", "find_latest",
     "first_nonfinite",
     "list_checkpoints", "load_checkpoint", "load_latest_intact", "prune_checkpoints",
-    "read_latest_pointer", "restore_rng_state", "save_checkpoint", "verify_checkpoint",
+    "read_latest_pointer", "save_checkpoint", "verify_checkpoint",
 ]

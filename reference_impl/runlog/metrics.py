@@ -92,7 +92,7 @@ class MetricsLogger:
                     kept.append(json.dumps(row) + "\n")
                 else:
                     dropped += 1
-        from reference_impl.runlog.checkpoint import atomic_write_text
+        from reference_impl.runlog.files import atomic_write_text
         atomic_write_text(self.path, "".join(kept))
         self._tail_checked = True
         return dropped

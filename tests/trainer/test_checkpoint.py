@@ -13,9 +13,12 @@ import torch
 
 from reference_impl.runlog import checkpoint as ckpt
 from reference_impl.runlog.checkpoint import (
-    CheckpointError, GracefulExit, atomic_write_text, capture_rng_state, find_latest,
-    list_checkpoints, load_checkpoint, prune_checkpoints, restore_rng_state, save_checkpoint,
+    CheckpointError, find_latest, list_checkpoints, load_checkpoint, prune_checkpoints,
+    save_checkpoint,
 )
+from reference_impl.runlog.files import atomic_write_text
+from reference_impl.runlog.rng import capture_rng_state, restore_rng_state
+from reference_impl.runlog.signals import GracefulExit
 
 
 def tiny_state(seed: int) -> dict:
@@ -368,7 +371,8 @@ def test_graceful_exit_needs_the_main_thread():
 
 CHILD = r"""
 import sys, time, torch
-from reference_impl.runlog.checkpoint import GracefulExit, save_checkpoint
+from reference_impl.runlog.checkpoint import save_checkpoint
+from reference_impl.runlog.signals import GracefulExit
 directory, mode = sys.argv[1], sys.argv[2]
 weights = torch.zeros(1 << 20)  # 4 MiB per checkpoint: a kill likely lands mid-write
 with GracefulExit() as stop:

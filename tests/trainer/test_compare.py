@@ -9,8 +9,9 @@ import pytest
 
 from reference_impl import config
 from reference_impl.experiments import compare
-from reference_impl.experiments.compare import main, summarize, write_tables
-from reference_impl.experiments.stats import mean_interval, paired_interval
+from reference_impl.experiments.compare import main
+from reference_impl.experiments.tables import paired_differences, summarize, write_tables
+from reference_impl.stats import mean_interval, paired_interval
 
 
 def rows(final):
@@ -51,7 +52,7 @@ def test_tables_mean_interval_and_paired_difference(tmp_path):
 def test_paired_differences_use_only_the_seeds_both_completed():
     s = lambda x: summarize(rows(x), before_rl=0.25)  # noqa: E731
     results = {"pgpo": {0: s(0.5), 1: s(0.7), 2: s(0.9)}, "dapo": {0: s(0.4), 2: s(0.6)}}
-    d = compare.paired_differences(results)["pgpo - dapo"]["final"]
+    d = paired_differences(results)["pgpo - dapo"]["final"]
     want = paired_interval([0.5, 0.9], [0.4, 0.6])
     assert d["n"] == 2 and d["seeds"] == [0, 2]
     assert d["estimate"] == pytest.approx(want.estimate) and d["low"] == pytest.approx(want.low)

@@ -1,14 +1,14 @@
-"""Intervals (reference_impl.experiments.stats) and the gradient probe's statistics, by hand."""
+"""Intervals (reference_impl.stats) and the gradient probe's statistics, by hand."""
 
 import math
 
 import numpy as np
 import pytest
 
-from reference_impl.experiments.compare import area_under_curve, eval_curve, paired_differences, summarize
+from reference_impl.experiments.tables import area_under_curve, eval_curve, paired_differences, summarize
 from reference_impl.experiments.probe_gradients import (gradient_snr, leave_one_out_cosines,
                                             summarize_gradients)
-from reference_impl.experiments.stats import bootstrap_interval, mean_interval, paired_interval
+from reference_impl.stats import bootstrap_interval, mean_interval, paired_interval
 
 
 def test_mean_interval_by_hand():
