@@ -62,7 +62,7 @@ from typing import Any, NamedTuple
 from array_api_compat import device as _device
 
 from pgpo_core import validation
-from pgpo_core.weights import _apply_weights, _per_token
+from pgpo_core.weights import _apply_weights
 
 #: ``top_p_perception_tokens`` of the published VPPO recipe (7B and 8B scripts).
 DEFAULT_TOP_P = 0.4
@@ -266,7 +266,8 @@ def vppo_advantages(
                                           token_filtering=token_filtering)
     _check_score_range(score_range)
     _check(xp, dependency, response_mask)
-    per_token = _per_token(xp, advantages, response_mask, "dependency", dependency)
+    per_token = validation.check_advantages(xp, advantages, response_mask, "dependency",
+                                            dependency)
     dtype = validation.compute_dtype(xp, dependency.dtype)
     dev = _device(dependency)
     if trajectory_shaping:

@@ -191,7 +191,8 @@ def reshape_advantages(
     validation.check_weight_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
                            low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
     validation.check_dependency(xp, dependency, response_mask)
-    per_token = _per_token(xp, advantages, response_mask, "dependency", dependency)
+    per_token = validation.check_advantages(xp, advantages, response_mask, "dependency",
+                                            dependency)
     weights = _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
                        threshold=threshold, low_weight_floor=low_weight_floor,
                        conserve_mass=conserve_mass)
@@ -216,25 +217,8 @@ def weighted_advantages(advantages: Any, weights: Any, response_mask: Any) -> An
     xp = validation.namespace(advantages=advantages, weights=weights,
                            response_mask=response_mask)
     validation.check_dependency(xp, weights, response_mask, name="weights")
-    per_token = _per_token(xp, advantages, response_mask, "weights", weights)
+    per_token = validation.check_advantages(xp, advantages, response_mask, "weights", weights)
     return _apply_weights(xp, per_token, weights, response_mask)
-
-
-def _per_token(xp: Any, advantages: Any, response_mask: Any, ref_name: str, ref: Any) -> Any:
-    """Validated advantages as a ``(B, 1)`` or ``(B, T)`` array."""
-    validation.check_floating("advantages", xp, advantages)
-    validation.check_ndim("advantages", advantages, (1, 2))
-    if advantages.ndim == 1:
-        if advantages.shape[0] != ref.shape[0]:
-            raise ValueError(
-                f"advantages: {advantages.shape[0]} responses, but {ref_name} has "
-                f"{ref.shape[0]} rows"
-            )
-        validation.check_finite("advantages", xp, advantages)
-        return xp.reshape(advantages, (advantages.shape[0], 1))
-    validation.check_same_shape("advantages", advantages, ref_name, ref)
-    validation.check_finite("advantages", xp, advantages, response_mask)
-    return advantages
 
 
 def _apply_weights(xp: Any, per_token: Any, weights: Any, response_mask: Any) -> Any:

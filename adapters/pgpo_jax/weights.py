@@ -89,6 +89,5 @@ def reshape_advantages(
                               conserve_mass=conserve_mass)
     if _validate.concrete(advantages, dependency, response_mask):
         _validate.dependency(dependency, response_mask)
-        _validate.finite("advantages", _validate.per_token(advantages, response_mask),
-                         response_mask)
+        _validate.advantages(advantages, response_mask, "dependency", dependency)
     return out
