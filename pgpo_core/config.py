@@ -7,10 +7,9 @@ from typing import Any
 
 from pgpo_core import validation
 from pgpo_core.dependency import ESTIMATORS
+from pgpo_core.hyperparameters import VPPOHyperparameters, WeightingHyperparameters
 from pgpo_core.loss import AGGREGATIONS
 from pgpo_core.validation import THRESHOLDS
-from pgpo_core.vppo import (DEFAULT_MEAN_EPS, DEFAULT_RANGE_EPS, DEFAULT_SCALE_MIN,
-                            DEFAULT_TOP_P)
 
 DEPENDENCY_ESTIMATORS = ("exact",) + ESTIMATORS
 
@@ -27,38 +26,49 @@ ABLATIONS = {
 }
 
 
+def _option(default: Any, help: str) -> Any:
+    """A field and its one-line help (``metadata["help"]``, what the trainer's options show)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+_LOSS_HELP = {
+    "clip_low": "Lower clip range of the importance ratio (1 - clip_low).",
+    "clip_high": "Upper clip range (1 + clip_high).",
+    "dual_clip": "Dual-clip constant c > 1 bounding negative-advantage ratios; none = off.",
+    "aggregation": "Loss reduction.",
+}
+_ESTIMATE_CLIP_HELP = "Upper bound on a k1/k2/k3 estimate; none = off."
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class PGPOConfig:
+class PGPOConfig(WeightingHyperparameters):
     """PGPO hyper-parameters, defaults from Ye et al. (2026), validated on construction.
 
     Weighting (Eqs. 4-7): ``tau``, ``beta``, ``eps``, ``threshold``,
-    ``low_weight_floor``, ``conserve_mass``. Dependency (Eq. 1): ``estimator``
+    ``low_weight_floor``, ``conserve_mass`` (declared, with their defaults and help, in
+    :class:`pgpo_core.hyperparameters.WeightingHyperparameters`, whose fields come first
+    here). Dependency (Eq. 1): ``estimator``
     (``"exact"`` full-vocabulary KL, or ``"k1"``/``"k2"``/``"k3"`` single-sample
     estimates; the paper trains with k3), ``temperature``, ``chunk_size``,
     ``estimate_clip``. Loss (DAPO): ``clip_low``, ``clip_high``, ``dual_clip``,
-    ``aggregation``.
+    ``aggregation``. Each field's one-line help is its ``metadata["help"]``.
     """
 
-    tau: float = 0.4
-    beta: float = 2.0
-    eps: float = 1e-6
-    threshold: str = "fixed"
-    low_weight_floor: float = 0.0
-    conserve_mass: bool = True
-    estimator: str = "exact"
-    temperature: float = 1.0
-    chunk_size: int | None = 256
-    estimate_clip: float | None = None
-    clip_low: float = 0.2
-    clip_high: float = 0.28
-    dual_clip: float | None = None
-    aggregation: str = "token-mean"
+    estimator: str = _option(
+        "exact", "Token visual dependency (Eq. 1): exact full-vocabulary KL, or the "
+                 "single-sample k1/k2/k3 estimate at the sampled token.")
+    temperature: float = _option(
+        1.0, "Temperature of the two distributions; set by rollout.temperature.")
+    chunk_size: int | None = _option(
+        256, "Tokens per chunk of the exact full-vocabulary KL (bounds memory); none = all.")
+    estimate_clip: float | None = _option(None, _ESTIMATE_CLIP_HELP)
+    clip_low: float = _option(0.2, _LOSS_HELP["clip_low"])
+    clip_high: float = _option(0.28, _LOSS_HELP["clip_high"])
+    dual_clip: float | None = _option(None, _LOSS_HELP["dual_clip"])
+    aggregation: str = _option("token-mean", _LOSS_HELP["aggregation"])
 
     def __post_init__(self) -> None:
-        validation.check_weight_hyperparameters(tau=self.tau, beta=self.beta, eps=self.eps,
-                               threshold=self.threshold,
-                               low_weight_floor=self.low_weight_floor,
-                               conserve_mass=self.conserve_mass)
+        super().__post_init__()
         validation.check_choice("estimator", self.estimator, DEPENDENCY_ESTIMATORS)
         validation.check_positive("temperature", self.temperature)
         validation.check_chunk_size(self.chunk_size, allow_none=True)
@@ -79,11 +89,6 @@ class PGPOConfig:
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def weight_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`token_weights` / :func:`reshape_advantages`."""
-        return dict(tau=self.tau, beta=self.beta, eps=self.eps, threshold=self.threshold,
-                    low_weight_floor=self.low_weight_floor, conserve_mass=self.conserve_mass)
-
     def loss_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`policy_loss`."""
         return dict(clip_low=self.clip_low, clip_high=self.clip_high,
@@ -100,14 +105,16 @@ VPPO_ABLATIONS = {
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class VPPOConfig:
+class VPPOConfig(VPPOHyperparameters):
     """VPPO hyper-parameters (Huang et al., arXiv 2510.09285), validated on construction.
 
     Defaults are the published training recipe of ``huaixuheqing/VPPO-RL``
     (``examples/configs/train_vppo_7b.sh`` with ``examples/configs/config.yaml``); see
     :mod:`pgpo_core.vppo` for the equations and the conventions chosen.
 
-    Advantages (:func:`vppo_advantages`): ``top_p`` (TGF fraction, 0.4), ``scale_min``
+    Advantages (:func:`vppo_advantages`; declared, with their defaults and help, in
+    :class:`pgpo_core.hyperparameters.VPPOHyperparameters`, whose fields come first here):
+    ``top_p`` (TGF fraction, 0.4), ``scale_min``
     (TAS floor, 0.9), ``range_eps`` (1e-6), ``eps`` (1e-8), ``trajectory_shaping``,
     ``token_filtering``. Dependency: k3 between the real image and a perturbed one
     (``estimator``, ``estimate_clip`` = 10 for :func:`sampled_token_dependency`), the
@@ -118,28 +125,23 @@ class VPPOConfig:
     token-mean. Not here, and part of the recipe: an entropy-penalty term with
     coefficient 0.06 (``entropy_penalty_coef``; 0.12 for the 8B model), 8 samples per
     prompt, online filtering of groups with accuracy outside (0.01, 0.99), no KL term.
+    Each field's one-line help is its ``metadata["help"]``.
     """
 
-    top_p: float = DEFAULT_TOP_P
-    scale_min: float = DEFAULT_SCALE_MIN
-    range_eps: float = DEFAULT_RANGE_EPS
-    eps: float = DEFAULT_MEAN_EPS
-    trajectory_shaping: bool = True
-    token_filtering: bool = True
-    estimator: str = "k3"
-    estimate_clip: float | None = 10.0
-    patch_size: int = 14
-    patch_drop_prob: float = 0.5
-    clip_low: float = 0.2
-    clip_high: float = 0.28
-    dual_clip: float | None = 3.0
-    aggregation: str = "token-mean"
+    estimator: str = _option(
+        "k3", "Token visual dependency between the real and the perturbed image: the "
+              "single-sample k1/k2/k3 estimate at the sampled token.")
+    estimate_clip: float | None = _option(10.0, _ESTIMATE_CLIP_HELP)
+    patch_size: int = _option(14, "Side, in pixels, of the square patches the perturbation "
+                                  "blacks out.")
+    patch_drop_prob: float = _option(0.5, "Probability of blacking out each patch, in [0, 1].")
+    clip_low: float = _option(0.2, _LOSS_HELP["clip_low"])
+    clip_high: float = _option(0.28, _LOSS_HELP["clip_high"])
+    dual_clip: float | None = _option(3.0, _LOSS_HELP["dual_clip"])
+    aggregation: str = _option("token-mean", _LOSS_HELP["aggregation"])
 
     def __post_init__(self) -> None:
-        validation.check_vppo_hyperparameters(
-            top_p=self.top_p, scale_min=self.scale_min, range_eps=self.range_eps,
-            eps=self.eps, trajectory_shaping=self.trajectory_shaping,
-            token_filtering=self.token_filtering)
+        super().__post_init__()
         validation.check_choice("estimator", self.estimator, ESTIMATORS)
         if self.estimate_clip is not None:
             validation.check_positive("estimate_clip", self.estimate_clip)
@@ -160,12 +162,6 @@ class VPPOConfig:
     def replace(self, **changes: Any) -> "VPPOConfig":
         """A copy with ``changes`` applied (validated again)."""
         return dataclasses.replace(self, **changes)
-
-    def advantage_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`vppo_advantages`."""
-        return dict(top_p=self.top_p, scale_min=self.scale_min, range_eps=self.range_eps,
-                    eps=self.eps, trajectory_shaping=self.trajectory_shaping,
-                    token_filtering=self.token_filtering)
 
     def dependency_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`sampled_token_dependency` (real image first,

@@ -7,22 +7,13 @@ from typing import Any
 from array_api_compat import device as _device
 
 from pgpo_core import validation
-from pgpo_core.weights import (DEFAULT_BETA, DEFAULT_EPS, DEFAULT_TAU, _importance, _threshold,
-                               _weights)
+from pgpo_core.hyperparameters import WeightingHyperparameters, takes
+from pgpo_core.weights import _importance, _threshold, _weights
 
 
-def weight_diagnostics(
-    dependency: Any,
-    response_mask: Any,
-    *,
-    tau: float = DEFAULT_TAU,
-    beta: float = DEFAULT_BETA,
-    eps: float = DEFAULT_EPS,
-    threshold: str = "fixed",
-    low_weight_floor: float = 0.0,
-    conserve_mass: bool = True,
-    weights: Any = None,
-) -> dict[str, Any]:
+@takes(WeightingHyperparameters)
+def weight_diagnostics(dependency: Any, response_mask: Any, *, hp: WeightingHyperparameters,
+                       weights: Any = None) -> dict[str, Any]:
     """Statistics of the dependency and of the weights :func:`token_weights` gives for it.
 
     ``weights``: those weights when the caller already has them (``token_weights`` with
@@ -44,18 +35,15 @@ def weight_diagnostics(
     """
     arrays = dict(dependency=dependency, response_mask=response_mask)
     xp = validation.namespace(**arrays, **({} if weights is None else {"weights": weights}))
-    validation.check_weight_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
-                           low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
     validation.check_dependency(xp, dependency, response_mask)
     if weights is None:
-        weights = _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
-                           threshold=threshold, low_weight_floor=low_weight_floor,
-                           conserve_mass=conserve_mass)
+        weights = _weights(xp, dependency, response_mask, hp)
     else:
         validation.check_dependency(xp, weights, response_mask, name="weights")
         weights = xp.where(response_mask, weights, xp.zeros_like(weights))  # padding: 0
-    importance, _, count, dtype = _importance(xp, dependency, response_mask, eps=eps)
-    thr = _threshold(xp, importance, response_mask, count, tau=tau, threshold=threshold)
+    tau = hp.tau
+    importance, _, count, dtype = _importance(xp, dependency, response_mask, eps=hp.eps)
+    thr = _threshold(xp, importance, response_mask, count, tau=tau, threshold=hp.threshold)
     dev = _device(weights)
     zero = xp.zeros((), dtype=dtype, device=dev)
     one = xp.ones((), dtype=dtype, device=dev)

@@ -168,19 +168,9 @@ def policy_loss(
     validation.check_ndim("logp", logp, 2)
     validation.check_floating("logp", xp, logp)
     validation.check_floating("logp_old", xp, logp_old)
-    validation.check_floating("advantages", xp, advantages)
     validation.check_same_shape("logp_old", logp_old, "logp", logp)
     validation.check_same_shape("response_mask", response_mask, "logp", logp)
     validation.check_bool("response_mask", xp, response_mask)
-    validation.check_ndim("advantages", advantages, (1, 2))
-    if advantages.ndim == 1:
-        if advantages.shape[0] != logp.shape[0]:
-            raise ValueError(
-                f"advantages: {advantages.shape[0]} responses, but logp has {logp.shape[0]} rows"
-            )
-        advantages = xp.reshape(advantages, (advantages.shape[0], 1))
-    else:
-        validation.check_same_shape("advantages", advantages, "logp", logp)
     validation.check_in_range("clip_low", clip_low, 0.0, 1.0)
     validation.check_positive("clip_high", clip_high, allow_zero=True)
     if dual_clip is not None:
@@ -196,7 +186,7 @@ def policy_loss(
         validation.check_positive("log_ratio_clip", log_ratio_clip)
     validation.check_finite("logp", xp, logp, response_mask)
     validation.check_finite("logp_old", xp, logp_old, response_mask)
-    validation.check_finite("advantages", xp, advantages, response_mask)
+    advantages = validation.check_advantages(xp, advantages, response_mask, "logp", logp)
 
     dtype = validation.compute_dtype(xp, xp.result_type(logp.dtype, logp_old.dtype,
                                                      advantages.dtype))

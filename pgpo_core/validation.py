@@ -214,6 +214,27 @@ def check_dependency(xp: Any, dependency: Any, response_mask: Any, *,
     check_nonnegative(name, xp, dependency, response_mask)
 
 
+def check_advantages(xp: Any, advantages: Any, response_mask: Any, ref_name: str,
+                     ref: Any) -> Any:
+    """``(B,)`` per-response or ``(B, T)`` per-token floating advantages for the ``(B, T)``
+    array ``ref_name`` (``ref``, whose mask ``response_mask`` is checked already), finite
+    on response tokens (a response without tokens may hold anything). Returns them as
+    ``(B, 1)`` or ``(B, T)``, ready to broadcast against ``ref``."""
+    check_floating("advantages", xp, advantages)
+    check_ndim("advantages", advantages, (1, 2))
+    if advantages.ndim == 1:
+        if advantages.shape[0] != ref.shape[0]:
+            raise ValueError(
+                f"advantages: {advantages.shape[0]} responses, but {ref_name} has "
+                f"{ref.shape[0]} rows"
+            )
+        advantages = xp.reshape(advantages, (advantages.shape[0], 1))
+    else:
+        check_same_shape("advantages", advantages, ref_name, ref)
+    check_finite("advantages", xp, advantages, response_mask)
+    return advantages
+
+
 def check_vppo_hyperparameters(
     *, top_p: float, scale_min: float, range_eps: float, eps: float,
     trajectory_shaping: bool, token_filtering: bool,

@@ -62,16 +62,18 @@ from typing import Any, NamedTuple
 from array_api_compat import device as _device
 
 from pgpo_core import validation
-from pgpo_core.weights import _apply_weights, _per_token
+from pgpo_core.hyperparameters import VPPOHyperparameters, takes
+from pgpo_core.weights import _apply_weights
 
-#: ``top_p_perception_tokens`` of the published VPPO recipe (7B and 8B scripts).
-DEFAULT_TOP_P = 0.4
+#: ``top_p_perception_tokens`` of the published VPPO recipe (7B and 8B scripts); declared
+#: in :class:`pgpo_core.hyperparameters.VPPOHyperparameters`, as are the three below.
+DEFAULT_TOP_P = VPPOHyperparameters.top_p
 #: ``advantage_scaling_min`` of the published VPPO recipe.
-DEFAULT_SCALE_MIN = 0.9
+DEFAULT_SCALE_MIN = VPPOHyperparameters.scale_min
 #: TAS is off (every factor 1) when ``max s - min s`` is not above this.
-DEFAULT_RANGE_EPS = 1e-6
+DEFAULT_RANGE_EPS = VPPOHyperparameters.range_eps
 #: Added to ``mean(n)`` before dividing.
-DEFAULT_MEAN_EPS = 1e-8
+DEFAULT_MEAN_EPS = VPPOHyperparameters.eps
 #: Subtracted from ``p * |o|`` before the ceil, against float rounding.
 _K_GUARD = 1e-6
 
@@ -146,15 +148,9 @@ def _check_score_range(score_range: Any) -> None:
             raise ValueError(f"score_range: min {low} is above max {high}")
 
 
-def vppo_trajectory_scale(
-    dependency: Any,
-    response_mask: Any,
-    *,
-    scale_min: float = DEFAULT_SCALE_MIN,
-    range_eps: float = DEFAULT_RANGE_EPS,
-    eps: float = DEFAULT_MEAN_EPS,
-    score_range: Any = None,
-) -> Any:
+@takes(VPPOHyperparameters, only=("scale_min", "range_eps", "eps"))
+def vppo_trajectory_scale(dependency: Any, response_mask: Any, *, hp: VPPOHyperparameters,
+                          score_range: Any = None) -> Any:
     """VPPO's Trajectory Advantage Shaping (TAS) factors, one per response.
 
     ::
@@ -185,21 +181,14 @@ def vppo_trajectory_scale(
       ``(B,)`` factors ``f_i`` (float32 or better); 1 for an empty response.
     """
     xp = validation.namespace(dependency=dependency, response_mask=response_mask)
-    validation.check_vppo_hyperparameters(top_p=DEFAULT_TOP_P, scale_min=scale_min,
-                                          range_eps=range_eps, eps=eps,
-                                          trajectory_shaping=True, token_filtering=True)
     _check_score_range(score_range)
     _check(xp, dependency, response_mask)
-    return _trajectory_scale(xp, dependency, response_mask, scale_min=scale_min,
-                             range_eps=range_eps, eps=eps, score_range=score_range)
+    return _trajectory_scale(xp, dependency, response_mask, scale_min=hp.scale_min,
+                             range_eps=hp.range_eps, eps=hp.eps, score_range=score_range)
 
 
-def vppo_token_mask(
-    dependency: Any,
-    response_mask: Any,
-    *,
-    top_p: float = DEFAULT_TOP_P,
-) -> Any:
+@takes(VPPOHyperparameters, only=("top_p",))
+def vppo_token_mask(dependency: Any, response_mask: Any, *, hp: VPPOHyperparameters) -> Any:
     """VPPO's Token Gradient Filtering (TGF) set: the top ``p`` fraction of each response.
 
     ::
@@ -217,26 +206,13 @@ def vppo_token_mask(
       ``(B, T)`` boolean, True on the kept tokens; exactly ``k_i`` per response.
     """
     xp = validation.namespace(dependency=dependency, response_mask=response_mask)
-    validation.check_vppo_hyperparameters(top_p=top_p, scale_min=DEFAULT_SCALE_MIN,
-                                          range_eps=DEFAULT_RANGE_EPS, eps=DEFAULT_MEAN_EPS,
-                                          trajectory_shaping=True, token_filtering=True)
     _check(xp, dependency, response_mask)
-    return _token_mask(xp, dependency, response_mask, top_p=top_p)
+    return _token_mask(xp, dependency, response_mask, top_p=hp.top_p)
 
 
-def vppo_advantages(
-    advantages: Any,
-    dependency: Any,
-    response_mask: Any,
-    *,
-    top_p: float = DEFAULT_TOP_P,
-    scale_min: float = DEFAULT_SCALE_MIN,
-    range_eps: float = DEFAULT_RANGE_EPS,
-    eps: float = DEFAULT_MEAN_EPS,
-    trajectory_shaping: bool = True,
-    token_filtering: bool = True,
-    score_range: Any = None,
-) -> VPPOAdvantages:
+@takes(VPPOHyperparameters)
+def vppo_advantages(advantages: Any, dependency: Any, response_mask: Any, *,
+                    hp: VPPOHyperparameters, score_range: Any = None) -> VPPOAdvantages:
     """VPPO token advantages ``A^_{i,t} = f_i * A_i * [t in K_i]`` (TAS and TGF together).
 
     ``f`` is :func:`vppo_trajectory_scale`, ``K`` is :func:`vppo_token_mask`. Use the
@@ -260,22 +236,19 @@ def vppo_advantages(
     """
     xp = validation.namespace(advantages=advantages, dependency=dependency,
                               response_mask=response_mask)
-    validation.check_vppo_hyperparameters(top_p=top_p, scale_min=scale_min,
-                                          range_eps=range_eps, eps=eps,
-                                          trajectory_shaping=trajectory_shaping,
-                                          token_filtering=token_filtering)
     _check_score_range(score_range)
     _check(xp, dependency, response_mask)
-    per_token = _per_token(xp, advantages, response_mask, "dependency", dependency)
+    per_token = validation.check_advantages(xp, advantages, response_mask, "dependency",
+                                            dependency)
     dtype = validation.compute_dtype(xp, dependency.dtype)
     dev = _device(dependency)
-    if trajectory_shaping:
-        scale = _trajectory_scale(xp, dependency, response_mask, scale_min=scale_min,
-                                  range_eps=range_eps, eps=eps, score_range=score_range)
+    if hp.trajectory_shaping:
+        scale = _trajectory_scale(xp, dependency, response_mask, scale_min=hp.scale_min,
+                                  range_eps=hp.range_eps, eps=hp.eps, score_range=score_range)
     else:
         scale = xp.ones((dependency.shape[0],), dtype=dtype, device=dev)
-    if token_filtering:
-        token_mask = _token_mask(xp, dependency, response_mask, top_p=top_p)
+    if hp.token_filtering:
+        token_mask = _token_mask(xp, dependency, response_mask, top_p=hp.top_p)
     else:
         token_mask = response_mask
     weights = xp.reshape(scale, (scale.shape[0], 1)) * xp.astype(token_mask, dtype)

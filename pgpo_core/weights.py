@@ -25,10 +25,7 @@ from typing import Any
 from array_api_compat import device as _device
 
 from pgpo_core import validation
-
-DEFAULT_TAU = 0.4
-DEFAULT_BETA = 2.0
-DEFAULT_EPS = 1e-6
+from pgpo_core.hyperparameters import WeightingHyperparameters, takes
 
 
 def _masked_quantile(xp: Any, values: Any, mask: Any, count: Any, q: float) -> Any:
@@ -83,17 +80,8 @@ def _threshold(xp: Any, importance: Any, response_mask: Any, count: Any, *, tau:
     return xp.asarray(tau, dtype=importance.dtype, device=_device(importance))
 
 
-def token_weights(
-    dependency: Any,
-    response_mask: Any,
-    *,
-    tau: float = DEFAULT_TAU,
-    beta: float = DEFAULT_BETA,
-    eps: float = DEFAULT_EPS,
-    threshold: str = "fixed",
-    low_weight_floor: float = 0.0,
-    conserve_mass: bool = True,
-) -> Any:
+@takes(WeightingHyperparameters)
+def token_weights(dependency: Any, response_mask: Any, *, hp: WeightingHyperparameters) -> Any:
     """PGPO token weights ``w~`` from token visual dependency (Eqs. 4-7), per response.
 
     ::
@@ -129,21 +117,18 @@ def token_weights(
       every token.
     """
     xp = validation.namespace(dependency=dependency, response_mask=response_mask)
-    validation.check_weight_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
-                           low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
     validation.check_dependency(xp, dependency, response_mask)
-    return _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
-                    threshold=threshold, low_weight_floor=low_weight_floor,
-                    conserve_mass=conserve_mass)
+    return _weights(xp, dependency, response_mask, hp)
 
 
-def _weights(xp: Any, dependency: Any, response_mask: Any, *, tau: float, beta: float,
-             eps: float, threshold: str, low_weight_floor: float, conserve_mass: bool) -> Any:
+def _weights(xp: Any, dependency: Any, response_mask: Any, hp: WeightingHyperparameters) -> Any:
+    beta, eps, low_weight_floor, conserve_mass = (hp.beta, hp.eps, hp.low_weight_floor,
+                                                  hp.conserve_mass)
     importance, constant, count, dtype = _importance(xp, dependency, response_mask, eps=eps)
     dev = _device(importance)
     zero = xp.zeros((), dtype=dtype, device=dev)
     one = xp.ones((), dtype=dtype, device=dev)
-    thr = _threshold(xp, importance, response_mask, count, tau=tau, threshold=threshold)
+    thr = _threshold(xp, importance, response_mask, count, tau=hp.tau, threshold=hp.threshold)
     suppressed = importance / (thr + eps)
     boosted = 1 + beta * (importance - thr) / (1 - thr + eps)
     raw = xp.where(importance < thr, suppressed, boosted)
@@ -159,18 +144,9 @@ def _weights(xp: Any, dependency: Any, response_mask: Any, *, tau: float, beta: 
     return xp.where(response_mask, weights, zero)
 
 
-def reshape_advantages(
-    advantages: Any,
-    dependency: Any,
-    response_mask: Any,
-    *,
-    tau: float = DEFAULT_TAU,
-    beta: float = DEFAULT_BETA,
-    eps: float = DEFAULT_EPS,
-    threshold: str = "fixed",
-    low_weight_floor: float = 0.0,
-    conserve_mass: bool = True,
-) -> Any:
+@takes(WeightingHyperparameters)
+def reshape_advantages(advantages: Any, dependency: Any, response_mask: Any, *,
+                       hp: WeightingHyperparameters) -> Any:
     """PGPO token-level advantages ``A~_{i,t} = A_i * w~_t`` (Eq. 8).
 
     The same non-negative weights multiply negative advantages, so a wrong
@@ -188,13 +164,10 @@ def reshape_advantages(
     """
     xp = validation.namespace(advantages=advantages, dependency=dependency,
                            response_mask=response_mask)
-    validation.check_weight_hyperparameters(tau=tau, beta=beta, eps=eps, threshold=threshold,
-                           low_weight_floor=low_weight_floor, conserve_mass=conserve_mass)
     validation.check_dependency(xp, dependency, response_mask)
-    per_token = _per_token(xp, advantages, response_mask, "dependency", dependency)
-    weights = _weights(xp, dependency, response_mask, tau=tau, beta=beta, eps=eps,
-                       threshold=threshold, low_weight_floor=low_weight_floor,
-                       conserve_mass=conserve_mass)
+    per_token = validation.check_advantages(xp, advantages, response_mask, "dependency",
+                                            dependency)
+    weights = _weights(xp, dependency, response_mask, hp)
     return _apply_weights(xp, per_token, weights, response_mask)
 
 
@@ -216,25 +189,8 @@ def weighted_advantages(advantages: Any, weights: Any, response_mask: Any) -> An
     xp = validation.namespace(advantages=advantages, weights=weights,
                            response_mask=response_mask)
     validation.check_dependency(xp, weights, response_mask, name="weights")
-    per_token = _per_token(xp, advantages, response_mask, "weights", weights)
+    per_token = validation.check_advantages(xp, advantages, response_mask, "weights", weights)
     return _apply_weights(xp, per_token, weights, response_mask)
-
-
-def _per_token(xp: Any, advantages: Any, response_mask: Any, ref_name: str, ref: Any) -> Any:
-    """Validated advantages as a ``(B, 1)`` or ``(B, T)`` array."""
-    validation.check_floating("advantages", xp, advantages)
-    validation.check_ndim("advantages", advantages, (1, 2))
-    if advantages.ndim == 1:
-        if advantages.shape[0] != ref.shape[0]:
-            raise ValueError(
-                f"advantages: {advantages.shape[0]} responses, but {ref_name} has "
-                f"{ref.shape[0]} rows"
-            )
-        validation.check_finite("advantages", xp, advantages)
-        return xp.reshape(advantages, (advantages.shape[0], 1))
-    validation.check_same_shape("advantages", advantages, ref_name, ref)
-    validation.check_finite("advantages", xp, advantages, response_mask)
-    return advantages
 
 
 def _apply_weights(xp: Any, per_token: Any, weights: Any, response_mask: Any) -> Any:

@@ -27,12 +27,11 @@ def finite(name: str, x: Any, mask: Any = None) -> None:
     validation.check_finite(name, jnp, jnp.asarray(x), None if mask is None else jnp.asarray(mask))
 
 
-def per_token(advantages: Any, mask: Any) -> Any:
-    """``(B,)`` or ``(B, T)`` advantages as ``(B, T)`` (shapes already checked by the core)."""
-    advantages = jnp.asarray(advantages)
-    if advantages.ndim == 1:
-        advantages = jnp.broadcast_to(advantages[:, None], jnp.shape(mask))
-    return advantages
+def advantages(adv: Any, mask: Any, ref_name: str, ref: Any) -> None:
+    """The core's advantages check (:func:`pgpo_core.validation.check_advantages`), values
+    included."""
+    validation.check_advantages(jnp, jnp.asarray(adv), jnp.asarray(mask), ref_name,
+                                jnp.asarray(ref))
 
 
 def dependency(dep: Any, mask: Any) -> None:

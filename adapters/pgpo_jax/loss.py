@@ -51,8 +51,7 @@ def policy_loss(
     if _validate.concrete(logp, logp_old, advantages, response_mask):
         _validate.finite("logp", logp, response_mask)
         _validate.finite("logp_old", logp_old, response_mask)
-        _validate.finite("advantages", _validate.per_token(advantages, response_mask),
-                         response_mask)
+        _validate.advantages(advantages, response_mask, "logp", logp)
     return out
 
 

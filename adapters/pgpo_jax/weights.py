@@ -12,34 +12,25 @@ import functools
 import jax
 
 import pgpo_core
-from pgpo_core.weights import DEFAULT_BETA, DEFAULT_EPS, DEFAULT_TAU
+from pgpo_core.hyperparameters import WeightingHyperparameters, takes
 
 from pgpo_jax import _validate
 
-_WEIGHT_ARGS = ("tau", "beta", "eps", "threshold", "low_weight_floor", "conserve_mass")
+
+@functools.partial(jax.jit, static_argnames=("hp",))
+def _token_weights(dependency, response_mask, hp):
+    return pgpo_core.token_weights(dependency, response_mask, **hp.weight_kwargs())
 
 
-@functools.partial(jax.jit, static_argnames=_WEIGHT_ARGS)
-def _token_weights(dependency, response_mask, **kwargs):
-    return pgpo_core.token_weights(dependency, response_mask, **kwargs)
+@functools.partial(jax.jit, static_argnames=("hp",))
+def _reshape_advantages(advantages, dependency, response_mask, hp):
+    return pgpo_core.reshape_advantages(advantages, dependency, response_mask,
+                                        **hp.weight_kwargs())
 
 
-@functools.partial(jax.jit, static_argnames=_WEIGHT_ARGS)
-def _reshape_advantages(advantages, dependency, response_mask, **kwargs):
-    return pgpo_core.reshape_advantages(advantages, dependency, response_mask, **kwargs)
-
-
-def token_weights(
-    dependency: jax.Array,
-    response_mask: jax.Array,
-    *,
-    tau: float = DEFAULT_TAU,
-    beta: float = DEFAULT_BETA,
-    eps: float = DEFAULT_EPS,
-    threshold: str = "fixed",
-    low_weight_floor: float = 0.0,
-    conserve_mass: bool = True,
-) -> jax.Array:
+@takes(WeightingHyperparameters)
+def token_weights(dependency: jax.Array, response_mask: jax.Array, *,
+                  hp: WeightingHyperparameters) -> jax.Array:
     """PGPO token weights ``w~`` (Ye et al. 2026, Eqs. 4-7): :func:`pgpo_core.token_weights`
     under ``jax.jit`` with the hyper-parameters static.
 
@@ -54,26 +45,15 @@ def token_weights(
     Returns:
       ``(B, T)`` weights (float32, or float64 for float64 input), 0 on padding.
     """
-    out = _token_weights(dependency, response_mask, tau=tau, beta=beta, eps=eps,
-                         threshold=threshold, low_weight_floor=low_weight_floor,
-                         conserve_mass=conserve_mass)
+    out = _token_weights(dependency, response_mask, hp)
     if _validate.concrete(dependency, response_mask):
         _validate.dependency(dependency, response_mask)
     return out
 
 
-def reshape_advantages(
-    advantages: jax.Array,
-    dependency: jax.Array,
-    response_mask: jax.Array,
-    *,
-    tau: float = DEFAULT_TAU,
-    beta: float = DEFAULT_BETA,
-    eps: float = DEFAULT_EPS,
-    threshold: str = "fixed",
-    low_weight_floor: float = 0.0,
-    conserve_mass: bool = True,
-) -> jax.Array:
+@takes(WeightingHyperparameters)
+def reshape_advantages(advantages: jax.Array, dependency: jax.Array, response_mask: jax.Array,
+                       *, hp: WeightingHyperparameters) -> jax.Array:
     """PGPO token advantages ``A~_{i,t} = A_i * w~_t`` (Eq. 8):
     :func:`pgpo_core.reshape_advantages` under ``jax.jit`` with static hyper-parameters.
 
@@ -84,11 +64,8 @@ def reshape_advantages(
     Returns:
       ``(B, T)`` token advantages, 0 on padding.
     """
-    out = _reshape_advantages(advantages, dependency, response_mask, tau=tau, beta=beta,
-                              eps=eps, threshold=threshold, low_weight_floor=low_weight_floor,
-                              conserve_mass=conserve_mass)
+    out = _reshape_advantages(advantages, dependency, response_mask, hp)
     if _validate.concrete(advantages, dependency, response_mask):
         _validate.dependency(dependency, response_mask)
-        _validate.finite("advantages", _validate.per_token(advantages, response_mask),
-                         response_mask)
+        _validate.advantages(advantages, response_mask, "dependency", dependency)
     return out

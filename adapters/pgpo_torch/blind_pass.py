@@ -63,17 +63,23 @@ class BlindPassConfig:
     """How the blind pass ``pi_0`` hides the image; validated on construction.
 
     The one declaration of these settings, shared by :func:`compute_pgpo_advantages`,
-    :class:`pgpo_torch.trl.PGPOConfig` and the reference trainer (``algo.blind``).
+    :class:`pgpo_torch.trl.PGPOConfig` and the reference trainer (``algo.blind``); each
+    field's one-line help (the trainer's option text) is its ``metadata["help"]``.
     """
 
-    mode: str = "drop"
+    mode: str = dataclasses.field(default="drop", metadata={
+        "help": "Blind pass without the image: drop the image tokens keeping the text's "
+                "position ids (= the paper's mask, cheaper), mask attention to them, or "
+                "blacken random patches (VPPO/PAPO)."})
     """``"drop"`` the visual tokens, keeping the text's original mRoPE positions (no vision
     tower; for a causal decoder the same logits as ``"mask"``, and cheaper), ``"mask"``
     attention to them (the paper's pass), or ``"blacken"`` random 14 x 14 patches
     (VPPO/PAPO, for ablations)."""
-    blacken_probability: float = 0.5
+    blacken_probability: float = dataclasses.field(default=0.5, metadata={
+        "help": "Probability of blacking out each patch (mode blacken only)."})
     """Probability of blacking out each patch with ``mode="blacken"`` (VPPO 0.5, PAPO 0.6)."""
-    include_markers: bool = False
+    include_markers: bool = dataclasses.field(default=False, metadata={
+        "help": "Also hide the <|vision_start|>/<|vision_end|> marker tokens."})
     """Also hide (``"mask"``) or drop (``"drop"``) the ``<|vision_start|>``/``<|vision_end|>``
     markers."""
 

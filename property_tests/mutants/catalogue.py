@@ -334,18 +334,31 @@ VARIANTS = [
             Edit(A, "var = xp.where(dof > 0, sq / xp.maximum(dof, xp.ones((), dtype=dtype, device=dev)), zero)",
                  "var = xp.where(dof > 0, (sq / count) * (count / xp.maximum(dof, xp.ones((), dtype=dtype, device=dev))), zero)")),
     variant("frozen-by-setattr", "config", "a frozen config raising a plain AttributeError",
-            Edit("config.py", "@dataclasses.dataclass(frozen=True, kw_only=True)\nclass PGPOConfig:",
-                 "@dataclasses.dataclass(kw_only=True, unsafe_hash=True)\nclass PGPOConfig:"),
-            # PGPOConfig's __post_init__ (VPPOConfig has one too): the line after it names it.
+            # PGPOConfig inherits its weighting fields: a non-frozen dataclass cannot
+            # inherit from a frozen one, so the declaration is unfrozen as well.
+            Edit("hyperparameters.py",
+                 "@dataclasses.dataclass(frozen=True, kw_only=True)\nclass WeightingHyperparameters:",
+                 "@dataclasses.dataclass(kw_only=True, unsafe_hash=True)\n"
+                 "class WeightingHyperparameters:"),
+            Edit("config.py",
+                 "@dataclasses.dataclass(frozen=True, kw_only=True)\n"
+                 "class PGPOConfig(WeightingHyperparameters):",
+                 "@dataclasses.dataclass(kw_only=True, unsafe_hash=True)\n"
+                 "class PGPOConfig(WeightingHyperparameters):"),
+            # PGPOConfig's __post_init__ (VPPOConfig has one too): the line after next names it.
             Edit("config.py", "    def __post_init__(self) -> None:\n"
-                              "        validation.check_weight_hyperparameters(",
+                              "        super().__post_init__()\n"
+                              "        validation.check_choice(\"estimator\", self.estimator, "
+                              "DEPENDENCY_ESTIMATORS)",
                  "    def __setattr__(self, name, value):\n"
                  "        if getattr(self, '_sealed', False):\n"
                  "            raise AttributeError(f'{name}: PGPOConfig is read-only; use replace()')\n"
                  "        object.__setattr__(self, name, value)\n\n"
                  "    def __post_init__(self) -> None:\n"
                  "        object.__setattr__(self, '_sealed', True)\n"
-                 "        validation.check_weight_hyperparameters(")),
+                 "        super().__post_init__()\n"
+                 "        validation.check_choice(\"estimator\", self.estimator, "
+                 "DEPENDENCY_ESTIMATORS)")),
     variant("token-mean-row-sums-first", "aggregation",
             "token-mean as the sum of the rows' sums over the token count (other rounding)",
             Edit(L, "        return xp.sum(masked) / xp.maximum(xp.sum(xp.astype(mask, dtype)), one)\n",
