@@ -42,8 +42,11 @@ from pgpo_strategies import MAX_LEN, MAX_ROWS, U, assert_float_result, scatter, 
 
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
                 "seq-mean-token-sum-norm")
-#: Per-token values: exact in binary (k / 8) or any float of moderate size.
-VALUES = st.one_of(st.integers(-80, 80).map(lambda k: k / 8), st.floats(-10.0, 10.0))
+#: Per-token values: exact in binary (k / 8) or any normal float of moderate size.
+#: Subnormals are left out: a sum of them rounds differently by the order it is taken in
+#: (e.g. ``-(5e-324 + 5e-324) / 4`` is 0 or ``-5e-324``), which no aggregation promises.
+VALUES = st.one_of(st.integers(-80, 80).map(lambda k: k / 8),
+                   st.floats(-10.0, 10.0, allow_subnormal=False))
 
 
 @st.composite
