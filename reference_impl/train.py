@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None, *, early_stop: list[int] | None = None) 
     from reference_impl.policy.distributed import init_distributed, peer_failure, shutdown
     from reference_impl.runlog.checkpoint import CheckpointError
     from reference_impl.runlog.files import atomic_write_text
+    from reference_impl.runlog.numerics import numerical_environment
     from reference_impl.runlog.signals import GracefulExit
     from reference_impl.loop.trainer import Trainer
 
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None, *, early_stop: list[int] | None = None) 
             gc.collect()
             shutdown(synchronize=finished)
         if env.is_main:
+            # What decides the run's floating-point results besides the seed and the
+            # configuration (threads, CPU kernels, versions): paths compare only where equal.
+            summary["numerics"] = numerical_environment()
             os.makedirs(cfg.train.output_dir, exist_ok=True)
             atomic_write_text(os.path.join(cfg.train.output_dir, "summary.json"),
                               json.dumps(summary, indent=2, default=str) + "\n")

@@ -56,6 +56,9 @@ def test_two_pgpo_steps_end_to_end(tmp_path, monkeypatch):
     assert (out / "checkpoints" / "latest").read_text().strip() == "step_00000002"
     saved = json.loads((out / "summary.json").read_text())
     assert saved["steps"] == 2
+    # The numerical environment, so that two runs' paths are compared only where it agrees.
+    assert saved["numerics"]["torch_num_threads"] == torch.get_num_threads()
+    assert saved["numerics"]["torch"] == torch.__version__
 
 
 def _trainer(tmp_path, *extra):
