@@ -211,37 +211,9 @@ class RewardConfig(Section):
             self._fail("accuracy_weight", "accuracy_weight + format_weight must be > 0")
 
 
-# Nested configs: declared (fields, types, defaults, validation) in pgpo_core / pgpo_torch.
-# Here only what the command line needs on top: a one-line description of each field,
-# the choices of its string fields, the paper's value where the laptop default differs.
-_GROUP_HELP: dict[type, dict[str, str]] = {
-    PGPOConfig: {
-        "tau": "Threshold on the normalised dependency I_t (Eq. 6), in [0, 1].",
-        "beta": "Boost slope above tau (Eq. 6), >= 0.",
-        "eps": "Small constant in Eqs. 5-7.",
-        "threshold": "fixed: tau itself (the paper); quantile: each response's tau-quantile "
-                     "of I_t.",
-        "low_weight_floor": "Lift token weights below this value to it, in [0, 1]; 0 = off.",
-        "conserve_mass": "Eq. 7: each response's weights sum to its length.",
-        "estimator": "Token visual dependency (Eq. 1): exact full-vocabulary KL, or the "
-                     "single-sample k1/k2/k3 estimate at the sampled token.",
-        "temperature": "Temperature of the two distributions; set by rollout.temperature.",
-        "chunk_size": "Tokens per chunk of the exact full-vocabulary KL (bounds memory); "
-                      "none = all.",
-        "estimate_clip": "Upper bound on a k1/k2/k3 estimate; none = off.",
-        "clip_low": "Lower clip range of the importance ratio (1 - clip_low).",
-        "clip_high": "Upper clip range (1 + clip_high).",
-        "dual_clip": "Dual-clip constant c > 1 bounding negative-advantage ratios; none = off.",
-        "aggregation": "Loss reduction.",
-    },
-    BlindPassConfig: {
-        "mode": "Blind pass without the image: drop the image tokens keeping the text's "
-                "position ids (= the paper's mask, cheaper), mask attention to them, or "
-                "blacken random patches (VPPO/PAPO).",
-        "blacken_probability": "Probability of blacking out each patch (mode blacken only).",
-        "include_markers": "Also hide the <|vision_start|>/<|vision_end|> marker tokens.",
-    },
-}
+# Nested configs: declared (fields, types, defaults, help, validation) in pgpo_core /
+# pgpo_torch. Here only what the command line needs on top: the choices of their string
+# fields and the paper's value where the laptop default differs.
 _GROUP_CHOICES = {(PGPOConfig, "estimator"): DEPENDENCY_ESTIMATORS,
                   (PGPOConfig, "threshold"): THRESHOLDS,
                   (PGPOConfig, "aggregation"): AGGREGATIONS,
@@ -491,7 +463,7 @@ def _all_leaves() -> dict[str, Leaf]:
                 if key not in DERIVED:
                     choices = _GROUP_CHOICES.get((group, g.name))
                     out[key] = Leaf(Literal[choices] if choices else group_hints[g.name],
-                                    _GROUP_HELP[group][g.name], getattr(default, g.name),
+                                    g.metadata["help"], getattr(default, g.name),
                                     _GROUP_PAPER.get((group, g.name), dataclasses.MISSING))
     return out
 
