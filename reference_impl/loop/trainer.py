@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import random
 import warnings
 from pathlib import Path
@@ -43,6 +42,7 @@ from reference_impl.policy.model import build_lr_scheduler, build_policy, model_
 from reference_impl.rollout import engines
 from reference_impl.rollout.batch import pad_token_id, teacher_forced_batch
 from reference_impl.runlog import checkpoint as ckpt
+from reference_impl.runlog import report
 from reference_impl.runlog.metrics import MetricsLogger, read_metrics
 from reference_impl.runlog.rng import capture_rng_state, restore_rng_state
 from reference_impl.runlog.signals import GracefulExit
@@ -505,40 +505,56 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
 
     def _finish_again(self, logger: MetricsLogger, summary: dict[str, Any],
                       final_row: dict[str, Any] | None) -> dict[str, Any]:
-        """A resumed run that had already finished: redo the report (its files may be
-        missing after a kill) and the summary, append nothing to the logs. The final
-        evaluation runs again for them (same weights, same seed: the same samples and
-        per-prompt accuracies, so the same RL gain)."""
+        """A resumed run that had already finished: append nothing to the logs; give the
+        summary of the finished run. When its ``summary.json`` and report files are all
+        there (the usual case) they are kept and nothing is run again; when a kill left
+        one missing, the final evaluation runs again for them (same weights, same seed:
+        the same samples and per-prompt accuracies, so the same RL gain)."""
         summary["steps"] = self.run.step
+        logged = None if final_row is None else {
+            k: v for k, v in final_row.items()
+            if k not in ("step", "kind", "phase") and not is_timing_key(k)}
+        kept = self._finished_summary(logged) if self.env.is_main else None
+        if not any_process(kept is None, self.device):
+            logger.close()
+            return {**kept, "resumed_from": summary["resumed_from"], "stopped_by_signal": False,
+                    "steps": self.run.step}
         with GracefulExit():
             cfg = self.cfg
             ev = self.evaluate(keep_samples=cfg.logging.html_samples if cfg.logging.html_report
                                else 0)
             self._final_summary(ev, summary, logger.write)
-            if final_row is not None:  # the logged values, as they were
-                summary["eval_final"] = {k: v for k, v in final_row.items()
-                                         if k not in ("step", "kind", "phase")
-                                         and not is_timing_key(k)}
+            if logged is not None:  # the logged values, as they were
+                summary["eval_final"] = logged
             logger.close()
             if self.env.is_main:
                 self._report(logger.path)
         return summary
 
-    def _report(self, metrics_path: str) -> None:
-        from reference_impl.runlog import report
+    def _finished_summary(self, logged: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The ``summary.json`` a finished run wrote, if it is there with its final
+        evaluation equal to the logged one and the report files it promises exist."""
+        if logged is None:
+            return None
+        import json
 
-        target = self.output_dir / "learning_curves.png"
         try:
-            if self.cfg.logging.plot and os.path.exists(metrics_path):
-                report.plot_learning_curves(metrics_path, target)
-            target = self.output_dir / "samples.html"
-            if self.cfg.logging.html_report and self.last_samples:
-                report.write_samples_html(self.last_samples, target,
-                                          title=f"{self.cfg.algo.name}: held-out samples at "
-                                                f"step {self.run.step}")
-        except OSError as err:  # e.g. a full disk: say which file
-            raise OSError(err.errno, f"{target}: cannot write the report "
-                                     f"({err.strerror or err})") from err
+            kept = json.loads((self.output_dir / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
+        files = [("learning_curves.png", self.cfg.logging.plot),
+                 ("samples.html", self.cfg.logging.html_report)]
+        if not isinstance(kept, dict) or kept.get("steps") != self.run.step \
+                or kept.get("eval_final") != logged \
+                or any(wanted and not (self.output_dir / name).exists() for name, wanted in files):
+            return None
+        return kept
+
+    def _report(self, metrics_path: str) -> None:
+        report.write_report(self.output_dir, metrics_path, self.last_samples,
+                            plot=self.cfg.logging.plot, html=self.cfg.logging.html_report,
+                            title=f"{self.cfg.algo.name}: held-out samples at step "
+                                  f"{self.run.step}")
 
     # ------------------------------------------------------------------ helpers
 

@@ -132,4 +132,22 @@ that state a fact read off the image (where the task knows them).</p>
     return str(out_html)
 
 
-__all__ = ["plot_learning_curves", "write_samples_html"]
+def write_report(output_dir: str | os.PathLike, metrics_path: str | os.PathLike,
+                 samples: Sequence[dict[str, Any]], *, plot: bool, html: bool,
+                 title: str) -> None:
+    """A run's report in ``output_dir``: ``learning_curves.png`` from ``metrics_path``
+    (with ``plot``) and ``samples.html`` (with ``html``, if there are ``samples``). An
+    ``OSError`` (e.g. a full disk) names the file it could not write."""
+    target = os.path.join(output_dir, "learning_curves.png")
+    try:
+        if plot and os.path.exists(metrics_path):
+            plot_learning_curves(metrics_path, target)
+        target = os.path.join(output_dir, "samples.html")
+        if html and samples:
+            write_samples_html(samples, target, title=title)
+    except OSError as err:  # e.g. a full disk: say which file
+        raise OSError(err.errno, f"{target}: cannot write the report "
+                                 f"({err.strerror or err})") from err
+
+
+__all__ = ["plot_learning_curves", "write_report", "write_samples_html"]

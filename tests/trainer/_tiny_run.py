@@ -25,7 +25,7 @@ def tiny_args(output_dir, *extra):
 
 def varied_rewards(texts, answers, **_):
     """A reward that differs within groups (even-length responses earn 1), so the tiny runs
-    update every step; monkeypatched over ``reference_impl.loop.trainer.verifiable_rewards``."""
+    update every step; monkeypatched over ``reference_impl.loop.rl_step.verifiable_rewards``."""
     from reference_impl.data.rewards import RewardBreakdown
 
     return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)

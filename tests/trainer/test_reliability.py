@@ -156,6 +156,35 @@ def test_a_chain_of_stops_and_kills_at_every_phase_boundary_equals_an_uninterrup
     assert (chain / "metrics.jsonl").read_bytes() == before
 
 
+@pytest.mark.slow
+def test_resuming_a_finished_run_keeps_its_summary_without_evaluating_again(
+        tmp_path, monkeypatch):
+    """A finished run resumed: its summary.json and report are kept and no evaluation
+    runs (at scale the final evaluation is long); with the report's samples.html gone
+    (a kill during the report), the final evaluation runs once to rewrite it and the
+    summary is still the finished run's."""
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
+    out = tmp_path / "run"
+    args = ("model.sft_warmup_steps=2", "train.total_steps=2", "eval.at_start=true",
+            "algo.dynamic_sampling=false", "logging.plot=false")
+    expected = main(tiny_args(out, *args))
+    assert "rl_gain" in expected and (out / "samples.html").exists()
+    metrics = (out / "metrics.jsonl").read_bytes()
+    calls = []
+    real = trainer_mod.Trainer.evaluate
+    monkeypatch.setattr(trainer_mod.Trainer, "evaluate",
+                        lambda self, **kw: calls.append(1) or real(self, **kw))
+    again = main(tiny_args(out, *args, "checkpoint.resume=auto"))
+    assert calls == []
+    assert {k: again.get(k) for k in SUMMARY_KEYS} == {k: expected.get(k) for k in SUMMARY_KEYS}
+    assert again["resumed_from"] == 2
+    (out / "samples.html").unlink()
+    again = main(tiny_args(out, *args, "checkpoint.resume=auto"))
+    assert calls == [1] and (out / "samples.html").exists()
+    assert {k: again.get(k) for k in SUMMARY_KEYS} == {k: expected.get(k) for k in SUMMARY_KEYS}
+    assert (out / "metrics.jsonl").read_bytes() == metrics
+
+
 def test_a_resumed_runs_tensorboard_file_is_read_after_the_attempt_before_it(tmp_path):
     """TensorBoard reads events files in name order, with the creation second first in the
     name: a resume in the same second as the attempt before it (whose file may sort
