@@ -96,8 +96,6 @@ class Config:
                                   "with train.device 'cpu'")
         if self.lora.enabled and importlib.util.find_spec("peft") is None:
             raise ConfigError("lora.enabled: LoRA needs the peft package (pip install peft)")
-        if self.rollout.backend == "vllm" and importlib.util.find_spec("vllm") is None:
-            raise ConfigError("rollout.backend: 'vllm' is not installed; use 'hf' or 'auto'")
 
     # ------------------------------------------------------------------ helpers
 

@@ -124,7 +124,9 @@ def test_too_small_kv_cache_is_refused_before_any_work(tmp_path, monkeypatch):
 def test_vllm_without_vllm_installed_is_refused(tmp_path, monkeypatch):
     from reference_impl.rollout import engines
 
-    monkeypatch.setattr(engines, "vllm_importable", lambda: False)
+    from reference_impl.rollout.engines import registry
+
+    monkeypatch.setattr(registry, "vllm_importable", lambda: False)
     with pytest.raises(ValueError, match=r"^rollout\.backend: 'vllm' needs the vllm package"):
         _trainer(tmp_path, "rollout.backend=vllm")
     # auto falls back to HF generate (and on CPU is HF anyway).

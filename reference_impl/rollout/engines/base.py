@@ -44,6 +44,36 @@ class RolloutEngine(abc.ABC):
     name: str = ""
     #: True when the engine holds its own copy of the weights (sync after each update).
     needs_sync: bool = False
+    #: True when it returns ``rollout_logprobs`` (what ``rollout.tis_cap`` needs).
+    reports_logprobs: bool = False
+    #: True when :meth:`sleep` frees memory (what ``rollout.vllm_sleep`` asks for).
+    can_sleep: bool = False
+
+    @classmethod
+    def check_setup(cls, cfg: Any, *, device: torch.device, world_size: int) -> None:
+        """Refuse, before the model is built, a setup this engine cannot serve: a
+        :class:`~reference_impl.config.ConfigError` naming the field (the command line
+        reports it in one line, exit status 2). Here: the options that need a capability
+        the engine does not have; engines add their own checks."""
+        from reference_impl.config.fields import ConfigError
+
+        r = cfg.rollout
+        if r.tis_cap is not None and not cls.reports_logprobs:
+            raise ConfigError(
+                f"rollout.tis_cap: truncated importance sampling needs an engine that reports "
+                f"its log-probs (rollout.backend=vllm); the {cls.name!r} engine samples with "
+                "the trained module itself")
+        if r.vllm_sleep and not cls.can_sleep:
+            raise ConfigError(f"rollout.vllm_sleep: only for the vllm engine; this run uses "
+                              f"{cls.name!r}")
+
+    @classmethod
+    @abc.abstractmethod
+    def for_trainer(cls, *, cfg: Any, env: Any, strategy: Any, processor: Any
+                    ) -> "RolloutEngine":
+        """The engine for the trainer's policy, after the model is built and wrapped by
+        ``strategy`` (:mod:`reference_impl.policy.distributed`), on the processes of
+        ``env`` (a :class:`~reference_impl.policy.distributed.DistEnv`)."""
 
     @abc.abstractmethod
     def generate(self, questions: Sequence[str], images: Sequence[Any], answers: Sequence[str],

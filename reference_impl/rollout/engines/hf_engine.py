@@ -7,7 +7,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from reference_impl.rollout.engines import register_engine
+from reference_impl.rollout.engines.registry import register_engine
 from reference_impl.rollout.engines.base import RolloutEngine
 from reference_impl.rollout.batch import RolloutBatch, generate_rollouts
 
@@ -31,6 +31,11 @@ class HFEngine(RolloutEngine):
                  synced_gpus: bool = False, **_: Any) -> None:
         self.model_fn, self.processor, self.device = model_fn, processor, device
         self.gather, self.synced_gpus = gather, synced_gpus
+
+    @classmethod
+    def for_trainer(cls, *, cfg: Any, env: Any, strategy: Any, processor: Any) -> "HFEngine":
+        return cls(model_fn=lambda: strategy.hf_model, processor=processor, device=env.device,
+                   gather=strategy.unsharded, synced_gpus=strategy.collective_generate)
 
     def generate(self, questions: Sequence[str], images: Sequence[Any], answers: Sequence[str],
                  *, group_size: int, max_new_tokens: int, temperature: float, top_p: float,

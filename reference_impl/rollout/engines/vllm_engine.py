@@ -46,7 +46,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from reference_impl.rollout.engines import register_engine
+from reference_impl.rollout.engines.registry import register_engine
 from reference_impl.rollout.engines.base import RolloutEngine
 from reference_impl.rollout.batch import (RolloutBatch, assemble_rollout_batch, chat_prompt,
                                     encode_prompts, end_of_turn_id, placeholder_token_ids)
@@ -68,6 +68,34 @@ def kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
     kv_heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
     elem = torch.tensor([], dtype=dtype).element_size()
     return 2 * text.num_hidden_layers * kv_heads * model_head_size(config) * elem
+
+
+#: KV cache given to vLLM on CPU when ``rollout.vllm_kv_cache_memory_mb`` is none.
+CPU_KV_CACHE_MB = 64
+
+
+def kv_cache_bytes(cfg: Any, device: torch.device) -> int | None:
+    """``rollout.vllm_kv_cache_memory_mb`` in bytes; none is :data:`CPU_KV_CACHE_MB` on
+    CPU and, on CUDA, None (vLLM sizes it from ``vllm_gpu_memory_utilization``)."""
+    mb = cfg.rollout.vllm_kv_cache_memory_mb
+    if mb is None and device.type == "cpu":
+        mb = CPU_KV_CACHE_MB
+    return None if mb is None else mb * 2**20
+
+
+def _model_config(cfg: Any) -> Any:
+    """The policy's HF config without loading weights (the tiny default's, or model.path's)."""
+    if cfg.model.path is None:
+        from pgpo_torch.tiny import build_tiny_config, build_tiny_processor
+
+        from reference_impl.policy import model
+
+        processor = build_tiny_processor(min_pixels=cfg.data.min_pixels,
+                                         max_pixels=cfg.data.max_pixels)
+        return build_tiny_config(processor, **model.TINY_MODEL)
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(cfg.model.path, local_files_only=True)
 
 
 def check_vllm_setup(config: Any, *, device_type: str, dtype: torch.dtype,
@@ -183,6 +211,63 @@ class VLLMEngine(RolloutEngine):
 
     name = "vllm"
     needs_sync = True
+    reports_logprobs = True
+    can_sleep = True
+
+    @classmethod
+    def check_setup(cls, cfg: Any, *, device: torch.device, world_size: int) -> None:
+        """The base checks, then :func:`check_vllm_setup` on the policy's config (no
+        weights loaded) and the FSDP2 + built-in model combination."""
+        super().check_setup(cfg, device=device, world_size=world_size)
+        from reference_impl.config.fields import ConfigError
+        from reference_impl.policy.distributed import uses_fsdp
+        from reference_impl.policy.model import resolve_dtype
+
+        r = cfg.rollout
+        if world_size > 1 and uses_fsdp(cfg.dist.fsdp, device.type) and cfg.model.path is None:
+            raise ConfigError(
+                "model.path: with several processes under FSDP2 each rank's vllm engine "
+                "starts from a checkpoint folder; give model.path (the built-in tiny model "
+                "is exported from an unsharded model only: dist.fsdp=off)")
+        check_vllm_setup(_model_config(cfg), device_type=device.type,
+                         dtype=resolve_dtype(cfg, device),
+                         max_model_len=r.max_prompt_length + r.max_response_length,
+                         kv_cache_memory_bytes=kv_cache_bytes(cfg, device),
+                         world_size=world_size, sleep=r.vllm_sleep)
+
+    @classmethod
+    def for_trainer(cls, *, cfg: Any, env: Any, strategy: Any, processor: Any) -> "VLLMEngine":
+        """Starts from the policy's current weights: a ``model.path`` checkpoint as is, or
+        the built-in model exported (by the main process) to a temporary folder that lives
+        as long as the engine."""
+        import tempfile
+
+        from reference_impl.policy.model import resolve_dtype
+
+        r = cfg.rollout
+        folder = None
+        model_path = cfg.model.path
+        if model_path is None:
+            if env.is_main:
+                folder = tempfile.TemporaryDirectory(prefix="pgpo-vllm-policy-")
+                model_path = export_checkpoint(strategy.policy, processor, folder.name)
+            if env.distributed:
+                import torch.distributed as dist
+
+                shared = [model_path]
+                dist.broadcast_object_list(shared, src=0)
+                model_path = shared[0]
+                dist.barrier()
+        engine = cls(model_path=model_path, processor=processor, device=env.device,
+                     dtype=resolve_dtype(cfg, env.device),
+                     max_model_len=r.max_prompt_length + r.max_response_length,
+                     max_prompt_length=r.max_prompt_length,
+                     gpu_memory_utilization=r.vllm_gpu_memory_utilization,
+                     kv_cache_memory_bytes=kv_cache_bytes(cfg, env.device),
+                     sleep=r.vllm_sleep, sync_bucket_bytes=r.vllm_sync_bucket_mb * 2**20,
+                     seed=cfg.train.seed, logprob_temperature=r.temperature)
+        engine.exported = folder
+        return engine
 
     def __init__(self, *, model_path: str, processor: Any, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32, max_model_len: int,
@@ -191,6 +276,7 @@ class VLLMEngine(RolloutEngine):
                  sync_bucket_bytes: int = 512 * 2**20, seed: int = 0,
                  logprob_temperature: float = 1.0, **_: Any) -> None:
         self.device = torch.device(device)
+        self.exported: Any = None  # a temporary folder the engine's weights came from
         on_cpu = self.device.type == "cpu"
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] != "0":
