@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from reference_impl.data.chains import perception_accuracy, perception_token_mask
-from reference_impl.policy.distributed import all_reduce
+from reference_impl.policy.distributed import all_reduce, gather_objects
 from reference_impl.rollout.batch import RolloutBatch
 
 
@@ -80,11 +80,7 @@ class HeldOutEvaluation:
                     samples.extend(self._samples(batch, reward, chunk, e.k,
                                                  keep_samples - len(samples)))
         sums = all_reduce(sums)
-        if self.env.distributed:
-            import torch.distributed as dist
-            gathered: list[Any] = [None] * self.env.world_size
-            dist.all_gather_object(gathered, per_prompt)
-            per_prompt = [p for part in gathered for p in part]
+        per_prompt = [p for part in gather_objects(per_prompt, self.env) for p in part]
         self.last_eval_per_prompt = [a for _, a in sorted(per_prompt)]
         n = max(sums[3].item(), 1.0)
         self.last_samples = samples

@@ -37,7 +37,8 @@ from reference_impl.loop.rl_step import RLStepPhases
 from reference_impl.loop.state import RunState
 from reference_impl.loop.timing import is_timing_key, marked_timer, timing_metrics
 from reference_impl.loop.warmup import supervised_warmup, warmup_optimizer
-from reference_impl.policy.distributed import DistEnv, any_process, parallel_strategy
+from reference_impl.policy.distributed import (DistEnv, any_process, gather_objects,
+                                               parallel_strategy)
 from reference_impl.policy.model import build_lr_scheduler, build_policy, model_setup, resolve_dtype
 from reference_impl.rollout import engines
 from reference_impl.rollout.batch import pad_token_id, teacher_forced_batch
@@ -148,14 +149,7 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
         warming = not self.run.warmup_done
         weights = self.strategy.checkpoint_state(
             self.warmup_optimizer if warming else self.optimizer)
-        rng = capture_rng_state()
-        if self.env.distributed:
-            import torch.distributed as dist
-            gathered: list[Any] = [None] * self.env.world_size
-            dist.all_gather_object(gathered, rng)
-            rng = {"per_rank": gathered}
-        else:
-            rng = {"per_rank": [rng]}
+        rng = {"per_rank": gather_objects(capture_rng_state(), self.env)}
         return dict(**weights,
                     scheduler_state=self.scheduler.state_dict(), rng_state=rng,
                     data_state=self.train_data.state_dict(),
@@ -173,12 +167,9 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
         else:
             bad = ckpt.first_nonfinite(state["model_state"]) if self.env.is_main else None
         if any_process(bad is not None, self.device):
-            last = ckpt.read_latest_pointer(self.ckpt_dir)
-            raise FloatingPointError(
-                f"step {self.run.step}: the weights are not finite (first: {bad or 'on another rank'}"
-                f"), so they are not saved; the last good checkpoint is "
-                f"{self.ckpt_dir / last if last else 'none'}. The run diverged: lower optim.lr "
-                f"(now {self.cfg.optim.lr:g}) or set optim.grad_clip, then resume from it")
+            raise self._diverged(f"step {self.run.step}: the weights are not finite (first: "
+                                 f"{bad or 'on another rank'}), so they are not saved",
+                                 "lower optim.lr (now {lr}) or set optim.grad_clip")
         path = ckpt.save_checkpoint(self.ckpt_dir, self.run.step, keep_last=self.cfg.checkpoint.keep_last,
                                     is_main_process=self.env.is_main,
                                     setup=model_setup(self.cfg, self.env.world_size), **state)
@@ -447,12 +438,17 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
             bad = ckpt.first_nonfinite(self.policy.state_dict())
             if bad is None:
                 raise
-            last = ckpt.read_latest_pointer(self.ckpt_dir)
-            raise FloatingPointError(
-                f"step {self.run.step + 1}: the weights are not finite (first: {bad}), so the "
-                f"step failed ({err}); the last good checkpoint is "
-                f"{self.ckpt_dir / last if last else 'none'}. The run diverged: lower "
-                f"optim.lr (now {self.cfg.optim.lr:g}), then resume from it") from err
+            raise self._diverged(f"step {self.run.step + 1}: the weights are not finite "
+                                 f"(first: {bad}), so the step failed ({err})",
+                                 "lower optim.lr (now {lr})") from err
+
+    def _diverged(self, what: str, fix: str) -> FloatingPointError:
+        """The one error of a run whose weights went NaN/inf: ``what`` happened, the last
+        good checkpoint, and ``fix`` (``{lr}`` is the learning rate)."""
+        last = ckpt.read_latest_pointer(self.ckpt_dir)
+        return FloatingPointError(
+            f"{what}; the last good checkpoint is {self.ckpt_dir / last if last else 'none'}. "
+            f"The run diverged: {fix.format(lr=f'{self.cfg.optim.lr:g}')}, then resume from it")
 
     def _final_summary(self, ev: dict[str, Any], summary: dict[str, Any],
                        write: Callable[[str], None]) -> None:

@@ -368,6 +368,15 @@ def all_reduce(values: torch.Tensor, op: str = "sum") -> torch.Tensor:
     return out
 
 
+def gather_objects(obj: Any, env: DistEnv) -> list[Any]:
+    """``obj`` of every process, in rank order (``[obj]`` in a one-process run)."""
+    if not env.distributed:
+        return [obj]
+    gathered: list[Any] = [None] * env.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def any_process(flag: bool, device: torch.device) -> bool:
     """True if ``flag`` is True on any process (e.g. a SIGTERM seen by one rank)."""
     return bool(all_reduce(torch.tensor([float(flag)], device=device), "max").item() > 0)
@@ -375,5 +384,5 @@ def any_process(flag: bool, device: torch.device) -> bool:
 
 __all__ = ["DataParallel", "DistEnv", "FullyShardedDataParallel", "ParallelStrategy",
            "PeerProcessError", "peer_failure",
-           "SingleProcess", "all_reduce", "any_process", "init_distributed",
+           "SingleProcess", "all_reduce", "any_process", "gather_objects", "init_distributed",
            "launched_by_torchrun", "parallel_strategy", "shutdown", "uses_fsdp"]
