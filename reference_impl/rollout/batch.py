@@ -273,18 +273,26 @@ def assemble_rollout_batch(processor: Any, prompt: dict[str, torch.Tensor],
     if rollout_logprobs is not None:
         rollout_logprobs = rollout_logprobs.to(device=device, dtype=torch.float32)
         rollout_logprobs = rollout_logprobs.masked_fill(~response_mask, 0.0)
+    return _prompt_and_responses(
+        prompt, responses, response_mask,
+        group_ids=torch.arange(n // group_size, device=device).repeat_interleave(group_size),
+        texts=texts, answers=[str(a) for a in answers], rollout_logprobs=rollout_logprobs,
+        finish_reasons=["stop" if e else "length" for e in ended])
+
+
+def _prompt_and_responses(prompt: dict[str, torch.Tensor], responses: torch.Tensor,
+                          response_mask: torch.Tensor, **fields: Any) -> RolloutBatch:
+    """The batch of left-padded ``prompt`` tensors followed by ``(N, T)`` ``responses``
+    (``response_mask``: their tokens); ``fields``: the rest of :class:`RolloutBatch`."""
+    n, t = responses.shape
+    mm = prompt["mm_token_type_ids"]
     return RolloutBatch(
         input_ids=torch.cat([prompt["input_ids"], responses], dim=1),
         attention_mask=torch.cat([prompt["attention_mask"], response_mask.long()], dim=1),
         mm_token_type_ids=torch.cat(
-            [prompt["mm_token_type_ids"],
-             torch.zeros((n, t), dtype=prompt["mm_token_type_ids"].dtype, device=device)],
-            dim=1),
+            [mm, torch.zeros((n, t), dtype=mm.dtype, device=mm.device)], dim=1),
         pixel_values=prompt["pixel_values"], image_grid_thw=prompt["image_grid_thw"],
-        response_mask=response_mask, prompt_length=prompt["input_ids"].shape[1],
-        group_ids=torch.arange(n // group_size, device=device).repeat_interleave(group_size),
-        texts=texts, answers=[str(a) for a in answers], rollout_logprobs=rollout_logprobs,
-        finish_reasons=["stop" if e else "length" for e in ended])
+        response_mask=response_mask, prompt_length=prompt["input_ids"].shape[1], **fields)
 
 
 def teacher_forced_batch(
@@ -312,16 +320,9 @@ def teacher_forced_batch(
     mask = torch.arange(t, device=device)[None, :] < torch.tensor(
         [len(x) for x in ids], device=device)[:, None]
     n = len(ids)
-    return RolloutBatch(
-        input_ids=torch.cat([prompt["input_ids"], responses], dim=1),
-        attention_mask=torch.cat([prompt["attention_mask"], mask.long()], dim=1),
-        mm_token_type_ids=torch.cat(
-            [prompt["mm_token_type_ids"],
-             torch.zeros((n, t), dtype=prompt["mm_token_type_ids"].dtype, device=device)], dim=1),
-        pixel_values=prompt["pixel_values"], image_grid_thw=prompt["image_grid_thw"],
-        response_mask=mask, prompt_length=prompt["input_ids"].shape[1],
-        group_ids=torch.arange(n, device=device), texts=list(targets),
-        answers=[""] * n)
+    return _prompt_and_responses(prompt, responses, mask,
+                                 group_ids=torch.arange(n, device=device), texts=list(targets),
+                                 answers=[""] * n)
 
 
 def response_logprobs(
