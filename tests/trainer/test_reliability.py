@@ -325,6 +325,30 @@ def test_a_bad_setup_is_one_line_with_exit_status_2(tmp_path, capfd, monkeypatch
     assert one_error_line(capfd) .startswith(text)
 
 
+@pytest.mark.parametrize("content,text", [
+    (b"\xff\xfe\x00t\x00r\n", "is not UTF-8 text (byte 0: invalid start byte); save it as UTF-8"),
+    (b"train:\n  total_steps: 3\n optim:\n  lr: 1e-4\n",
+     "is not valid YAML: while parsing a block mapping: expected <block end>, but found "
+     "'<block mapping start>' (line 3, column 2)"),
+], ids=["not_utf8", "broken_yaml"])
+def test_a_config_file_that_cannot_be_parsed_is_one_line_with_exit_status_2(
+        tmp_path, capfd, monkeypatch, content, text):
+    """A --config file saved as UTF-16 (a traceback before issue 18's second campaign), or
+    one whose YAML is broken (PyYAML's message spans several lines): one line naming the file
+    and where it is wrong, exit status 2, before any model is built."""
+    from reference_impl.train import main
+
+    monkeypatch.setattr(trainer_mod, "build_policy", lambda *a, **k: pytest.fail("model built"))
+    path = tmp_path / "run.yaml"
+    path.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(path), *tiny_args(tmp_path / "run", "train.total_steps=1")])
+    assert exit_info.value.code == 2
+    line = one_error_line(capfd)
+    assert line == f"error: --config: {str(path)!r} {text}", line
+    assert capfd.readouterr() == ("", "")
+
+
 def test_nccl_on_a_machine_without_cuda_names_dist_backend(tmp_path, capfd, monkeypatch):
     import torch
 
