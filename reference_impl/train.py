@@ -186,3 +186,9 @@ if __name__ == "__main__":
         print("stop signal (SIGINT) during start-up: nothing trained or saved yet; exiting",
               file=sys.stderr)
         sys.exit(0)
+    finally:
+        # The run is over. While the interpreter tears itself down it resets every
+        # Python-level handler to the default action (ignored signals stay ignored), so a
+        # stop signal then would end the process with status 130/143 instead of 0.
+        for _sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(_sig, signal.SIG_IGN)
