@@ -111,8 +111,11 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, IsADirectoryError):  # e.g. a `latest` made a folder: the user's to fix
+            raise CheckpointError(f"{path}: is a directory, where a file is written; remove "
+                                  "or rename it") from None
         raise
     _fsync_dir(path.parent)
 

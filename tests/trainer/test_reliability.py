@@ -513,6 +513,31 @@ def test_a_broken_latest_pointer_is_repaired(tmp_path, broken):
     assert ckpt.repair_latest(tmp_path, found.path) is None  # sound now
 
 
+def test_a_latest_pointer_that_is_a_directory_is_one_line(tmp_path):
+    """``checkpoints/latest`` made a folder (by hand, a sync tool, a bad copy): the resume
+    that repairs the pointer, and a save that moves it, used to end in a raw
+    IsADirectoryError from ``os.replace``; now a CheckpointError (one line, exit status
+    1) naming it, and no temporary file is left behind."""
+    import torch
+
+    for step in (1, 2):
+        ckpt.save_checkpoint(tmp_path, step, model_state={"w": torch.full((2,), float(step))})
+    latest = tmp_path / "latest"
+    latest.unlink()
+    latest.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = ckpt.load_latest_intact(tmp_path)
+    assert found.step == 2
+    text = rf"^{re.escape(str(latest))}: is a directory, where a file is written; remove or rename it"
+    with pytest.raises(ckpt.CheckpointError, match=text):
+        ckpt.repair_latest(tmp_path, found.path)
+    with pytest.raises(ckpt.CheckpointError, match=text):
+        ckpt.save_checkpoint(tmp_path, 3, model_state={"w": torch.full((2,), 3.0)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        ["latest", "step_00000001", "step_00000002", "step_00000003"]
+
+
 @pytest.mark.slow
 def test_the_trainer_repairs_a_broken_latest_pointer_with_a_warning(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
