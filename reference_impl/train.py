@@ -45,6 +45,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# A path of the run's that the file system refuses: a folder where a file is written (or
+# the reverse), a forbidden or read-only place. The user's to fix, like a full disk.
+PATH_REFUSED = (errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EROFS)
 
 
 def main(argv: list[str] | None = None, *, early_stop: list[int] | None = None) -> dict:
@@ -167,6 +170,11 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except OSError as err:
+        if err.errno in PATH_REFUSED:
+            where = f"{err.filename}: {err.strerror}" if err.filename else str(err)
+            print(f"error: {where}; fix that path (or choose another train.output_dir), "
+                  "then resume with checkpoint.resume=auto", file=sys.stderr)
+            return 1
         if err.errno not in DISK_FULL:
             raise
         print(f"error: no space left on the device: {err}. Free some space, then resume "

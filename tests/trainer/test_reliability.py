@@ -538,6 +538,35 @@ def test_a_latest_pointer_that_is_a_directory_is_one_line(tmp_path):
         ["latest", "step_00000001", "step_00000002", "step_00000003"]
 
 
+@pytest.mark.parametrize("err,text", [
+    (IsADirectoryError(errno.EISDIR, "Is a directory", "/run/metrics.jsonl"),
+     "error: /run/metrics.jsonl: Is a directory; "),
+    (OSError(errno.EISDIR, "/run/samples.html: cannot write the report (Is a directory)"),
+     "error: [Errno 21] /run/samples.html: cannot write the report (Is a directory); "),
+    (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/run/tensorboard/eval"),
+     "error: /run/tensorboard/eval: Not a directory; "),
+    (PermissionError(errno.EACCES, "Permission denied", "/run/metrics.jsonl"),
+     "error: /run/metrics.jsonl: Permission denied; "),
+    (OSError(errno.EROFS, "Read-only file system", "/run/checkpoints/.tmp-step"),
+     "error: /run/checkpoints/.tmp-step: Read-only file system; "),
+], ids=["metrics_is_a_folder", "report_over_a_folder", "not_a_folder", "forbidden", "read_only"])
+def test_a_path_the_file_system_refuses_ends_in_one_line(capfd, monkeypatch, err, text):
+    """A run's own file that the file system refuses mid-run (found by issue 18's second
+    campaign: metrics.jsonl or samples.html made a folder ended in a raw traceback): one
+    line naming the path, exit status 1; other OSErrors still propagate."""
+    import reference_impl.train as train_mod
+
+    def main(argv, **_):
+        raise err
+    monkeypatch.setattr(train_mod, "main", main)
+    assert train_mod.cli([]) == 1
+    line = one_error_line(capfd)
+    assert line.startswith(text) and line.endswith("then resume with checkpoint.resume=auto"), line
+    monkeypatch.setattr(train_mod, "main", lambda argv, **_: open("/nonexistent/x"))
+    with pytest.raises(FileNotFoundError):
+        train_mod.cli([])
+
+
 @pytest.mark.slow
 def test_the_trainer_repairs_a_broken_latest_pointer_with_a_warning(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
