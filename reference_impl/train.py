@@ -45,6 +45,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# A path of the run's that the file system refuses: a folder where a file is written (or
+# the reverse), a forbidden or read-only place. The user's to fix, like a full disk.
+PATH_REFUSED = (errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EROFS)
 
 
 def main(argv: list[str] | None = None, *, early_stop: list[int] | None = None) -> dict:
@@ -173,6 +176,11 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except OSError as err:
+        if err.errno in PATH_REFUSED:
+            where = f"{err.filename}: {err.strerror}" if err.filename else str(err)
+            print(f"error: {where}; fix that path (or choose another train.output_dir), "
+                  "then resume with checkpoint.resume=auto", file=sys.stderr)
+            return 1
         if err.errno not in DISK_FULL:
             raise
         print(f"error: no space left on the device: {err}. Free some space, then resume "
@@ -192,3 +200,9 @@ if __name__ == "__main__":
         print("stop signal (SIGINT) during start-up: nothing trained or saved yet; exiting",
               file=sys.stderr)
         sys.exit(0)
+    finally:
+        # The run is over. While the interpreter tears itself down it resets every
+        # Python-level handler to the default action (ignored signals stay ignored), so a
+        # stop signal then would end the process with status 130/143 instead of 0.
+        for _sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(_sig, signal.SIG_IGN)

@@ -308,13 +308,20 @@ def _merge(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
 
 def _read_yaml(path: str) -> dict[str, Any]:
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"--config: cannot read {path!r}: {err.strerror}") from None
+    except UnicodeDecodeError as err:  # e.g. saved as UTF-16 or Latin-1
+        raise ConfigError(f"--config: {path!r} is not UTF-8 text (byte {err.start}: "
+                          f"{err.reason}); save it as UTF-8") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--config: {path!r} is not valid YAML: {err}") from None
+    except yaml.YAMLError as err:  # PyYAML's text spans lines: the problem and where, in one
+        mark = getattr(err, "problem_mark", None)
+        what = ": ".join(p for p in (getattr(err, "context", None), getattr(err, "problem", None))
+                         if p) or " ".join(str(err).split())
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"--config: {path!r} is not valid YAML: {what}{where}") from None
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     return _plain(data or {})

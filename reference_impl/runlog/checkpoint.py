@@ -79,6 +79,17 @@ class Checkpoint:
     whose states are then None here unless loaded with ``consolidate=True``."""
 
 
+def _write_text(path: Path, text: str) -> None:
+    """:func:`~reference_impl.runlog.files.atomic_write_text` of a checkpoint's own file;
+    a directory in its place (e.g. ``latest`` made a folder by hand or a sync tool) is
+    the user's to fix: one :class:`CheckpointError` naming it."""
+    try:
+        atomic_write_text(path, text)
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, where a file is written; remove or "
+                              "rename it") from None
+
+
 def checkpoint_name(step: int) -> str:
     """Folder name of the checkpoint of ``step`` (zero-padded so names sort by step)."""
     return f"step_{step:08d}"
@@ -251,7 +262,7 @@ def repair_latest(directory: PathLike, found: PathLike) -> Optional[str]:
             pass
     raw = "missing" if not (directory / LATEST).exists() else \
         f"naming {name!r}" if name is not None else "unreadable"
-    atomic_write_text(directory / LATEST, found.name + "\n")
+    _write_text(directory / LATEST, found.name + "\n")
     return (f"{directory / LATEST} was broken ({raw}); repaired: it now names "
             f"{found.name}, the checkpoint resumed from")
 
@@ -451,7 +462,7 @@ def save_checkpoint(
                 str(file.relative_to(tmp / SHARDED)): {"bytes": file.stat().st_size,
                                                        "sha256": sha256_of(file)}
                 for file in sorted((tmp / SHARDED).rglob("*")) if file.is_file()}
-        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        _write_text(tmp / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         fsync_dir(tmp)
         if final.exists():  # re-saving a step: swap the two folders in one rename
             if _exchange(tmp, final):
@@ -470,7 +481,7 @@ def save_checkpoint(
         if is_disk_full(err):
             raise _disk_full(directory, step, [states, sharded_state]) from err
         raise
-    atomic_write_text(directory / LATEST, name + "\n")
+    _write_text(directory / LATEST, name + "\n")
     if displaced is not None:
         shutil.rmtree(displaced, ignore_errors=True)
     if keep_last is not None:

@@ -355,6 +355,30 @@ def test_a_bad_setup_is_one_line_with_exit_status_2(tmp_path, capfd, monkeypatch
     assert one_error_line(capfd) .startswith(text)
 
 
+@pytest.mark.parametrize("content,text", [
+    (b"\xff\xfe\x00t\x00r\n", "is not UTF-8 text (byte 0: invalid start byte); save it as UTF-8"),
+    (b"train:\n  total_steps: 3\n optim:\n  lr: 1e-4\n",
+     "is not valid YAML: while parsing a block mapping: expected <block end>, but found "
+     "'<block mapping start>' (line 3, column 2)"),
+], ids=["not_utf8", "broken_yaml"])
+def test_a_config_file_that_cannot_be_parsed_is_one_line_with_exit_status_2(
+        tmp_path, capfd, monkeypatch, content, text):
+    """A --config file saved as UTF-16 (a traceback before issue 18's second campaign), or
+    one whose YAML is broken (PyYAML's message spans several lines): one line naming the file
+    and where it is wrong, exit status 2, before any model is built."""
+    from reference_impl.train import main
+
+    monkeypatch.setattr(trainer_mod, "build_policy", lambda *a, **k: pytest.fail("model built"))
+    path = tmp_path / "run.yaml"
+    path.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(path), *tiny_args(tmp_path / "run", "train.total_steps=1")])
+    assert exit_info.value.code == 2
+    line = one_error_line(capfd)
+    assert line == f"error: --config: {str(path)!r} {text}", line
+    assert capfd.readouterr() == ("", "")
+
+
 def test_nccl_on_a_machine_without_cuda_names_dist_backend(tmp_path, capfd, monkeypatch):
     import torch
 
@@ -415,6 +439,27 @@ def test_sigterm_in_the_first_second_of_the_command_exits_0(tmp_path):
             proc.kill()
     assert proc.returncode == 0 and "Traceback" not in stderr, stderr
     assert "during start-up: nothing trained or saved yet" in stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_the_interpreter_exits_keeps_exit_status_0(tmp_path, signum):
+    """The run is over (summary written) and Python tears itself down, which resets every
+    Python-level signal handler to the default action: a stop signal then (one that the
+    campaign of issue 18 sent as a resumed finished run exited) ended the process with
+    status 130/143. Sent here by an object that the interpreter frees after that reset."""
+    driver = tmp_path / "late_signal.py"
+    driver.write_text(
+        "import os, runpy, signal, sys\n"
+        "class Late:  # freed with __main__'s globals, after the handlers were reset\n"
+        f"    def __del__(self, kill=os.kill, pid=os.getpid(), sig={int(signum)}):\n"
+        "        kill(pid, sig)\n"
+        "late = Late()\n"
+        f"sys.argv = [{os.path.join(REPO, 'reference_impl', 'train.py')!r}, '--help']\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, str(driver)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr and "--train.total_steps" in proc.stdout
 
 
 # ------------------------------------------------------------------ checkpoints of another setup
@@ -496,6 +541,60 @@ def test_a_broken_latest_pointer_is_repaired(tmp_path, broken):
         f"repaired: it now names {expected}, the checkpoint resumed from")
     assert latest.read_text() == expected + "\n"
     assert ckpt.repair_latest(tmp_path, found.path) is None  # sound now
+
+
+def test_a_latest_pointer_that_is_a_directory_is_one_line(tmp_path):
+    """``checkpoints/latest`` made a folder (by hand, a sync tool, a bad copy): the resume
+    that repairs the pointer, and a save that moves it, used to end in a raw
+    IsADirectoryError from ``os.replace``; now a CheckpointError (one line, exit status
+    1) naming it, and no temporary file is left behind."""
+    import torch
+
+    for step in (1, 2):
+        ckpt.save_checkpoint(tmp_path, step, model_state={"w": torch.full((2,), float(step))})
+    latest = tmp_path / "latest"
+    latest.unlink()
+    latest.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        found = ckpt.load_latest_intact(tmp_path)
+    assert found.step == 2
+    text = rf"^{re.escape(str(latest))}: is a directory, where a file is written; remove or rename it"
+    with pytest.raises(ckpt.CheckpointError, match=text):
+        ckpt.repair_latest(tmp_path, found.path)
+    with pytest.raises(ckpt.CheckpointError, match=text):
+        ckpt.save_checkpoint(tmp_path, 3, model_state={"w": torch.full((2,), 3.0)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == \
+        ["latest", "step_00000001", "step_00000002", "step_00000003"]
+
+
+@pytest.mark.parametrize("err,text", [
+    (IsADirectoryError(errno.EISDIR, "Is a directory", "/run/metrics.jsonl"),
+     "error: /run/metrics.jsonl: Is a directory; "),
+    (OSError(errno.EISDIR, "/run/samples.html: cannot write the report (Is a directory)"),
+     "error: [Errno 21] /run/samples.html: cannot write the report (Is a directory); "),
+    (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/run/tensorboard/eval"),
+     "error: /run/tensorboard/eval: Not a directory; "),
+    (PermissionError(errno.EACCES, "Permission denied", "/run/metrics.jsonl"),
+     "error: /run/metrics.jsonl: Permission denied; "),
+    (OSError(errno.EROFS, "Read-only file system", "/run/checkpoints/.tmp-step"),
+     "error: /run/checkpoints/.tmp-step: Read-only file system; "),
+], ids=["metrics_is_a_folder", "report_over_a_folder", "not_a_folder", "forbidden", "read_only"])
+def test_a_path_the_file_system_refuses_ends_in_one_line(capfd, monkeypatch, err, text):
+    """A run's own file that the file system refuses mid-run (found by issue 18's second
+    campaign: metrics.jsonl or samples.html made a folder ended in a raw traceback): one
+    line naming the path, exit status 1; other OSErrors still propagate."""
+    import reference_impl.train as train_mod
+
+    def main(argv, **_):
+        raise err
+    monkeypatch.setattr(train_mod, "main", main)
+    assert train_mod.cli([]) == 1
+    line = one_error_line(capfd)
+    assert line.startswith(text) and line.endswith("then resume with checkpoint.resume=auto"), line
+    monkeypatch.setattr(train_mod, "main", lambda argv, **_: open("/nonexistent/x"))
+    with pytest.raises(FileNotFoundError):
+        train_mod.cli([])
 
 
 @pytest.mark.slow
