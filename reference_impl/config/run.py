@@ -299,10 +299,16 @@ def _plain(data: Any, prefix: str = "") -> Any:
 
 
 def _merge(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` over ``base``, mapping by mapping. A mapping given over a value that should
+    have been one (``train: 5`` in a YAML file, then ``train.total_steps=1``) keeps that
+    value, so that :func:`_build` refuses it instead of it being dropped unseen."""
     out = dict(base)
     for k, v in new.items():
-        both = isinstance(v, Mapping) and isinstance(out.get(k), Mapping)
-        out[k] = _merge(out[k], v) if both else v
+        old = out.get(k)
+        if isinstance(v, Mapping) and isinstance(old, Mapping):
+            out[k] = _merge(old, v)
+        elif not (isinstance(v, Mapping) and old is not None and not isinstance(old, Mapping)):
+            out[k] = v
     return out
 
 

@@ -255,6 +255,9 @@ def test_unknown_yaml_key_is_rejected_with_suggestions(tmp_path):
     path = write_yaml(tmp_path, "c.yaml", {"rollout": 3})
     with pytest.raises(ConfigError, match=r"^rollout: expected a mapping of fields, got int"):
         load_config(["--config", path])
+    # ... also when the command line sets a key of that section (it was dropped unseen).
+    with pytest.raises(ConfigError, match=r"^rollout: expected a mapping of fields, got int"):
+        load_config(["--config", path, "rollout.top_p=0.9"])
     path = write_yaml(tmp_path, "d.yaml", {"algo": {"pgpo": [0.3]}})
     with pytest.raises(ConfigError, match=r"^algo\.pgpo: expected a mapping of fields, got list"):
         load_config(["--config", path])
