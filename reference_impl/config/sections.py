@@ -181,16 +181,19 @@ class DataConfig(_Section):
               "(synthetic: a disjoint seed).")
     eval_size: int = _field(256, "Number of held-out prompts.")
     shuffle: bool = _field(True, "Shuffle the training prompts every epoch (seeded).")
-    synthetic_task: Literal["chain", "simple"] = _field(
+    synthetic_task: Literal["chain", "spatial", "bars", "simple"] = _field(
         "chain", "Synthetic task: 'chain' (count squares of 2-3 colours, then add: perception "
-                 "steps inside a reasoning chain, reference_impl/data/chains.py) or 'simple' "
-                 "(one-step count/colour/position/chart questions).")
+                 "steps inside a reasoning chain, reference_impl/data/chains.py), 'spatial' "
+                 "(the row and column of a coloured square, then its cell number), 'bars' "
+                 "(read two bar heights, then subtract; both reference_impl/data/"
+                 "visual_tasks.py) or 'simple' (one-step count/colour/position/chart "
+                 "questions).")
     chain_facts: int = _field(2, "Chain task: colours to count, i.e. perception steps (2-4).")
     chain_max_count: int = _field(4, "Chain task: largest count of one colour.")
     chain_distractors: int = _field(1, "Chain task: up to this many grey squares no question asks about.")
     chain_warmup_noise: float = _field(
-        0.3, "Chain task: probability that a count stated in a warm-up reference chain is "
-             "wrong (the warm-up teaches the format, not the answers).")
+        0.3, "Chain, spatial and bars tasks: probability that a fact stated in a warm-up "
+             "reference chain is wrong (the warm-up teaches the format, not the answers).")
     reference_column: Optional[str] = _field(
         None, "File sources: column with a reference response or reasoning for the "
               "supervised warm-up (taught as <think>reasoning</think> \\boxed{answer}).")
