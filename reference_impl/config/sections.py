@@ -133,12 +133,18 @@ class ModelConfig(_Section):
         800, "Supervised warm-up steps on the synthetic task before RL (tiny model only), "
             "so that rewards are not all zero.", paper=0)
     sft_warmup_lr: float = _field(3e-3, "Learning rate of the supervised warm-up.")
+    sft_warmup_vision_lr: Optional[float] = _field(
+        3e-4, "Learning rate of the vision tower during the supervised warm-up (none: "
+              "sft_warmup_lr). Lower than the language model's: at 3e-3 Adam inflates the "
+              "tiny vision tower's output ~15x in 10 steps into one shared direction, and "
+              "perception then emerges late or never (docs/evidence.md).")
 
     def _validate(self) -> None:
         if self.path is not None and not self.path.strip():
             self._fail("path", "must be a non-empty path or none")
         self._range("sft_warmup_steps", 0)
         self._range("sft_warmup_lr", 0, low_open=True)
+        self._range("sft_warmup_vision_lr", 0, low_open=True)
 
 
 @dataclasses.dataclass(frozen=True)

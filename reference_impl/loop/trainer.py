@@ -281,7 +281,7 @@ class Trainer:
         # holds what an uninterrupted run's does.
         self.headline: dict[str, Any] = {}
         self.warmup_optimizer = None if self.warmup_done else warmup_optimizer(
-            self.model, lr=cfg.model.sft_warmup_lr)
+            self.model, lr=cfg.model.sft_warmup_lr, vision_lr=cfg.model.sft_warmup_vision_lr)
         self.output_dir = Path(cfg.train.output_dir)
         self.ckpt_dir = self.output_dir / "checkpoints"
         self.last_samples: list[dict[str, Any]] = []
