@@ -6,7 +6,10 @@ minimises the token-mean negative log-likelihood of a reference response
 
     L = - sum_{i,t} m_{i,t} log pi(y_{i,t} | q_i, I_i, y_{i,<t}) / sum_{i,t} m_{i,t}
 
-for a fixed number of AdamW steps (constant learning rate, no weight decay). The
+for a fixed number of AdamW steps (constant learning rates, no weight decay; the vision
+tower at its own, lower rate, ``model.sft_warmup_vision_lr``: at the language model's
+rate Adam inflates the tiny tower's output into one shared direction within a few steps,
+and perception then emerges late or not at all, docs/evidence.md). The
 optimiser is the caller's (:func:`warmup_optimizer`), so that a warm-up stopped at step
 ``k`` can be checkpointed with it and resumed at step ``k + 1`` exactly. The reference response of an example is
 :func:`warmup_target`: the source's own reference (the chain task's noisy chains, or a
