@@ -349,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.size < 1:
         parser.error(f"--size: expected a positive int, got {args.size}")
     from reference_impl.config import load_config
-    from reference_impl.loop.trainer import build_datasets
+    from reference_impl.data.datasets import build_datasets
 
     cfg = load_config([*args.overrides, "train.output_dir=unused", "data.source=synthetic",
                        f"data.eval_size={args.size}"], check_environment=False)

@@ -141,7 +141,7 @@ def _runtime(cfg) -> dict[str, str]:
     settings), so that a CPU study continued on a GPU does not reuse CPU runs."""
     import torch
 
-    from reference_impl.loop.trainer import resolve_dtype
+    from reference_impl.policy.model import resolve_dtype
 
     cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto"
                                           and torch.cuda.is_available())

@@ -142,7 +142,7 @@ def probe_checkpoint(trainer, settings: dict[str, tuple[Any, bool]], *, batches:
         mask = batch.response_mask
         with torch.no_grad():
             dependency = torch.cat([
-                trainer._pgpo_advantages(batch.select(list(range(s, min(s + 8, batch.size)))),
+                trainer.pgpo_advantages(batch.select(list(range(s, min(s + 8, batch.size)))),
                                          advantages[s:s + 8], exact).dependency
                 for s in range(0, batch.size, 8)])
             raw = pgpo_core.token_weights(dependency, mask, conserve_mass=False, **GATE)

@@ -126,7 +126,7 @@ def check_resume(cfg: Config, world_size: int = 1) -> None:
     over them."""
     from reference_impl.runlog import checkpoint as ckpt
 
-    from reference_impl.loop.trainer import model_setup
+    from reference_impl.policy.model import model_setup
 
     resume = cfg.checkpoint.resume
     if resume is None:
@@ -176,7 +176,7 @@ def check_model_dir(cfg: Config) -> None:
 # ------------------------------------------------------------------ data
 
 def check_data(cfg: Config) -> tuple[Any, Any]:
-    from reference_impl.loop.trainer import build_datasets
+    from reference_impl.data.datasets import build_datasets
 
     try:
         train, heldout = build_datasets(cfg)

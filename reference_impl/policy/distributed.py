@@ -177,6 +177,13 @@ class ParallelStrategy:
     def policy(self) -> torch.nn.Module:
         return self.model
 
+    @property
+    def hf_model(self) -> torch.nn.Module:
+        """The ``Qwen2_5_VLForConditionalGeneration`` itself (LoRA layers included), for
+        generation and the PGPO adapter, which calls ``model.model`` / ``model.lm_head``."""
+        policy = self.policy
+        return policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+
     def prepare(self, first_forward: Callable[[], None]) -> None:
         """Nothing to do before training in this layout."""
 

@@ -178,7 +178,7 @@ def _train_rows(out):
 
 
 def test_trainer_on_cuda_resumes_bit_for_bit(tmp_path, monkeypatch):
-    from reference_impl.loop import trainer as trainer_mod
+    from reference_impl.loop import rl_step as rl_step_mod
     from reference_impl.runlog.checkpoint import load_checkpoint
     from reference_impl.data.rewards import RewardBreakdown
     from reference_impl.train import main
@@ -187,7 +187,7 @@ def test_trainer_on_cuda_resumes_bit_for_bit(tmp_path, monkeypatch):
         return [RewardBreakdown(reward=float(len(t) % 2 == 0), accuracy=0.0, format=0.0)
                 for t in texts]
 
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     common = ("algo.dynamic_sampling=false", "model.sft_warmup_steps=2", "train.device=cuda")
     straight, split = tmp_path / "straight", tmp_path / "split"
     main(_tiny_run.tiny_args(straight, "train.total_steps=4", *common))

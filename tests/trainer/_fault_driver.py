@@ -25,6 +25,7 @@ import torch  # noqa: E402
 
 from reference_impl.runlog import metrics as logging_utils  # noqa: E402
 from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import rl_step as rl_step_mod  # noqa: E402
 from _tiny_run import varied_rewards  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def die():
 
 
 def install(point: str) -> None:
-    trainer_mod.verifiable_rewards = varied_rewards
+    rl_step_mod.verifiable_rewards = varied_rewards
     if point == "warmup_save":
         real_save = torch.save
 
@@ -78,7 +79,7 @@ def install(point: str) -> None:
         real_step = trainer_mod.Trainer.rl_step
 
         def rl_step(self):
-            if self.env.rank == 1 and self.step == 1:
+            if self.env.rank == 1 and self.run.step == 1:
                 die()
             return real_step(self)
         trainer_mod.Trainer.rl_step = rl_step

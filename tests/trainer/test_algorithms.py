@@ -171,6 +171,7 @@ def test_two_vppo_steps_train_with_vppo_advantages(tmp_path, monkeypatch):
     import pgpo_core
     from pgpo_torch import batch_visual_dependency
     from reference_impl.loop import trainer as trainer_mod
+    from reference_impl.loop import rl_step as rl_step_mod
     from reference_impl.config import load_config
     from reference_impl.policy.distributed import DistEnv
     from reference_impl.train import main
@@ -179,7 +180,7 @@ def test_two_vppo_steps_train_with_vppo_advantages(tmp_path, monkeypatch):
     from _tiny_run import tiny_args
     from test_train_e2e import varied_rewards
 
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     out = tmp_path / "run"
     summary = main(tiny_args(out, "--algo", "vppo", "train.total_steps=2",
                              "algo.dynamic_sampling=false"))
@@ -206,7 +207,7 @@ def test_two_vppo_steps_train_with_vppo_advantages(tmp_path, monkeypatch):
         sub = batch.select(list(range(start, min(start + cfg.optim.micro_batch_size,
                                                  batch.size))))
         d, lp = batch_visual_dependency(
-            t.hf_model, sub.model_inputs(), sub.response_mask,
+            t.strategy.hf_model, sub.model_inputs(), sub.response_mask,
             response_length=sub.response_mask.shape[1], config=t.pgpo, blind=cfg.algo.blind,
             return_logprobs=True)
         deps.append(d.float())

@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 import yaml
 
-from reference_impl.config import sections as config_module
+from reference_impl.config import run as config_module
 from pgpo_core import PGPOConfig
 from pgpo_torch import BlindPassConfig
 from reference_impl.config import (

@@ -22,6 +22,8 @@ from reference_impl.runlog import checkpoint as ckpt  # noqa: E402
 from reference_impl.data import sources as data_mod  # noqa: E402
 from reference_impl.loop import preflight  # noqa: E402
 from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import rl_step as rl_step_mod  # noqa: E402
+from reference_impl.policy import model as policy_model  # noqa: E402
 from reference_impl.config import load_config  # noqa: E402
 from reference_impl.policy.distributed import DistEnv  # noqa: E402
 from reference_impl.runlog.metrics import MetricsLogger, read_metrics  # noqa: E402
@@ -376,7 +378,7 @@ KILL_POINTS = ("warmup_save", "first_rl_step", "step2_renamed", "metrics_step3",
 @pytest.mark.slow
 def test_killed_at_every_save_point_then_resumed_equals_an_uninterrupted_run(
         tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     main(tiny_args(straight, *FAULT_ARGS))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -458,7 +460,7 @@ def test_sigterm_during_the_report_still_writes_the_summary(tmp_path, monkeypatc
 
 @pytest.mark.slow
 def test_diverged_weights_never_reach_a_checkpoint(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     out = tmp_path / "run"
     assert cli(tiny_args(out, "train.total_steps=2", "optim.lr=1e30", "checkpoint.every=1",
                          "algo.dynamic_sampling=false")) == 1
@@ -469,14 +471,14 @@ def test_diverged_weights_never_reach_a_checkpoint(tmp_path, monkeypatch, capsys
 
 @pytest.mark.slow
 def test_a_skipped_nonfinite_update_is_printed(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
-    real = trainer_mod.response_logprobs
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
+    real = rl_step_mod.response_logprobs
 
     def nan_when_training(model, batch, **kw):
         logp, ent = real(model, batch, **kw)
         return (logp * float("nan") if torch.is_grad_enabled() else logp), ent
 
-    monkeypatch.setattr(trainer_mod, "response_logprobs", nan_when_training)
+    monkeypatch.setattr(rl_step_mod, "response_logprobs", nan_when_training)
     main(tiny_args(tmp_path / "run", "train.total_steps=1", "algo.dynamic_sampling=false",
                    "optim.max_nonfinite_steps=5"))
     out = capsys.readouterr().out
@@ -485,7 +487,7 @@ def test_a_skipped_nonfinite_update_is_printed(tmp_path, monkeypatch, capsys):
 
 def test_tiny_checkpoint_fits_the_preflight_estimate(tmp_path):
     cfg = load_config(tiny_args(tmp_path / "run", "train.total_steps=1"))
-    model, _ = trainer_mod.build_policy(cfg, torch.device("cpu"))
+    model, _ = policy_model.build_policy(cfg, torch.device("cpu"))
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     # weights + two AdamW moments + small states
     assert 3 * params + 2**20 < preflight.TINY_CHECKPOINT_BYTES
@@ -515,7 +517,7 @@ def test_the_model_is_freed_before_the_process_group_is_destroyed(tmp_path, monk
 
 @pytest.mark.slow
 def test_a_step_that_fails_on_diverged_weights_says_so(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     out = tmp_path / "run"
     with pytest.raises(FloatingPointError, match=r"^step \d: the weights are not finite .*"
                                                  r"probability tensor.*the last good checkpoint "

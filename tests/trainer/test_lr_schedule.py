@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from reference_impl.loop.trainer import build_lr_scheduler
+from reference_impl.policy.model import build_lr_scheduler
 
 
 def _lrs(schedule, warmup, total, steps, *, lr=2.0):

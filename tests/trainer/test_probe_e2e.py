@@ -11,6 +11,7 @@ from _tiny_run import tiny_args  # noqa: E402
 
 import pgpo_core  # noqa: E402
 from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import rl_step as rl_step_mod  # noqa: E402
 from reference_impl.config import load_config  # noqa: E402
 from reference_impl.policy.distributed import DistEnv  # noqa: E402
 from reference_impl.experiments.probe_gradients import probe_checkpoint, summarize_gradients  # noqa: E402
@@ -30,7 +31,7 @@ def setup(tmp_path_factory):
          "<think>blue: 1. 1+2=3.</think> \\boxed{3}", "no"])
     advantages = torch.tensor([1.0, -0.5, 0.25, -0.75])
     # Every draw returns this same batch: the probe's answer is then known exactly.
-    trainer.collect = lambda: trainer_mod.Collected(batch, advantages, None, {})
+    trainer.collect = lambda: rl_step_mod.Collected(batch, advantages, None, {})
     return trainer, batch, advantages
 
 
@@ -68,7 +69,7 @@ def test_probe_gradients_on_a_known_batch(setup):
     assert abs(out["pgpo_base"]["grad"] - out["dapo"]["grad"]).max() <= 1e-6 * abs(got).max()
     # PGPO: A~ = A * w~ from the core on the exact dependency.
     with torch.no_grad():
-        dependency = trainer._pgpo_advantages(batch, advantages,
+        dependency = trainer.pgpo_advantages(batch, advantages,
                                               trainer.pgpo.replace(estimator="exact")).dependency
     shaped = pgpo_core.reshape_advantages(advantages, dependency, mask)
     expected = _independent_gradient(trainer, batch, shaped)
@@ -83,7 +84,7 @@ def test_probe_gradients_on_a_known_batch(setup):
 def test_probe_stops_when_no_draw_is_informative(setup):
     trainer, batch, advantages = setup
     real = trainer.collect
-    trainer.collect = lambda: trainer_mod.Collected(None, None, None, {})
+    trainer.collect = lambda: rl_step_mod.Collected(None, None, None, {})
     try:
         out = probe_checkpoint(trainer, {"dapo": (pgpo_core.PGPOConfig(), False)}, batches=2)
     finally:

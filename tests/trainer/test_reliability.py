@@ -21,6 +21,7 @@ from _tiny_run import comparable_metrics, tiny_args, varied_rewards  # noqa: E40
 from reference_impl.runlog import checkpoint as ckpt  # noqa: E402
 from reference_impl.runlog import metrics as logging_utils  # noqa: E402
 from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import rl_step as rl_step_mod  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -107,19 +108,19 @@ def test_a_chain_of_stops_and_kills_at_every_phase_boundary_equals_an_uninterrup
     periodic evaluation that a stop had left pending was logged again: metrics.jsonl,
     TensorBoard and summary.json end as an uninterrupted run's (before issue 18 the
     step-3 evaluation was logged twice, and the summary lost the RL gain)."""
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     straight, chain = tmp_path / "straight", tmp_path / "chain"
     expected = main(tiny_args(straight, *CHAIN_ARGS))
     assert {"eval_untrained", "eval_warmed_up", "rl_gain"} <= set(expected)
     total = 4
     stops = [  # (what, patch); each attempt resumes what the previous one left
-        ("untrained eval", lambda m: stop_in_eval(m, lambda t: not t.warmup_done
-                                                  and t.warmup_step == 0)),
+        ("untrained eval", lambda m: stop_in_eval(m, lambda t: not t.run.warmup_done
+                                                  and t.run.warmup_step == 0)),
         ("warm-up step 1", lambda m: stop_after_row(m, lambda s, k, r: k == "sft"
                                                     and r["sft_step"] == 1)),
-        ("warmed-up eval", lambda m: stop_in_eval(m, lambda t: t.warmup_done and t.step == 0)),
+        ("warmed-up eval", lambda m: stop_in_eval(m, lambda t: t.run.warmup_done and t.run.step == 0)),
         ("RL step 2", lambda m: stop_after_row(m, lambda s, k, r: k == "train" and s == 2)),
-        ("periodic eval at step 3", lambda m: stop_in_eval(m, lambda t: t.step == 3)),
+        ("periodic eval at step 3", lambda m: stop_in_eval(m, lambda t: t.run.step == 3)),
     ]
     for what, patch in stops:
         with monkeypatch.context() as m:
@@ -130,7 +131,7 @@ def test_a_chain_of_stops_and_kills_at_every_phase_boundary_equals_an_uninterrup
     assert saved.step == 3 and saved.extra["eval_pending"] is True
     kill_after_line(chain, "eval @ step 3")  # the pending evaluation, logged, then killed
     with monkeypatch.context() as m:
-        stop_in_eval(m, lambda t: t.step == total)
+        stop_in_eval(m, lambda t: t.run.step == total)
         assert resume(chain)["stopped_by_signal"] is True  # stopped in the final eval
     summary = resume(chain)
 
@@ -269,7 +270,7 @@ def test_a_full_disk_during_any_write_ends_in_one_line(tmp_path, monkeypatch, ca
 
     from reference_impl.train import cli
 
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     with small_tmpfs(tmp_path / "small", 12 * 1024) as disk:
         def full():
             fill(disk, 0)
@@ -401,7 +402,7 @@ def test_a_checkpoint_of_another_setup_is_skipped_or_refused_before_the_model(
     from reference_impl.config import load_config
     from reference_impl.train import cli
 
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     full, lora = tmp_path / "full", tmp_path / "lora"
     args = ("algo.dynamic_sampling=false", "checkpoint.every=1", "logging.plot=false")
     main(tiny_args(full, "train.total_steps=1", *args))
@@ -422,7 +423,7 @@ def test_a_checkpoint_of_another_setup_is_skipped_or_refused_before_the_model(
                                                    r"this run 2"):
         preflight.check_resume(cfg, world_size=2)  # a one-process run resumed by two
     monkeypatch.undo()
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
 
     with pytest.warns(RuntimeWarning, match=r"step_00000002: saved with another setup \(lora"):
         summary = main(tiny_args(full, "train.total_steps=2", "checkpoint.resume=auto", *args))
@@ -470,7 +471,7 @@ def test_a_broken_latest_pointer_is_repaired(tmp_path, broken):
 
 @pytest.mark.slow
 def test_the_trainer_repairs_a_broken_latest_pointer_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     out = tmp_path / "run"
     args = ("train.total_steps=1", "algo.dynamic_sampling=false", "checkpoint.every=1",
             "logging.plot=false")

@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import tiny_args, varied_rewards  # noqa: E402
 
 from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import rl_step as rl_step_mod  # noqa: E402
 from reference_impl.runlog.checkpoint import load_checkpoint  # noqa: E402
 from reference_impl.loop.timing import comparable_rows  # noqa: E402
 from reference_impl.train import main  # noqa: E402
@@ -32,7 +33,7 @@ def _train_rows(out):
 
 
 def test_resumed_run_matches_uninterrupted_run_exactly(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     common = ("algo.dynamic_sampling=false", "model.sft_warmup_steps=1")
     straight, split = tmp_path / "straight", tmp_path / "split"
     main(tiny_args(straight, "train.total_steps=4", *common))
@@ -94,7 +95,7 @@ def test_a_warmup_stopped_midway_resumes_exactly(tmp_path, monkeypatch):
     resumed: the weights and every logged row equal an uninterrupted run's."""
     from reference_impl.loop import warmup as warmup_mod
 
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     common = ("algo.dynamic_sampling=false", "model.sft_warmup_steps=4", "train.total_steps=2")
     straight, split = tmp_path / "straight", tmp_path / "split"
     main(tiny_args(straight, *common))
@@ -159,7 +160,7 @@ def test_a_stop_during_an_evaluation_resumes_to_the_same_rows(tmp_path, monkeypa
                                                              phase):
     """A stop signal abandons an evaluation at once; the resumed run evaluates the same
     weights at the same step (its own RNG stream), so the log equals an uninterrupted one."""
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     common = ("algo.dynamic_sampling=false", "train.total_steps=3", "eval.every=2",
               "eval.at_start=true")
     straight, split = tmp_path / "straight", tmp_path / "split"
@@ -207,7 +208,7 @@ def test_tensorboard_after_a_resume_holds_each_point_once(tmp_path, monkeypatch)
     """Stopped in the final evaluation and resumed: every TensorBoard curve equals the
     uninterrupted run's (the re-run evaluation replaces its earlier attempt, the
     evaluations before and after the warm-up sit on the warm-up's own axis)."""
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     common = ("algo.dynamic_sampling=false", "train.total_steps=3", "eval.every=2",
               "eval.at_start=true", "model.sft_warmup_steps=2", "logging.tensorboard=true")
     straight, split = tmp_path / "straight", tmp_path / "split"

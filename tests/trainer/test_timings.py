@@ -9,8 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import tiny_args, varied_rewards  # noqa: E402
-
-from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import rl_step as rl_step_mod  # noqa: E402
 from reference_impl.runlog.metrics import read_metrics  # noqa: E402
 from reference_impl.loop.timing import (comparable_rows, marked_timer,  # noqa: E402
                                    timing_metrics, without_timings)
@@ -40,7 +39,7 @@ def test_marked_timer_adds_up_per_name():
 def test_every_step_row_has_phase_timings_and_nothing_else_changes(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     first, second = tmp_path / "first", tmp_path / "second"
     main(tiny_args(first, *ARGS))
     main(tiny_args(second, *ARGS))

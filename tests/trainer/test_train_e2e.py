@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _tiny_run import tiny_args, varied_rewards  # noqa: E402
 
 from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import rl_step as rl_step_mod  # noqa: E402
 from reference_impl.config import load_config  # noqa: E402
 from reference_impl.policy.distributed import DistEnv  # noqa: E402
 from reference_impl.train import main  # noqa: E402
@@ -29,7 +30,7 @@ def _rows(out, kind):
 
 
 def test_two_pgpo_steps_end_to_end(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     out = tmp_path / "run"
     summary = main(tiny_args(out, "train.total_steps=2", "algo.dynamic_sampling=false"))
     assert summary["steps"] == 2 and summary["stopped_by_signal"] is False
@@ -71,20 +72,20 @@ def _same(a, b):
 
 
 def test_nonfinite_loss_skips_the_update_and_stops_after_the_limit(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
-    real = trainer_mod.response_logprobs
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
+    real = rl_step_mod.response_logprobs
 
     def nan_when_training(model, batch, **kw):
         logp, ent = real(model, batch, **kw)
         return (logp * float("nan") if torch.is_grad_enabled() else logp), ent
 
-    monkeypatch.setattr(trainer_mod, "response_logprobs", nan_when_training)
+    monkeypatch.setattr(rl_step_mod, "response_logprobs", nan_when_training)
     t = _trainer(tmp_path, "algo.dynamic_sampling=false", "optim.max_nonfinite_steps=2")
     before = _params(t)
     m = t.rl_step()
     assert m["updated"] == 1.0 and m["nonfinite_skipped"] == 1.0
     assert _same(before, _params(t))  # no optimiser step: weights bit-identical
-    assert t.consecutive_nonfinite == 2  # two mini-batches, both skipped
+    assert t.run.consecutive_nonfinite == 2  # two mini-batches, both skipped
     with pytest.raises(FloatingPointError, match="max_nonfinite_steps"):
         t.rl_step()
 
@@ -107,7 +108,7 @@ def test_micro_batching_does_not_change_the_gradient(tmp_path, monkeypatch):
     count, so the gradient reaching AdamW with micro_batch_size=1 equals the one with
     micro_batch_size=4 (one mini-batch of 2 groups x 2 responses). DAPO, so that the
     comparison is not blurred by float noise in tiny dependencies."""
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     grads = []
     for micro in (4, 1):
         t = _trainer(tmp_path, "algo.name=dapo", "algo.dynamic_sampling=false",

@@ -40,7 +40,7 @@ def test_warmup_only_run_then_rl_with_its_own_learning_rate(tmp_path):
         assert torch.equal(value, saved.model_state[name]), name
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
     assert trainer.scheduler.get_last_lr()[0] == pytest.approx(5e-4)
-    assert trainer.warmup_done and trainer.step == 0
+    assert trainer.run.warmup_done and trainer.run.step == 0
 
 
 def test_zero_steps_needs_a_warmup():

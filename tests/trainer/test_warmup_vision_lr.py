@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from reference_impl.config import ConfigError, load_config
-from reference_impl.loop.trainer import build_datasets, build_policy, _seed_everything
+from reference_impl.data.datasets import build_datasets
+from reference_impl.loop.trainer import _seed_everything
+from reference_impl.policy.model import build_policy
 from reference_impl.loop.warmup import supervised_warmup, warmup_optimizer
 from reference_impl.rollout.batch import encode_prompts
 
@@ -79,3 +81,22 @@ def test_the_lower_vision_rate_keeps_the_image_embeddings_from_collapsing():
     assert text == pytest.approx(0.167, abs=0.01)
     assert norm_same > 10 and spread_same < 0.025
     assert norm_low < 1.5 and spread_low > 0.06
+
+
+def test_the_trainer_builds_its_warmup_optimizer_with_both_rates(tmp_path):
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from _tiny_run import tiny_args
+
+    from reference_impl.loop.trainer import Trainer
+    from reference_impl.policy.distributed import DistEnv
+
+    cfg = load_config(tiny_args(tmp_path, "model.sft_warmup_steps=1",
+                                "model.sft_warmup_vision_lr=2e-4"))
+    trainer = Trainer(cfg, DistEnv())
+    other, vision = trainer.warmup_optimizer.param_groups
+    assert (other["lr"], vision["lr"]) == (3e-3, 2e-4)
+    assert {id(p) for p in vision["params"]} == {
+        id(p) for p in trainer.policy.model.visual.parameters()}

@@ -7,8 +7,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _vllm_tiny import VLLM_TINY  # noqa: E402
-
-from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import rl_step as rl_step_mod  # noqa: E402
+from reference_impl.policy import model as policy_model  # noqa: E402
 from reference_impl.data.rewards import RewardBreakdown  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
@@ -18,6 +18,6 @@ def varied_rewards(texts, answers, **_):
             for t in texts]
 
 
-trainer_mod.TINY_MODEL = VLLM_TINY
-trainer_mod.verifiable_rewards = varied_rewards
+policy_model.TINY_MODEL = VLLM_TINY
+rl_step_mod.verifiable_rewards = varied_rewards
 main(sys.argv[1:])

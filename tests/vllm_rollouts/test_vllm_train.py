@@ -16,6 +16,8 @@ pytest.importorskip(*NEEDS_VLLM)
 from _tiny_run import run_torchrun, tiny_args  # noqa: E402
 
 from reference_impl.loop import trainer as trainer_mod  # noqa: E402
+from reference_impl.loop import rl_step as rl_step_mod  # noqa: E402
+from reference_impl.policy import model as policy_model  # noqa: E402
 from reference_impl.config import load_config  # noqa: E402
 from reference_impl.policy.distributed import DistEnv  # noqa: E402
 from reference_impl.data.rewards import RewardBreakdown  # noqa: E402
@@ -29,8 +31,8 @@ def varied_rewards(texts, answers, **_):
 
 
 def test_two_steps_with_vllm_rollouts_and_truncated_is(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "TINY_MODEL", VLLM_TINY)
-    monkeypatch.setattr(trainer_mod, "verifiable_rewards", varied_rewards)
+    monkeypatch.setattr(policy_model, "TINY_MODEL", VLLM_TINY)
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
     out = tmp_path / "run"
     synced = []
     from reference_impl.rollout.engines.vllm_engine import VLLMEngine
@@ -107,7 +109,7 @@ def test_unsupported_head_size_is_refused_before_any_work(tmp_path, monkeypatch)
 
 
 def test_too_small_kv_cache_is_refused_before_any_work(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "TINY_MODEL", VLLM_TINY)
+    monkeypatch.setattr(policy_model, "TINY_MODEL", VLLM_TINY)
     built = []
     monkeypatch.setattr(trainer_mod, "build_policy", lambda *a: built.append(1))
     # 2 layers x 2 KV heads x 32 x (K, V) x 4 bytes = 1 KiB per token: 1 MiB holds 1024
@@ -131,7 +133,7 @@ def test_vllm_without_vllm_installed_is_refused(tmp_path, monkeypatch):
 
 
 def test_sleep_mode_and_tis_need_what_they_need(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "TINY_MODEL", VLLM_TINY)
+    monkeypatch.setattr(policy_model, "TINY_MODEL", VLLM_TINY)
     with pytest.raises(ValueError, match=r"^rollout\.vllm_sleep: vLLM's sleep mode needs CUDA"):
         _trainer(tmp_path, "rollout.backend=vllm", "rollout.vllm_sleep=true")
     with pytest.raises(ValueError, match=r"^rollout\.tis_cap: truncated importance sampling "

@@ -75,11 +75,11 @@ def _model_config(cfg: Any) -> Any:
     if cfg.model.path is None:
         from pgpo_torch.tiny import build_tiny_config, build_tiny_processor
 
-        from reference_impl.loop import trainer
+        from reference_impl.policy import model
 
         processor = build_tiny_processor(min_pixels=cfg.data.min_pixels,
                                          max_pixels=cfg.data.max_pixels)
-        return build_tiny_config(processor, **trainer.TINY_MODEL)
+        return build_tiny_config(processor, **model.TINY_MODEL)
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(cfg.model.path, local_files_only=True)
@@ -97,7 +97,7 @@ def check_trainer_setup(cfg: Any, device: Any, world_size: int) -> str:
     name = resolve_backend(r.backend, torch.device(device).type, world_size)
     if name == "vllm":
         from reference_impl.rollout.engines.vllm_engine import check_vllm_setup
-        from reference_impl.loop.trainer import resolve_dtype
+        from reference_impl.policy.model import resolve_dtype
 
         dev = torch.device(device)
         from reference_impl.policy.distributed import uses_fsdp
@@ -125,20 +125,21 @@ def check_trainer_setup(cfg: Any, device: Any, world_size: int) -> str:
     return name
 
 
-def build_trainer_engine(trainer: Any, name: str) -> RolloutEngine:
-    """The engine ``name`` for a :class:`reference_impl.loop.trainer.Trainer` (after its model is
-    built and wrapped). The vLLM engine starts from the policy's current weights: a
-    ``model.path`` checkpoint as is, or the built-in model exported to a temporary folder."""
-    cfg = trainer.cfg
+def build_trainer_engine(name: str, *, cfg: Any, env: Any, strategy: Any, processor: Any,
+                         ) -> RolloutEngine:
+    """The engine ``name`` for the trainer's policy, after the model is built and wrapped
+    by ``strategy`` (:mod:`reference_impl.policy.distributed`), on the processes of
+    ``env``. The vLLM engine starts from the policy's current weights: a ``model.path``
+    checkpoint as is, or the built-in model exported to a temporary folder."""
     if name == "hf":
-        return build_engine("hf", model_fn=lambda: trainer.hf_model,
-                            processor=trainer.processor, device=trainer.device,
-                            gather=trainer.strategy.unsharded,
-                            synced_gpus=trainer.strategy.collective_generate)
+        return build_engine("hf", model_fn=lambda: strategy.hf_model,
+                            processor=processor, device=env.device,
+                            gather=strategy.unsharded,
+                            synced_gpus=strategy.collective_generate)
     import tempfile
 
     from reference_impl.rollout.engines.vllm_engine import export_checkpoint
-    from reference_impl.loop.trainer import resolve_dtype
+    from reference_impl.policy.model import resolve_dtype
 
     r = cfg.rollout
     folder = None
@@ -146,10 +147,10 @@ def build_trainer_engine(trainer: Any, name: str) -> RolloutEngine:
     if model_path is None:
         # The main process exports the policy once; with several processes (replicas: DDP)
         # every rank's engine starts from that folder.
-        if trainer.env.is_main:
+        if env.is_main:
             folder = tempfile.TemporaryDirectory(prefix="pgpo-vllm-policy-")
-            model_path = export_checkpoint(trainer.policy, trainer.processor, folder.name)
-        if trainer.env.distributed:
+            model_path = export_checkpoint(strategy.policy, processor, folder.name)
+        if env.distributed:
             import torch.distributed as dist
 
             shared = [model_path]
@@ -157,11 +158,11 @@ def build_trainer_engine(trainer: Any, name: str) -> RolloutEngine:
             model_path = shared[0]
             dist.barrier()
     mb = r.vllm_kv_cache_memory_mb
-    if mb is None and trainer.device.type == "cpu":
+    if mb is None and env.device.type == "cpu":
         mb = CPU_KV_CACHE_MB
     engine = build_engine(
-        name, model_path=model_path, processor=trainer.processor, device=trainer.device,
-        dtype=resolve_dtype(cfg, trainer.device),
+        name, model_path=model_path, processor=processor, device=env.device,
+        dtype=resolve_dtype(cfg, env.device),
         max_model_len=r.max_prompt_length + r.max_response_length,
         max_prompt_length=r.max_prompt_length,
         gpu_memory_utilization=r.vllm_gpu_memory_utilization,

@@ -1,0 +1,193 @@
+"""The building blocks of the config sections: the error types, :func:`option` (a field
+with its help), :class:`Section` (type-checked by jsonargparse, then validated), and the
+translation of jsonargparse's messages into errors that start with the dotted key.
+
+Nothing here knows which sections exist; :mod:`.sections` declares them and :mod:`.run`
+composes them into the run's :class:`~reference_impl.config.run.Config`.
+"""
+
+import argparse
+import dataclasses
+import difflib
+import functools
+import math
+import re
+import textwrap
+import typing
+from typing import Any, Callable, ClassVar, Literal, Mapping
+
+from jsonargparse import ArgumentParser, DefaultHelpFormatter
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message starts with the dotted key."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A configuration value of the wrong type; the message starts with the dotted key."""
+
+
+def option(default: Any, help: str, *, paper: Any = dataclasses.MISSING,
+           factory: bool = False) -> Any:
+    """A dataclass field with a one-line description and, where it differs, the paper's value."""
+    meta = {"help": help}
+    if paper is not dataclasses.MISSING:
+        meta["paper"] = paper
+    if factory:
+        return dataclasses.field(default_factory=lambda: default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class Leaf:
+    """One configurable key: its annotation, one-line help, default and paper value."""
+
+    type: Any
+    help: str
+    default: Any
+    paper: Any = dataclasses.MISSING
+
+
+@functools.cache
+def nested_groups(cls: type) -> dict[str, type]:
+    """The fields of section ``cls`` that hold a nested config class (``algo.pgpo``)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)
+            if isinstance(hints[f.name], type) and dataclasses.is_dataclass(hints[f.name])}
+
+
+class HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """jsonargparse's (each option's type and default), keeping hyphenated values
+    (``seq-mean-token-mean``) whole when wrapping."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def add_leaf(group: Any, key: str, leaf: Leaf) -> None:
+    """``--key`` in argument ``group`` (of a jsonargparse parser), typed by ``leaf``."""
+    paper = "" if leaf.paper is dataclasses.MISSING else \
+        f" [paper: {'null' if leaf.paper is None else leaf.paper}]"
+    flag = {"nargs": "?", "const": True} if leaf.type is bool else {}
+    group.add_argument(f"--{key}", type=leaf.type, default=leaf.default,
+                       help=leaf.help + paper, **flag)
+
+
+def parse_given(parse: Callable[[], Any], *, origin: str, leaves: Mapping[str, Leaf],
+                unknown: Callable[[str, str], ConfigError] | None = None) -> dict[str, Any]:
+    """The values a jsonargparse parse (given values only) returns, as a nested dict;
+    its errors become :class:`ConfigError` naming the dotted key (``unknown(key,
+    origin)`` words the error of a key the parser does not know)."""
+    try:
+        given = parse().as_dict()
+    except argparse.ArgumentError as err:
+        raise config_error(str(err), origin, leaves, unknown) from None
+
+    def finite(values: Mapping[str, Any], prefix: str) -> None:
+        for k, v in values.items():
+            if isinstance(v, dict):
+                finite(v, f"{prefix}{k}.")
+            elif isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{prefix}{k}: must be finite, got {v}")
+    finite(given, "")
+    return given
+
+
+def config_error(text: str, origin: str, leaves: Mapping[str, Leaf],
+                 unknown: Callable[[str, str], ConfigError] | None = None) -> ConfigError:
+    """jsonargparse's message as a :class:`ConfigError` that starts with the dotted key."""
+    missing = re.match(r"Option '([^']+)' is not accepted", text)
+    if missing and unknown is not None:
+        return unknown(missing.group(1), origin)
+    bad = re.match(r'Parser key "([^"]+)"', text)
+    if bad is None or bad.group(1) not in leaves:
+        return ConfigError(f"{origin}: {text}")
+    key, tp = bad.group(1), leaves[bad.group(1)].type
+    got = re.findall(r"(?:Got|Given) value: (.*)", text)
+    value = got[-1] if got else "?"
+    if typing.get_origin(tp) is Literal:
+        choices = [str(c) for c in typing.get_args(tp)]
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}; "
+                           f"got {value!r}{hint}")
+    size = re.search(r"Expected a tuple with (\d+) elements", text)
+    if size:
+        return ConfigTypeError(f"{key}: expected {size.group(1)} comma-separated values, "
+                               f"got {value!r}")
+    args = typing.get_args(tp)
+    inner = [a for a in args if a is not type(None)] if type(None) in args else [tp]
+    names = [{bool: "a bool", int: "an int", float: "a float", str: "a str"}.get(
+        a, "a list" if typing.get_origin(a) is tuple else str(a)) for a in inner]
+    expected = " or ".join(names + (["null"] if len(inner) < len(args) else []))
+    return ConfigTypeError(f"{key}: expected {expected}, got {value!r}")
+
+
+def section_leaves(cls: type) -> dict[str, Leaf]:
+    """``"section.field"`` -> :class:`Leaf` for the plain (not nested) fields of ``cls``."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in nested_groups(cls):
+            continue
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        out[f"{cls._section}.{f.name}"] = Leaf(hints[f.name], f.metadata["help"], default,
+                                               f.metadata.get("paper", dataclasses.MISSING))
+    return out
+
+
+@functools.cache
+def _section_parser(cls: type) -> tuple[ArgumentParser, dict[str, Leaf]]:
+    """A parser of the plain fields of section ``cls`` alone, with their leaves."""
+    leaves = section_leaves(cls)
+    parser = ArgumentParser(exit_on_error=False, allow_abbrev=False, print_config=None)
+    group = parser.add_argument_group(cls._section)
+    for key, leaf in leaves.items():
+        add_leaf(group, key, leaf)
+    return parser, leaves
+
+
+class Section:
+    """Base of every config section: values type-checked (and normalised: 1 -> 1.0 for a
+    float, a list -> tuple) by the parser, then the section's own ``_validate``."""
+
+    _section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        groups = nested_groups(type(self))
+        for name, cls in groups.items():  # a nested config validates itself
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigTypeError(f"{self._section}.{name}: expected a {cls.__name__}, "
+                                      f"got {type(getattr(self, name)).__name__}")
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                 if f.name not in groups}
+        parser, leaves = _section_parser(type(self))
+        checked = parse_given(lambda: parser.parse_object({self._section: plain},
+                                                          defaults=False),
+                              origin=type(self).__name__, leaves=leaves)
+        for name, value in checked.get(self._section, {}).items():
+            object.__setattr__(self, name, value)
+        self._validate()
+
+    def _validate(self) -> None:
+        pass
+
+    def _fail(self, name: str, message: str) -> None:
+        raise ConfigError(f"{self._section}.{name}: {message}")
+
+    def _range(self, name: str, low: float | None = None, high: float | None = None, *,
+               low_open: bool = False, high_open: bool = False) -> None:
+        value = getattr(self, name)
+        if value is None:
+            return
+        bad = ((low is not None and (value < low or (low_open and value == low)))
+               or (high is not None and (value > high or (high_open and value == high))))
+        if bad:
+            lo = "-inf" if low is None else low
+            hi = "inf" if high is None else high
+            interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+            self._fail(name, f"must lie in {interval}, got {value}")
+
+
+__all__ = ["ConfigError", "ConfigTypeError", "HelpFormatter", "Leaf", "Section", "add_leaf",
+           "config_error", "nested_groups", "option", "parse_given", "section_leaves"]
