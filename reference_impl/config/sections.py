@@ -50,12 +50,18 @@ class ModelConfig(Section):
         800, "Supervised warm-up steps on the synthetic task before RL (tiny model only), "
             "so that rewards are not all zero.", paper=0)
     sft_warmup_lr: float = option(3e-3, "Learning rate of the supervised warm-up.")
+    sft_warmup_vision_lr: Optional[float] = option(
+        3e-4, "Learning rate of the vision tower during the supervised warm-up (none: "
+              "sft_warmup_lr). Lower than the language model's: at 3e-3 Adam inflates the "
+              "tiny vision tower's output ~15x in 10 steps into one shared direction, and "
+              "perception then emerges late or never (docs/evidence.md).")
 
     def _validate(self) -> None:
         if self.path is not None and not self.path.strip():
             self._fail("path", "must be a non-empty path or none")
         self._range("sft_warmup_steps", 0)
         self._range("sft_warmup_lr", 0, low_open=True)
+        self._range("sft_warmup_vision_lr", 0, low_open=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,16 +104,19 @@ class DataConfig(Section):
               "(synthetic: a disjoint seed).")
     eval_size: int = option(256, "Number of held-out prompts.")
     shuffle: bool = option(True, "Shuffle the training prompts every epoch (seeded).")
-    synthetic_task: Literal["chain", "simple"] = option(
+    synthetic_task: Literal["chain", "spatial", "bars", "simple"] = option(
         "chain", "Synthetic task: 'chain' (count squares of 2-3 colours, then add: perception "
-                 "steps inside a reasoning chain, reference_impl/data/chains.py) or 'simple' "
-                 "(one-step count/colour/position/chart questions).")
+                 "steps inside a reasoning chain, reference_impl/data/chains.py), 'spatial' "
+                 "(the row and column of a coloured square, then its cell number), 'bars' "
+                 "(read two bar heights, then subtract; both reference_impl/data/"
+                 "visual_tasks.py) or 'simple' (one-step count/colour/position/chart "
+                 "questions).")
     chain_facts: int = option(2, "Chain task: colours to count, i.e. perception steps (2-4).")
     chain_max_count: int = option(4, "Chain task: largest count of one colour.")
     chain_distractors: int = option(1, "Chain task: up to this many grey squares no question asks about.")
     chain_warmup_noise: float = option(
-        0.3, "Chain task: probability that a count stated in a warm-up reference chain is "
-             "wrong (the warm-up teaches the format, not the answers).")
+        0.3, "Chain, spatial and bars tasks: probability that a fact stated in a warm-up "
+             "reference chain is wrong (the warm-up teaches the format, not the answers).")
     reference_column: Optional[str] = option(
         None, "File sources: column with a reference response or reasoning for the "
               "supervised warm-up (taught as <think>reasoning</think> \\boxed{answer}).")

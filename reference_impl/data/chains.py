@@ -49,8 +49,11 @@ _OPENERS = ("", "Let me count. ", "I look at the grid. ", "Counting by colour. "
 _FACT_PHRASES = ("{c}: {n}.", "I see {c}: {n}.", "the {c} count is {n}.", "{c} squares: {n}.")
 _SUM_PHRASES = ("So {expr}={total}.", "{expr}={total}.", "Total {expr}={total}.")
 
-# Parses a stated count back out of a response, for every fact phrase above.
-_FACT_PATTERNS = (r"{c}: (\d+)\.", r"the {c} count is (\d+)\.", r"{c} squares: (\d+)\.")
+# Parses a stated fact back out of a response, for every fact phrase above and those of
+# the spatial and bar tasks (reference_impl/data/visual_tasks.py: "row: 2.", "the column
+# is 3.", "the red bar is 4.", "red bar: 4."), whose facts this module reads as well.
+_FACT_PATTERNS = (r"{c}: (\d+)\.", r"the {c}(?: count| bar)? is (\d+)\.",
+                  r"{c} (?:squares|bar): (\d+)\.")
 
 
 def _compositions(total: int, parts: int, low: int, high: int) -> list[tuple[int, ...]]:
@@ -170,7 +173,8 @@ class ChainCountTask(ExampleSampler):
 
 
 def chain_facts(text: str, colours: Sequence[str]) -> dict[str, int | None]:
-    """The count stated for each colour in a response (``None`` where none is stated)."""
+    """The value stated for each fact name (a colour; ``row``/``column`` in the spatial
+    task) in a response (``None`` where none is stated)."""
     found: dict[str, int | None] = {}
     for c in colours:
         value = None
@@ -192,9 +196,10 @@ def perception_accuracy(text: str, facts: dict[str, int]) -> float:
 def perception_token_mask(tokens: Sequence[str], colours: Sequence[str]) -> list[bool]:
     """Which of a response's decoded ``tokens`` state a count read off the image: the
     digit tokens that directly follow a fact phrase's colour (``red: 3``, ``the red count
-    is 3``, ``red squares: 3``)."""
+    is 3``, ``red squares: 3``; ``the red bar is 3``, ``red bar: 3``, ``the row is 2`` in
+    the tasks of :mod:`reference_impl.data.visual_tasks`)."""
     names = "|".join(re.escape(c) for c in colours)
-    before = re.compile(rf"(?:(?:{names})(?: squares)?:|the (?:{names}) count is) ?$")
+    before = re.compile(rf"(?:(?:{names})(?: squares| bar)?:|the (?:{names})(?: count| bar)? is) ?$")
     text, mask = "", []
     for token in tokens:
         mask.append(bool(token.strip()) and token.strip().isdigit()

@@ -18,6 +18,12 @@ def build_datasets(cfg: Config):
                                distractors=d.chain_distractors,
                                warmup_noise=d.chain_warmup_noise, image_size=d.image_size)
         return train, train.heldout(d.eval_size)
+    if d.source == "synthetic" and d.synthetic_task in ("spatial", "bars"):
+        from reference_impl.data.visual_tasks import BarDifferenceTask, GridPlaceTask
+
+        cls = GridPlaceTask if d.synthetic_task == "spatial" else BarDifferenceTask
+        train = cls(cfg.train.seed, warmup_noise=d.chain_warmup_noise, image_size=d.image_size)
+        return train, train.heldout(d.eval_size)
     if d.source == "synthetic":
         train = data_mod.SyntheticVisualTask(cfg.train.seed, image_size=d.image_size)
         return train, train.heldout(d.eval_size)

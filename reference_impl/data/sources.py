@@ -322,6 +322,10 @@ ANSWER_KEYS = ("answer", "solution", "ground_truth", "reward_model.ground_truth"
 IMAGE_KEYS = ("images", "image", "image_path", "image_bytes")
 TASK_KEYS = ("category", "data_source", "task")
 REFERENCE_KEYS = ("reference", "rationale", "reasoning", "chain_of_thought")
+FACTS_KEY = "facts"
+"""Optional column: what the image shows, an object of names to ints (``{"red": 3}``), as
+:func:`reference_impl.data.visual_tasks.export_jsonl` writes it; it becomes
+:attr:`Example.facts`, from which the trainer measures perception accuracy."""
 
 SKIP_REASONS = ("invalid_utf8", "invalid_json", "missing_question", "empty_answer",
                 "missing_image", "corrupt_image", "image_too_small", "image_too_large",
@@ -458,7 +462,8 @@ class LocalFileDataset(ExampleSampler):
     a JSONL line that is not UTF-8 or not a JSON object, a missing question or answer, a
     missing or undecodable image, or an image outside ``image_limits``
     (:class:`ImageLimits`, by default the limits of the Qwen2.5-VL processor), or
-    anything else that fails while reading the row (``unreadable_row``). Everything read
+    anything else that fails while reading the row (``unreadable_row``; also a
+    :data:`FACTS_KEY` column that is neither null nor an object of names to ints). Everything read
     from a row is decoded inside this per-row handling, so one bad row never makes the
     file unreadable. :attr:`skipped_rows` names where the skipped rows are (``file:line``
     for JSONL, 1-based; ``file:row N`` for Parquet, 0-based), the first
@@ -497,7 +502,8 @@ class LocalFileDataset(ExampleSampler):
         self.image_limits = image_limits or ImageLimits()
         self.files = self._resolve(os.fspath(source), split)
         self._seed, self._shuffle = seed, shuffle
-        self._records: list[tuple[str | bytes, str, str, str, str, str | None]] = []
+        self._records: list[tuple[str | bytes, str, str, str, str, str | None,
+                                  dict[str, int] | None]] = []
         self.skipped: dict[str, int] = {}
         self.skipped_rows: dict[str, list[str]] = {}
         self.multi_image_rows = 0
@@ -639,8 +645,15 @@ class LocalFileDataset(ExampleSampler):
         row_id = f"{os.path.basename(data_file)}:{row_index}"
         reference = _first_present(row, self.reference_keys) if self.reference_keys else None
         reference = reference.strip() if isinstance(reference, str) and reference.strip() else None
+        facts = row.get(FACTS_KEY)
+        if facts is not None:
+            if not (isinstance(facts, Mapping) and facts and all(
+                    isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                    for k, v in facts.items())):
+                return "unreadable_row"
+            facts = dict(facts)
         self._records.append((image, strip_image_placeholders(question), answer.strip(),
-                              task, row_id, reference))
+                              task, row_id, reference, facts))
         return None
 
     def __len__(self) -> int:
@@ -649,9 +662,9 @@ class LocalFileDataset(ExampleSampler):
     def __getitem__(self, index: int) -> Example:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"index: expected int, got {type(index).__name__}")
-        image, question, answer, task, row_id, reference = self._records[int(index)]
+        image, question, answer, task, row_id, reference, facts = self._records[int(index)]
         return Example(image=_open_rgb(image), question=question, answer=answer, task=task,
-                       id=row_id, reference=reference)
+                       id=row_id, reference=reference, facts=facts)
 
     def __repr__(self) -> str:
         return (f"LocalFileDataset({len(self.files)} file(s), {len(self)} examples, "

@@ -86,7 +86,7 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
         self.run = RunState(warmup_done=cfg.model.sft_warmup_steps == 0)
         self.saved_at: tuple[int, bool] | None = None  # (step, warmup_done) last saved
         self.warmup_optimizer = None if self.run.warmup_done else warmup_optimizer(
-            self.model, lr=cfg.model.sft_warmup_lr)
+            self.model, lr=cfg.model.sft_warmup_lr, vision_lr=cfg.model.sft_warmup_vision_lr)
         self.output_dir = Path(cfg.train.output_dir)
         self.ckpt_dir = self.output_dir / "checkpoints"
         self.last_samples: list[dict[str, Any]] = []

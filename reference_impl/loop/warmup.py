@@ -6,7 +6,10 @@ minimises the token-mean negative log-likelihood of a reference response
 
     L = - sum_{i,t} m_{i,t} log pi(y_{i,t} | q_i, I_i, y_{i,<t}) / sum_{i,t} m_{i,t}
 
-for a fixed number of AdamW steps (constant learning rate, no weight decay). The
+for a fixed number of AdamW steps (constant learning rates, no weight decay; the vision
+tower at its own, lower rate, ``model.sft_warmup_vision_lr``: at the language model's
+rate Adam inflates the tiny tower's output into one shared direction within a few steps,
+and perception then emerges late or not at all, docs/evidence.md). The
 optimiser is the caller's (:func:`warmup_optimizer`), so that a warm-up stopped at step
 ``k`` can be checkpointed with it and resumed at step ``k + 1`` exactly. The reference response of an example is
 :func:`warmup_target`: the source's own reference (the chain task's noisy chains, or a
@@ -16,6 +19,7 @@ file's reasoning column) or, failing that, a minimal ``<think>`` block and the a
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any, Callable, ContextManager, Sequence
 
 import torch
@@ -42,10 +46,29 @@ def warmup_target(example: Example) -> str:
     return f"<think>{reference or FALLBACK_REASONING}</think> \\boxed{{{example.answer}}}"
 
 
-def warmup_optimizer(model: torch.nn.Module, *, lr: float) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters at ``lr``, no weight decay."""
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                             weight_decay=0.0)
+_VISION = re.compile(r"(?:^|\.)visual\.")
+"""Names of the vision tower's parameters (Qwen2.5-VL's ``model.visual``, also under a
+DDP/FSDP ``module.`` or peft ``base_model.model.`` prefix)."""
+
+
+def warmup_optimizer(model: torch.nn.Module, *, lr: float,
+                     vision_lr: float | None = None) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, no weight decay: the vision tower's
+    (:data:`_VISION`) at ``vision_lr`` (``None``: ``lr``), all others at ``lr``.
+
+    Two parameter groups, ``[language model and the rest, vision tower]``, always in that
+    order (an empty group is kept), so that a checkpointed warm-up optimiser loads into
+    one built with other rates."""
+    if vision_lr is None:
+        vision_lr = lr
+    for name, value in (("lr", lr), ("vision_lr", vision_lr)):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{name}: expected a positive learning rate, got {value!r}")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    vision = [p for n, p in named if _VISION.search(n)]
+    other = [p for n, p in named if not _VISION.search(n)]
+    return torch.optim.AdamW([{"params": other, "lr": lr}, {"params": vision, "lr": vision_lr}],
+                             lr=lr, weight_decay=0.0)
 
 
 def supervised_warmup(model: torch.nn.Module, processor: Any,

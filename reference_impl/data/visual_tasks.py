@@ -1,0 +1,364 @@
+"""Two more synthetic tasks in the chain task's regime, and an export to files.
+
+:class:`~reference_impl.data.chains.ChainCountTask` asks for a number of things (counting).
+The two tasks here ask the image something of a different nature, with the same recipe:
+perception steps stated inside a short chain of thought, then a step that follows from
+the stated facts by text alone, noisy warm-up references, balanced answers, and a
+question text drawn independently of the answer (so a policy that ignores the image is
+at chance, ``1 / len(answer_set)``; the tests check both)::
+
+    spatial: In which cell is the red square? ...
+      <think>Looking for the red square. row: 2. the column is 3. So 3*(2-1)+3=6.</think> \\boxed{6}
+    bars:    How much taller is the red bar than the blue bar? ...
+      <think>red: 4. the blue bar is 1. So 4-1=3.</think> \\boxed{3}
+
+* :class:`GridPlaceTask` (``data.synthetic_task=spatial``): *where* a mark is. One square
+  of the named colour and some squares of other colours sit in the cells of a grid; the
+  perception steps are the target's row and column.
+* :class:`BarDifferenceTask` (``data.synthetic_task=bars``): *how tall* things are. Bars of
+  different colours stand on a base line with a faint line at every unit of height; the
+  perception steps are the heights of the two named bars, read against those lines.
+
+As in the chain task, the warm-up reference (:attr:`Example.reference`) states each fact
+wrongly with probability ``warmup_noise`` and the last step follows the stated facts; the
+true facts are :attr:`Example.facts` (``{"row": r, "column": c}`` or ``{colour: height}``),
+which :func:`reference_impl.data.chains.perception_accuracy` reads back from a response.
+
+:func:`export_jsonl` writes any synthetic sampler (these, the chain task, the simple task)
+as a JSONL file with PNG images beside it, in the Hugging Face layout that
+:class:`reference_impl.data.sources.LocalFileDataset` reads back as the same examples
+(``data.source=<file>.jsonl``). From the command line::
+
+    python -m reference_impl.data.visual_tasks OUT.jsonl --size 2000 [--heldout] \\
+        [data.synthetic_task=spatial train.seed=0 ...]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from reference_impl.data.sources import COLORS, Example, ExampleSampler
+
+__all__ = ["BarDifferenceTask", "GridPlaceTask", "export_jsonl"]
+
+_SPLITS = {"train": 0, "heldout": 1}
+_BACKGROUND = (255, 255, 255)
+_GREY = (130, 130, 130)
+_GRID_LINE = (200, 200, 200)
+_AXIS = (0, 0, 0)
+
+
+def _check_int(name: str, value, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low \
+            or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name}: expected an int {bound}, got {value!r}")
+
+
+def _check_common(seed, warmup_noise, image_size, split, size) -> None:
+    _check_int("seed", seed, 0)
+    _check_int("image_size", image_size, 56)
+    _check_int("size", size, 1)
+    if isinstance(warmup_noise, bool) or not isinstance(warmup_noise, (int, float)) \
+            or not 0.0 <= warmup_noise < 1.0:
+        raise ValueError(f"warmup_noise: expected a float in [0, 1), got {warmup_noise!r}")
+    if split not in _SPLITS:
+        raise ValueError(f"split: expected one of {tuple(_SPLITS)}, got {split!r}")
+
+
+def _stated(rng: np.random.Generator, true: int, low: int, high: int, noise: float) -> int:
+    """``true``, or with probability ``noise`` another value of ``[low, high]`` (uniform)."""
+    if rng.random() < noise:
+        wrong = [k for k in range(low, high + 1) if k != true]
+        return wrong[int(rng.integers(len(wrong)))]
+    return true
+
+
+def _index(index, size: int) -> int:
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"index: expected int, got {type(index).__name__}")
+    index = int(index) + (size if int(index) < 0 else 0)
+    if not 0 <= index < size:
+        raise IndexError(f"index: {index} out of range for size {size}")
+    return index
+
+
+class GridPlaceTask(ExampleSampler):
+    """Where is the square of the named colour? Answer its cell number (row-major, 1-based).
+
+    One square of the asked colour sits in a cell drawn uniformly from the ``grid x grid``
+    cells (so the answer is uniform over ``1 .. grid**2``); 1 to ``distractors`` squares
+    of the other colours (grey included) fill other cells. The asked colour is drawn
+    independently of the cell. The reference chain states the row and the column (each
+    wrong with probability ``warmup_noise``), then computes the cell number from them.
+    Example ``index`` of a split is a pure function of ``(seed, split, index)``.
+
+    Args:
+      seed: base seed.
+      grid: cells per side (2-5).
+      distractors: largest number of squares of other colours (>= 1, < grid**2).
+      warmup_noise: probability that a stated row or column in the reference is wrong.
+      image_size: side of the square RGB image in pixels.
+      split: ``"train"`` or ``"heldout"``.
+      size: number of examples.
+    """
+
+    task = "spatial"
+
+    def __init__(self, seed: int = 0, *, grid: int = 3, distractors: int = 3,
+                 warmup_noise: float = 0.3, image_size: int = 112, split: str = "train",
+                 size: int = 100_000):
+        _check_common(seed, warmup_noise, image_size, split, size)
+        _check_int("grid", grid, 2, 5)
+        _check_int("distractors", distractors, 1, grid * grid - 1)
+        self.seed, self.grid, self.distractors = seed, grid, distractors
+        self.warmup_noise, self.image_size = float(warmup_noise), image_size
+        self.split, self.size = split, size
+        self._seed, self._shuffle = seed, False  # examples are already i.i.d.
+
+    @property
+    def answer_set(self) -> tuple[str, ...]:
+        """Every possible answer, each equally likely."""
+        return tuple(str(k) for k in range(1, self.grid * self.grid + 1))
+
+    def heldout(self, size: int = 256) -> "GridPlaceTask":
+        """The held-out split with the same settings."""
+        return GridPlaceTask(self.seed, grid=self.grid, distractors=self.distractors,
+                             warmup_noise=self.warmup_noise, image_size=self.image_size,
+                             split="heldout", size=size)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return (f"GridPlaceTask(seed={self.seed}, grid={self.grid}, "
+                f"distractors={self.distractors}, warmup_noise={self.warmup_noise}, "
+                f"split={self.split!r}, size={self.size})")
+
+    def __getitem__(self, index: int) -> Example:
+        index = _index(index, self.size)
+        rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 11])
+        g = self.grid
+        names = list(COLORS)
+        colour = names[int(rng.integers(len(names)))]
+        cell = int(rng.integers(g * g))
+        row, column = divmod(cell, g)
+        others = [COLORS[c] for c in names if c != colour] + [_GREY]
+        n_other = int(rng.integers(1, self.distractors + 1))
+        other_cells = [c for c in rng.permutation(g * g).tolist() if c != cell][:n_other]
+        fills = [(cell, COLORS[colour])] + [(c, others[int(rng.integers(len(others)))])
+                                            for c in other_cells]
+        image = Image.new("RGB", (self.image_size, self.image_size), _BACKGROUND)
+        draw = ImageDraw.Draw(image)
+        side = self.image_size / g
+        half = side * 0.32
+        for c, fill in fills:
+            r, k = divmod(c, g)
+            cx, cy = (k + 0.5) * side, (r + 0.5) * side
+            draw.rectangle([cx - half, cy - half, cx + half, cy + half], fill=fill)
+        facts = {"row": row + 1, "column": column + 1}
+        question = (f"In which cell is the {colour} square? The cells of the {g}x{g} grid "
+                    f"are numbered 1 to {g * g} row by row from the top left. "
+                    "Answer with a number.")
+        return Example(image=image, question=question, answer=str(cell + 1), task=self.task,
+                       id=f"{self.task}-{self.split}-{self.seed}-{index}",
+                       reference=self._reference(rng, colour, facts), facts=facts)
+
+    _OPENERS = ("", "Looking for the {colour} square. ", "I look at the grid. ",
+                "Finding the {colour} square. ")
+    _FACT_PHRASES = ("{c}: {n}.", "the {c} is {n}.")
+    _LAST_PHRASES = ("So {g}*({r}-1)+{k}={n}.", "{g}*({r}-1)+{k}={n}.",
+                     "Cell {g}*({r}-1)+{k}={n}.")
+
+    def _reference(self, rng: np.random.Generator, colour: str, facts: dict[str, int]) -> str:
+        stated = {c: _stated(rng, n, 1, self.grid, self.warmup_noise) for c, n in facts.items()}
+        order = [list(stated)[i] for i in rng.permutation(len(stated))]
+        steps = [self._FACT_PHRASES[int(rng.integers(len(self._FACT_PHRASES)))]
+                 .format(c=c, n=stated[c]) for c in order]
+        r, k = stated["row"], stated["column"]
+        n = self.grid * (r - 1) + k
+        last = self._LAST_PHRASES[int(rng.integers(len(self._LAST_PHRASES)))].format(
+            g=self.grid, r=r, k=k, n=n)
+        opener = self._OPENERS[int(rng.integers(len(self._OPENERS)))].format(colour=colour)
+        return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{n}}}"
+
+
+class BarDifferenceTask(ExampleSampler):
+    """How much taller is one named bar than another? Read two heights, subtract.
+
+    ``bars`` bars of distinct colours stand on a base line, at whole heights ``1 ..
+    max_height`` with a faint line at every unit. The question names two of them, the
+    taller first; the difference is drawn uniformly from ``1 .. max_height - 1`` (the
+    answer set), then the shorter height uniformly among those that fit; the other bars
+    get any height. The colours asked about are drawn independently of the heights. The
+    reference chain states both heights (each wrong with probability ``warmup_noise``),
+    then subtracts them.
+    Example ``index`` of a split is a pure function of ``(seed, split, index)``.
+
+    Args:
+      seed: base seed.
+      bars: number of bars (2-4, one colour each).
+      max_height: tallest possible bar in units (3-9).
+      warmup_noise: probability that a stated height in the reference is wrong.
+      image_size: side of the square RGB image in pixels.
+      split: ``"train"`` or ``"heldout"``.
+      size: number of examples.
+    """
+
+    task = "bars"
+
+    def __init__(self, seed: int = 0, *, bars: int = 3, max_height: int = 5,
+                 warmup_noise: float = 0.3, image_size: int = 112, split: str = "train",
+                 size: int = 100_000):
+        _check_common(seed, warmup_noise, image_size, split, size)
+        _check_int("bars", bars, 2, len(COLORS))
+        _check_int("max_height", max_height, 3, 9)
+        self.seed, self.bars, self.max_height = seed, bars, max_height
+        self.warmup_noise, self.image_size = float(warmup_noise), image_size
+        self.split, self.size = split, size
+        self._seed, self._shuffle = seed, False  # examples are already i.i.d.
+
+    @property
+    def answer_set(self) -> tuple[str, ...]:
+        """Every possible answer, each equally likely."""
+        return tuple(str(d) for d in range(1, self.max_height))
+
+    def heldout(self, size: int = 256) -> "BarDifferenceTask":
+        """The held-out split with the same settings."""
+        return BarDifferenceTask(self.seed, bars=self.bars, max_height=self.max_height,
+                                 warmup_noise=self.warmup_noise, image_size=self.image_size,
+                                 split="heldout", size=size)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return (f"BarDifferenceTask(seed={self.seed}, bars={self.bars}, "
+                f"max_height={self.max_height}, warmup_noise={self.warmup_noise}, "
+                f"split={self.split!r}, size={self.size})")
+
+    def __getitem__(self, index: int) -> Example:
+        index = _index(index, self.size)
+        rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 13])
+        names = list(COLORS)
+        colours = [names[i] for i in rng.permutation(len(names))[:self.bars]]
+        taller, shorter = colours[0], colours[1]  # colours is already a random order
+        h = self.max_height
+        diff = int(rng.integers(1, h))
+        low = int(rng.integers(1, h - diff + 1))
+        heights = {taller: low + diff, shorter: low}
+        for c in colours[2:]:
+            heights[c] = int(rng.integers(1, h + 1))
+        slots = [colours[i] for i in rng.permutation(self.bars)]  # left-to-right order
+        image = self._draw(slots, heights)
+        facts = {taller: heights[taller], shorter: heights[shorter]}
+        question = (f"How much taller is the {taller} bar than the {shorter} bar? "
+                    "Answer with a number.")
+        return Example(image=image, question=question, answer=str(diff), task=self.task,
+                       id=f"{self.task}-{self.split}-{self.seed}-{index}",
+                       reference=self._reference(rng, taller, shorter, facts), facts=facts)
+
+    def _draw(self, slots: Sequence[str], heights: dict[str, int]) -> Image.Image:
+        s = self.image_size
+        image = Image.new("RGB", (s, s), _BACKGROUND)
+        draw = ImageDraw.Draw(image)
+        top, base = 0.06 * s, 0.94 * s
+        unit = (base - top) / self.max_height
+        for k in range(1, self.max_height + 1):  # a faint line at every unit of height
+            y = base - k * unit
+            draw.line([(0.04 * s, y), (0.96 * s, y)], fill=_GRID_LINE)
+        width = 0.92 * s / (2 * len(slots) + 1)
+        for i, c in enumerate(slots):
+            x0 = 0.04 * s + (2 * i + 1) * width
+            draw.rectangle([x0, base - heights[c] * unit, x0 + width, base], fill=COLORS[c])
+        draw.line([(0.04 * s, base), (0.96 * s, base)], fill=_AXIS, width=2)
+        return image
+
+    _OPENERS = ("", "Reading the bars. ", "I look at the chart. ", "Comparing heights. ")
+    _FACT_PHRASES = ("{c}: {n}.", "the {c} bar is {n}.", "{c} bar: {n}.")
+    _LAST_PHRASES = ("So {a}-{b}={d}.", "{a}-{b}={d}.", "Difference {a}-{b}={d}.")
+
+    def _reference(self, rng: np.random.Generator, taller: str, shorter: str,
+                   facts: dict[str, int]) -> str:
+        stated = {c: _stated(rng, n, 1, self.max_height, self.warmup_noise)
+                  for c, n in facts.items()}
+        order = [list(stated)[i] for i in rng.permutation(len(stated))]
+        steps = [self._FACT_PHRASES[int(rng.integers(len(self._FACT_PHRASES)))]
+                 .format(c=c, n=stated[c]) for c in order]
+        a, b = stated[taller], stated[shorter]
+        last = self._LAST_PHRASES[int(rng.integers(len(self._LAST_PHRASES)))].format(
+            a=a, b=b, d=a - b)
+        opener = self._OPENERS[int(rng.integers(len(self._OPENERS)))]
+        return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{a - b}}}"
+
+
+# ---------------------------------------------------------------------- export
+
+def export_jsonl(examples: Iterable[Example], path: str | os.PathLike, *,
+                 image_dir: str | None = None) -> int:
+    """Write ``examples`` to the JSONL file ``path`` and their images as PNG files; returns
+    how many rows were written.
+
+    One row per example, in the Hugging Face layout :class:`reference_impl.data.sources.
+    LocalFileDataset` reads: ``problem`` (the question, without the think/boxed
+    instruction, which the loader adds again), ``answer``, ``images`` (a one-element list
+    with the PNG's path relative to the JSONL file's folder), ``reference`` (the warm-up
+    chain, or null), ``task`` and ``facts`` (what the image shows, or null). The images go
+    to ``image_dir`` (a folder name relative to that folder; default ``<stem>_images``),
+    named by row number. PNG is lossless, so loading the file gives the same pixels."""
+    path = os.fspath(path)
+    if not path.endswith(".jsonl"):
+        raise ValueError(f"path: expected a .jsonl file name, got {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    image_dir = image_dir or os.path.splitext(os.path.basename(path))[0] + "_images"
+    if os.path.isabs(image_dir) or ".." in image_dir.split(os.sep):
+        raise ValueError(f"image_dir: expected a folder name inside {folder!r}, "
+                         f"got {image_dir!r}")
+    os.makedirs(os.path.join(folder, image_dir), exist_ok=True)
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for n, e in enumerate(examples, start=1):
+            rel = f"{image_dir}/{n - 1:06d}.png"
+            e.image.save(os.path.join(folder, rel), format="PNG")
+            f.write(json.dumps({"problem": e.question, "answer": e.answer, "images": [rel],
+                                "reference": e.reference, "task": e.task,
+                                "facts": e.facts}) + "\n")
+    return n
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m reference_impl.data.visual_tasks OUT.jsonl --size N [--heldout] [overrides]``:
+    export the synthetic task that the trainer configuration (``data.synthetic_task``,
+    ``train.seed``, ``data.*``) builds."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m reference_impl.data.visual_tasks",
+        description="Export a synthetic task as JSONL + PNG images (data.source=OUT.jsonl).")
+    parser.add_argument("out", help="the .jsonl file to write (images go beside it)")
+    parser.add_argument("--size", type=int, required=True, help="number of examples")
+    parser.add_argument("--heldout", action="store_true",
+                        help="export the held-out split (as the trainer draws it)")
+    parser.add_argument("overrides", nargs="*", help="trainer config overrides, SECTION.FIELD=VALUE")
+    args = parser.parse_intermixed_args(argv)
+    if args.size < 1:
+        parser.error(f"--size: expected a positive int, got {args.size}")
+    from reference_impl.config import load_config
+    from reference_impl.data.datasets import build_datasets
+
+    cfg = load_config([*args.overrides, "train.output_dir=unused", "data.source=synthetic",
+                       f"data.eval_size={args.size}"], check_environment=False)
+    train, heldout = build_datasets(cfg)
+    source = heldout if args.heldout else train
+    n = export_jsonl((source[i] for i in range(args.size)), args.out)
+    print(f"wrote {n} {cfg.data.synthetic_task} examples to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

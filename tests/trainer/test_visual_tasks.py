@@ -1,0 +1,167 @@
+"""The spatial and bar tasks (reference_impl/data/visual_tasks.py): balanced answers, text
+alone at chance, the facts drawn on the image, noisy consistent references, and the
+export to JSONL + PNG that the file loader reads back as the same examples."""
+
+import collections
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from reference_impl.data.chains import ChainCountTask, chain_facts, perception_accuracy
+from reference_impl.data.sources import COLORS, LocalFileDataset, SyntheticVisualTask
+from reference_impl.data.rewards import verifiable_reward
+from reference_impl.data.visual_tasks import BarDifferenceTask, GridPlaceTask, export_jsonl, main
+
+TASKS = {"spatial": GridPlaceTask, "bars": BarDifferenceTask}
+
+
+@pytest.mark.parametrize("kind,kwargs", [("spatial", {}), ("spatial", dict(grid=4)),
+                                         ("bars", {}), ("bars", dict(max_height=7))])
+def test_answers_are_balanced(kind, kwargs):
+    task = TASKS[kind](0, **kwargs)
+    n = 500 * len(task.answer_set)
+    counts = collections.Counter(task[i].answer for i in range(n))
+    assert sorted(counts, key=int) == list(task.answer_set)
+    # Uniform over the answer set: a chi-square test does not reject at 0.1 %.
+    assert stats.chisquare(list(counts.values())).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("kind", sorted(TASKS))
+def test_text_only_policy_is_at_chance(kind):
+    """The best policy that sees only the question (its majority answer on 3,000 train
+    questions) answers 3,000 held-out questions at chance, 1 / |answers|."""
+    train = TASKS[kind](1)
+    heldout = train.heldout(3000)
+    by_question = collections.defaultdict(collections.Counter)
+    for i in range(3000):
+        e = train[i]
+        by_question[e.question][e.answer] += 1
+    majority = {q: c.most_common(1)[0][0] for q, c in by_question.items()}
+    fallback = collections.Counter(train[i].answer for i in range(3000)).most_common(1)[0][0]
+    hits = [majority.get(e.question, fallback) == e.answer for e in heldout]
+    chance = 1 / len(train.answer_set)
+    sigma = math.sqrt(chance * (1 - chance) / len(hits))
+    assert abs(np.mean(hits) - chance) < 4 * sigma
+
+
+def test_spatial_image_shows_the_square_in_the_answer_cell():
+    """The asked colour fills exactly the answer's cell centre; its row and column are
+    the facts; other cells hold other colours or nothing."""
+    for grid in (3, 4):
+        task = GridPlaceTask(2, grid=grid)
+        for i in range(30):
+            e = task[i]
+            pixels = np.asarray(e.image)
+            colour = next(c for c in COLORS if f"the {c} square" in e.question)
+            side = task.image_size / grid
+            hits = [r * grid + k + 1 for r in range(grid) for k in range(grid)
+                    if tuple(pixels[int((r + 0.5) * side), int((k + 0.5) * side)])
+                    == COLORS[colour]]
+            assert hits == [int(e.answer)]
+            assert e.facts == {"row": (hits[0] - 1) // grid + 1,
+                               "column": (hits[0] - 1) % grid + 1}
+
+
+def test_bar_image_shows_the_heights():
+    """Measure each named bar in the pixels (its coloured column's top, in units of the
+    chart): the facts, and the answer is their difference."""
+    task = BarDifferenceTask(3, max_height=5)
+    s = task.image_size
+    top, base = 0.06 * s, 0.94 * s
+    unit = (base - top) / task.max_height
+    for i in range(30):
+        e = task[i]
+        pixels = np.asarray(e.image)
+        for colour, height in e.facts.items():
+            ys, _ = np.nonzero(np.all(pixels == COLORS[colour], axis=-1))
+            assert round((base - ys.min()) / unit) == height
+        taller, shorter = list(e.facts)
+        assert e.question.index(taller) < e.question.index(shorter)
+        assert int(e.answer) == e.facts[taller] - e.facts[shorter] > 0
+
+
+@pytest.mark.parametrize("kind", sorted(TASKS))
+def test_clean_references_are_correct_and_noisy_ones_wrong_at_the_set_rate(kind):
+    clean = TASKS[kind](0, warmup_noise=0.0)
+    for i in range(200):
+        e = clean[i]
+        assert perception_accuracy(e.reference, e.facts) == 1.0
+        assert verifiable_reward(e.reference, e.answer).reward == pytest.approx(1.0)
+    noisy = TASKS[kind](0, warmup_noise=0.3)
+    wrong, n = 0, 0
+    for i in range(1000):
+        e = noisy[i]
+        stated = chain_facts(e.reference, list(e.facts))
+        assert None not in stated.values()
+        wrong += sum(stated[c] != e.facts[c] for c in e.facts)
+        n += len(e.facts)
+    assert abs(wrong / n - 0.3) < 4 * math.sqrt(0.3 * 0.7 / n)
+
+
+def test_examples_are_a_pure_function_of_seed_split_index():
+    for cls in TASKS.values():
+        a, b = cls(5), cls(5)
+        assert a[17].reference == b[17].reference and a[17].facts == b[17].facts
+        assert np.array_equal(np.asarray(a[17].image), np.asarray(b[17].image))
+        assert a.heldout(4)[0].id != a[0].id
+
+
+@pytest.mark.parametrize("cls,kwargs,field", [
+    (GridPlaceTask, dict(grid=1), "grid"), (GridPlaceTask, dict(grid=6), "grid"),
+    (GridPlaceTask, dict(distractors=0), "distractors"),
+    (GridPlaceTask, dict(grid=2, distractors=4), "distractors"),
+    (BarDifferenceTask, dict(bars=1), "bars"), (BarDifferenceTask, dict(bars=5), "bars"),
+    (BarDifferenceTask, dict(max_height=2), "max_height"),
+    (GridPlaceTask, dict(warmup_noise=1.0), "warmup_noise"),
+    (BarDifferenceTask, dict(split="test"), "split"),
+    (BarDifferenceTask, dict(image_size=40), "image_size"),
+])
+def test_bad_settings_name_the_argument(cls, kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        cls(0, **kwargs)
+
+
+@pytest.mark.parametrize("task", [GridPlaceTask(4), BarDifferenceTask(4), ChainCountTask(4),
+                                  SyntheticVisualTask(4, image_size=56)],
+                         ids=["spatial", "bars", "chain", "simple"])
+def test_export_then_file_loader_gives_the_same_examples(task, tmp_path):
+    path = tmp_path / "data" / "export.jsonl"
+    path.parent.mkdir()
+    assert export_jsonl((task[i] for i in range(12)), path) == 12
+    loaded = LocalFileDataset(path, shuffle=False)
+    assert len(loaded) == 12 and loaded.skipped == {}
+    for i in range(12):
+        want, got = task[i], loaded[i]
+        assert (got.question, got.answer, got.task, got.reference, got.facts, got.prompt) \
+            == (want.question, want.answer, want.task, want.reference, want.facts, want.prompt)
+        assert got.image.size == want.image.size
+        np.testing.assert_array_equal(np.asarray(got.image), np.asarray(want.image))
+    row = json.loads(path.read_text().splitlines()[0])
+    assert row["images"] == ["export_images/000000.png"]
+
+
+def test_export_command_line_writes_the_configured_task(tmp_path, capsys):
+    out = tmp_path / "bars.jsonl"
+    assert main([str(out), "--size", "5", "--heldout", "data.synthetic_task=bars",
+                 "train.seed=3"]) == 0
+    want = BarDifferenceTask(3).heldout(5)
+    loaded = LocalFileDataset(out, shuffle=False)
+    assert [e.question for e in loaded] == [want[i].question for i in range(5)]
+    assert "wrote 5 bars examples" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="path"):
+        export_jsonl([], tmp_path / "x.json")
+
+
+def test_a_malformed_facts_column_skips_the_row(tmp_path):
+    path = tmp_path / "d.jsonl"
+    export_jsonl((GridPlaceTask(0)[i] for i in range(3)), path)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[1]["facts"] = {"row": "two"}
+    rows[2]["facts"] = None
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = LocalFileDataset(path, shuffle=False)
+    assert loaded.skipped == {"unreadable_row": 1}
+    assert [e.facts for e in loaded] == [GridPlaceTask(0)[0].facts, None]
