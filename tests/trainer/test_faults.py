@@ -214,7 +214,7 @@ def test_resaving_a_step_never_leaves_latest_naming_a_missing_folder(tmp_path, m
         ckpt.verify_checkpoint(tmp_path / name)  # raises if missing or incomplete
         checks.append(name)
 
-    for name in ("_exchange", "_fsync_dir"):
+    for name in ("_exchange", "fsync_dir"):
         real = getattr(ckpt, name)
         monkeypatch.setattr(ckpt, name, lambda *a, _real=real: (check_latest(), _real(*a))[1])
     real_replace = os.replace
