@@ -72,7 +72,7 @@ def main() -> None:
     if args.quick:
         args.prompts, args.group, args.tokens, args.repeats = 2, 2, 8, 1
 
-    from reference_impl.data.sources import SyntheticVisualTask
+    from reference_impl.data.synthetic import SyntheticVisualTask
     from reference_impl.rollout.engines import build_engine
     from reference_impl.rollout.engines.vllm_engine import check_vllm_setup, export_checkpoint
 

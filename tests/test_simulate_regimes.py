@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import pathlib

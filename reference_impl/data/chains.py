@@ -37,7 +37,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from reference_impl.data.sources import COLORS, Example, ExampleSampler
+from reference_impl.data.examples import Example, ExampleSampler
+from reference_impl.data.synthetic import COLORS
 
 __all__ = ["ChainCountTask", "chain_facts", "perception_accuracy", "perception_token_mask"]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from reference_impl.config import Config
 from reference_impl.data import sources as data_mod
-from reference_impl.data.sources import Example, ExampleSampler
+from reference_impl.data.examples import Example, ExampleSampler
+from reference_impl.data.synthetic import SyntheticVisualTask
 
 
 def build_datasets(cfg: Config):
-    """``(train, heldout)`` samplers of :class:`reference_impl.data.sources.Example`."""
+    """``(train, heldout)`` samplers of :class:`reference_impl.data.examples.Example`."""
     d = cfg.data
     if d.source == "synthetic" and d.synthetic_task == "chain":
         from reference_impl.data.chains import ChainCountTask
@@ -25,7 +26,7 @@ def build_datasets(cfg: Config):
         train = cls(cfg.train.seed, warmup_noise=d.chain_warmup_noise, image_size=d.image_size)
         return train, train.heldout(d.eval_size)
     if d.source == "synthetic":
-        train = data_mod.SyntheticVisualTask(cfg.train.seed, image_size=d.image_size)
+        train = SyntheticVisualTask(cfg.train.seed, image_size=d.image_size)
         return train, train.heldout(d.eval_size)
     common = dict(question_keys=(cfg.data.prompt_column,) + data_mod.QUESTION_KEYS,
                   answer_keys=(cfg.data.answer_column,) + data_mod.ANSWER_KEYS,

@@ -24,7 +24,7 @@ from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 
-from reference_impl.data.sources import Example
+from reference_impl.data.examples import Example
 from reference_impl.policy.distributed import all_reduce
 from reference_impl.rollout.batch import response_logprobs, teacher_forced_batch
 

@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from reference_impl.data.chains import ChainCountTask, chain_facts, perception_accuracy
-from reference_impl.data.sources import COLORS, Example
+from reference_impl.data.examples import Example
+from reference_impl.data.synthetic import COLORS
 from reference_impl.data.rewards import verifiable_reward
 from reference_impl.loop.warmup import FALLBACK_REASONING, warmup_target
 

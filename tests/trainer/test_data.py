@@ -13,17 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from reference_impl.data.sources import (
-    ANSWER_SETS,
-    COLORS,
-    INSTRUCTION,
-    TASKS,
-    Example,
-    LocalFileDataset,
-    SyntheticVisualTask,
-    make_prompt,
-    strip_image_placeholders,
-)
+from reference_impl.data.examples import INSTRUCTION, Example, make_prompt
+from reference_impl.data.sources import LocalFileDataset, strip_image_placeholders
+from reference_impl.data.synthetic import ANSWER_SETS, COLORS, TASKS, SyntheticVisualTask
 
 # --- synthetic task: determinism, shapes, splits ---------------------------------------
 

@@ -11,9 +11,11 @@ import pytest
 from scipy import stats
 
 from reference_impl.data.chains import ChainCountTask, chain_facts, perception_accuracy
-from reference_impl.data.sources import COLORS, LocalFileDataset, SyntheticVisualTask
+from reference_impl.data.export import export_jsonl, main
 from reference_impl.data.rewards import verifiable_reward
-from reference_impl.data.visual_tasks import BarDifferenceTask, GridPlaceTask, export_jsonl, main
+from reference_impl.data.sources import LocalFileDataset
+from reference_impl.data.synthetic import COLORS, SyntheticVisualTask
+from reference_impl.data.visual_tasks import BarDifferenceTask, GridPlaceTask
 
 TASKS = {"spatial": GridPlaceTask, "bars": BarDifferenceTask}
 

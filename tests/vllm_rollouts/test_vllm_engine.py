@@ -13,7 +13,7 @@ pytest.importorskip(*NEEDS_VLLM)
 import torch  # noqa: E402
 
 from pgpo_torch.tiny import build_tiny_model, build_tiny_processor  # noqa: E402
-from reference_impl.data.sources import SyntheticVisualTask  # noqa: E402
+from reference_impl.data.synthetic import SyntheticVisualTask  # noqa: E402
 from reference_impl.rollout.engines import build_engine  # noqa: E402
 from reference_impl.rollout.engines.vllm_engine import export_checkpoint  # noqa: E402
 from reference_impl.rollout.batch import (encode_prompts, end_of_turn_id,  # noqa: E402
