@@ -1,6 +1,11 @@
 """The building blocks of the config sections: the error types, :func:`option` (a field
-with its help), :class:`Section` (type-checked by jsonargparse, then validated), and the
-translation of jsonargparse's messages into errors that start with the dotted key.
+with its help), :class:`Section` (each value checked against its annotation by
+:func:`check_value`, then the section's own rules), and the translation of jsonargparse's
+messages into errors that start with the dotted key.
+
+The command line and YAML are parsed once, by :func:`reference_impl.config.run.build_parser`;
+a section built from those values, or directly in Python, is checked field by field
+against the annotation, never parsed again.
 
 Nothing here knows which sections exist; :mod:`.sections` declares them and :mod:`.run`
 composes them into the run's :class:`~reference_impl.config.run.Config`.
@@ -11,12 +16,13 @@ import dataclasses
 import difflib
 import functools
 import math
+import numbers
 import re
 import textwrap
 import typing
 from typing import Any, Callable, ClassVar, Literal, Mapping
 
-from jsonargparse import ArgumentParser, DefaultHelpFormatter
+from jsonargparse import DefaultHelpFormatter
 
 
 class ConfigError(ValueError):
@@ -106,21 +112,81 @@ def config_error(text: str, origin: str, leaves: Mapping[str, Leaf],
     got = re.findall(r"(?:Got|Given) value: (.*)", text)
     value = got[-1] if got else "?"
     if typing.get_origin(tp) is Literal:
-        choices = [str(c) for c in typing.get_args(tp)]
-        close = difflib.get_close_matches(value, choices, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return ConfigError(f"{key}: must be one of {', '.join(map(repr, choices))}; "
-                           f"got {value!r}{hint}")
+        return _choice_error(key, typing.get_args(tp), value)
     size = re.search(r"Expected a tuple with (\d+) elements", text)
     if size:
         return ConfigTypeError(f"{key}: expected {size.group(1)} comma-separated values, "
                                f"got {value!r}")
+    return _type_error(key, tp, value)
+
+
+def _choice_error(key: str, choices: tuple, value: Any) -> ConfigError:
+    names = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(value), names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{key}: must be one of {', '.join(map(repr, names))}; "
+                       f"got {str(value)!r}{hint}")
+
+
+def _type_error(key: str, tp: Any, value: Any) -> ConfigTypeError:
     args = typing.get_args(tp)
     inner = [a for a in args if a is not type(None)] if type(None) in args else [tp]
     names = [{bool: "a bool", int: "an int", float: "a float", str: "a str"}.get(
         a, "a list" if typing.get_origin(a) is tuple else str(a)) for a in inner]
     expected = " or ".join(names + (["null"] if len(inner) < len(args) else []))
-    return ConfigTypeError(f"{key}: expected {expected}, got {value!r}")
+    return ConfigTypeError(f"{key}: expected {expected}, got {str(value)!r}")
+
+
+def check_value(key: str, tp: Any, value: Any) -> Any:
+    """``value`` checked against the annotation ``tp`` of config key ``key``, normalised as
+    the parser would give it: an int where a float is declared becomes a float, a list a
+    tuple. Strings are not converted (``"3"`` is not an int here; the command line's text
+    is converted once, by the parser). The annotations the sections use: ``bool``,
+    ``int``, ``float``, ``str``, ``Literal[...]``, ``Optional[...]`` of those,
+    ``tuple[T, ...]`` and ``tuple[T, T]``."""
+    args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1:
+            raise TypeError(f"{key}: unsupported annotation {tp}")
+        try:
+            return check_value(key, inner[0], value)
+        except ConfigTypeError:
+            raise _type_error(key, tp, value) from None
+    if origin is Literal:
+        if isinstance(value, bool) or value not in args:
+            raise _choice_error(key, args, value)
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(key, tp, value)
+        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(items) != len(value):
+            raise ConfigTypeError(f"{key}: expected {len(items)} comma-separated values, "
+                                  f"got {str(list(value))!r}")
+        return tuple(check_value(key, t, v) for t, v in zip(items, value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _type_error(key, tp, value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise _type_error(key, tp, value)
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise _type_error(key, tp, value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be finite, got {value}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _type_error(key, tp, value)
+        return value
+    raise TypeError(f"{key}: unsupported annotation {tp}")
 
 
 def section_leaves(cls: type) -> dict[str, Leaf]:
@@ -136,20 +202,10 @@ def section_leaves(cls: type) -> dict[str, Leaf]:
     return out
 
 
-@functools.cache
-def _section_parser(cls: type) -> tuple[ArgumentParser, dict[str, Leaf]]:
-    """A parser of the plain fields of section ``cls`` alone, with their leaves."""
-    leaves = section_leaves(cls)
-    parser = ArgumentParser(exit_on_error=False, allow_abbrev=False, print_config=None)
-    group = parser.add_argument_group(cls._section)
-    for key, leaf in leaves.items():
-        add_leaf(group, key, leaf)
-    return parser, leaves
-
-
 class Section:
-    """Base of every config section: values type-checked (and normalised: 1 -> 1.0 for a
-    float, a list -> tuple) by the parser, then the section's own ``_validate``."""
+    """Base of every config section: each value checked against its annotation and
+    normalised (1 -> 1.0 for a float, a list -> tuple) by :func:`check_value`, then the
+    section's own ``_validate``."""
 
     _section: ClassVar[str] = ""
 
@@ -159,14 +215,11 @@ class Section:
             if not isinstance(getattr(self, name), cls):
                 raise ConfigTypeError(f"{self._section}.{name}: expected a {cls.__name__}, "
                                       f"got {type(getattr(self, name)).__name__}")
-        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                 if f.name not in groups}
-        parser, leaves = _section_parser(type(self))
-        checked = parse_given(lambda: parser.parse_object({self._section: plain},
-                                                          defaults=False),
-                              origin=type(self).__name__, leaves=leaves)
-        for name, value in checked.get(self._section, {}).items():
-            object.__setattr__(self, name, value)
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            if f.name not in groups:
+                object.__setattr__(self, f.name, check_value(
+                    f"{self._section}.{f.name}", hints[f.name], getattr(self, f.name)))
         self._validate()
 
     def _validate(self) -> None:
@@ -190,4 +243,4 @@ class Section:
 
 
 __all__ = ["ConfigError", "ConfigTypeError", "HelpFormatter", "Leaf", "Section", "add_leaf",
-           "config_error", "nested_groups", "option", "parse_given", "section_leaves"]
+           "check_value", "config_error", "nested_groups", "option", "parse_given", "section_leaves"]
