@@ -18,18 +18,26 @@ and the run state ``run``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import warnings
 
 import torch
 
 import pgpo_core
+from reference_impl.config import ConfigError
 from reference_impl.data.rewards import verifiable_rewards
 from reference_impl.loop.timing import Timer, no_timer, phase_timer, timing_metrics
 from reference_impl.policy.distributed import all_reduce, any_process
 from reference_impl.rollout import engines
 from reference_impl.rollout.batch import (RolloutBatch, concat_batches, end_of_turn_id,
-                                          response_logprobs)
+                                          prompt_text_lengths, response_logprobs)
+
+logger = logging.getLogger(__name__)
+
+MAX_DRAWS = 16
+"""Draws in a row :meth:`RLStepPhases._draw_examples` may spend replacing over-long prompts
+before it stops with an error naming ``rollout.max_prompt_length``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +73,38 @@ class RLStepPhases:
 
 
     def _next_examples(self, n: int):
-        """``n`` examples for this process: every rank draws ``n * world`` and keeps its slice,
-        so the data position is the same on every rank."""
-        drawn = self.train_data.sample(n * self.env.world_size)
-        return drawn[self.env.rank * n:(self.env.rank + 1) * n]
+        """``n`` examples for this process (the warm-up's and the rollouts' draw)."""
+        return self._draw_examples(n)[0]
+
+    def _draw_examples(self, n: int) -> tuple[list, int]:
+        """``n`` examples for this process and how many drawn prompts were skipped as
+        longer than ``rollout.max_prompt_length`` before any was sampled or trained on.
+
+        Every rank draws ``n * world`` and keeps its slice, so the data position is the
+        same on every rank. A prompt whose text alone (the image as one placeholder
+        token, :func:`~reference_impl.rollout.batch.prompt_text_lengths`) is over the
+        limit is skipped here and replaced by the next draw: the rollout pads its batch to
+        the longest prompt, so one over-long question would otherwise cost memory in the
+        square of its length before it is skipped (a 20,000-word question was OOM-killed
+        at 17 GiB). Prompts over the limit only with their image's tokens are still
+        skipped after sampling (:meth:`collect`). A data stream without over-long prompts
+        is drawn exactly as before."""
+        need, limit = n * self.env.world_size, self.cfg.rollout.max_prompt_length
+        kept: list = []
+        skipped = 0
+        for _ in range(MAX_DRAWS):
+            drawn = self.train_data.sample(need - len(kept))
+            lengths = prompt_text_lengths(self.processor, [e.prompt for e in drawn])
+            kept += [e for e, length in zip(drawn, lengths) if length <= limit]
+            skipped += sum(length > limit for length in lengths)
+            if len(kept) == need:
+                if skipped:
+                    logger.warning("skipped %d drawn prompt(s) longer than "
+                                   "rollout.max_prompt_length=%d tokens", skipped, limit)
+                return kept[self.env.rank * n:(self.env.rank + 1) * n], skipped
+        raise ConfigError(f"rollout.max_prompt_length: {skipped} of the last "
+                          f"{skipped + len(kept)} prompts drawn from data.source are longer "
+                          f"than {limit} tokens (text alone); raise it or filter the data")
 
     def _rollout(self, examples, *, group_size: int, temperature: float, top_p: float,
                  max_new_tokens: int | None = None) -> RolloutBatch:
@@ -111,7 +147,8 @@ class RLStepPhases:
         skipped_long = 0
         while True:
             rounds += 1
-            examples = self._next_examples(r.prompts_per_step)
+            examples, too_long_drawn = self._draw_examples(r.prompts_per_step)
+            skipped_long += too_long_drawn / self.env.world_size  # per process, as below
             with timer("rollout"):
                 batch = self._rollout(examples, group_size=r.samples_per_prompt,
                                       temperature=r.temperature, top_p=r.top_p)

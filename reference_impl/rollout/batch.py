@@ -138,6 +138,17 @@ def chat_prompt(processor: Any, question: str, *, system_prompt: str | None) -> 
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def prompt_text_lengths(processor: Any, questions: Sequence[str], *,
+                        system_prompt: str | None = None) -> list[int]:
+    """Tokens of each chat-formatted prompt with its image still one placeholder token:
+    a lower bound on the length :func:`encode_prompts` gives it (the processor expands the
+    placeholder into the image's tokens), from the tokenizer alone (no image is
+    processed). A prompt whose bound exceeds the limit is too long for sure."""
+    texts = [chat_prompt(processor, q, system_prompt=system_prompt) for q in questions]
+    return [len(ids) for ids in
+            processor.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
+
+
 def encode_prompts(processor: Any, questions: Sequence[str], images: Sequence[Any], *,
                    system_prompt: str | None, device: torch.device | str) -> dict[str, torch.Tensor]:
     """Left-padded prompt tensors (``input_ids``, ``attention_mask``, ``mm_token_type_ids``,

@@ -1,5 +1,6 @@
 """End-to-end runs of the reference trainer on the tiny Qwen2.5-VL (CPU, a few steps)."""
 
+import dataclasses
 import json
 import math
 import os
@@ -13,7 +14,9 @@ from _tiny_run import tiny_args, varied_rewards  # noqa: E402
 
 from reference_impl.loop import trainer as trainer_mod  # noqa: E402
 from reference_impl.loop import rl_step as rl_step_mod  # noqa: E402
-from reference_impl.config import load_config  # noqa: E402
+from reference_impl.config import ConfigError, load_config  # noqa: E402
+from reference_impl.data.chains import ChainCountTask  # noqa: E402
+from reference_impl.data.examples import ExampleSampler  # noqa: E402
 from reference_impl.policy.distributed import DistEnv  # noqa: E402
 from reference_impl.train import main  # noqa: E402
 
@@ -135,11 +138,63 @@ def test_micro_batching_does_not_change_the_gradient(tmp_path, monkeypatch):
         assert float((a - b).norm()) <= 1e-5 * float(a.norm()) + 1e-12
 
 
-def test_prompts_longer_than_the_limit_are_skipped_and_counted(tmp_path):
+def test_prompts_longer_than_the_limit_are_skipped_and_counted(tmp_path, monkeypatch):
     # Every prompt (about a hundred tokens with its image) exceeds 8 tokens: both prompts
-    # of the step are counted and nothing is trained on.
+    # of the step are counted after sampling and nothing is trained on. The text-only
+    # check before sampling is switched off here (as if only the image made them too
+    # long); the next tests cover it.
+    monkeypatch.setattr(rl_step_mod, "prompt_text_lengths", lambda processor, qs: [0] * len(qs))
     t = _trainer(tmp_path, "algo.dynamic_sampling=false", "rollout.max_prompt_length=8")
     before = _params(t)
     m = t.rl_step()
     assert m["prompts_too_long"] == 2.0 and m["kept_groups"] == 0.0 and m["updated"] == 0.0
     assert _same(before, _params(t))
+
+
+class _Listed(ExampleSampler):
+    """The given examples in order (no shuffle)."""
+
+    def __init__(self, examples):
+        self._examples, self._seed, self._shuffle = list(examples), 0, False
+
+    def __len__(self):
+        return len(self._examples)
+
+    def __getitem__(self, index):
+        return self._examples[index]
+
+
+def _with_long_questions(long_at):
+    """``t``'s first four synthetic training examples, those at ``long_at`` given a
+    400-word question (over the default rollout.max_prompt_length=256 by its text alone)."""
+    examples = [ChainCountTask(0)[i] for i in range(4)]
+    long = " ".join(["word"] * 400)
+    return _Listed(dataclasses.replace(e, question=long) if i in long_at else e
+                   for i, e in enumerate(examples))
+
+
+def test_an_overlong_prompt_is_skipped_before_it_is_sampled(tmp_path, monkeypatch):
+    # Found by the fault campaign: a 20,000-word question was sampled (the batch padded to
+    # it) before being skipped, and the run was OOM-killed. Now it is replaced by the next
+    # draw before any rollout, counted, and the step trains on two ordinary prompts.
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
+    t = _trainer(tmp_path, "algo.dynamic_sampling=false")
+    t.train_data = _with_long_questions(long_at={0})
+    sampled = []
+    real = t.engine.generate
+    t.engine.generate = lambda prompts, *a, **k: (sampled.extend(prompts), real(prompts, *a, **k))[1]
+    m = t.rl_step()
+    assert sampled == [e.prompt for e in (t.train_data[1], t.train_data[2])]
+    assert m["prompts_too_long"] == 1.0 and m["kept_groups"] == 2.0 and m["updated"] == 1.0
+    # The warm-up draws through the same filter.
+    t.train_data = _with_long_questions(long_at={1, 2})
+    assert [e.prompt for e in t._next_examples(2)] == [t.train_data[i].prompt for i in (0, 3)]
+
+
+def test_a_source_of_only_overlong_prompts_stops_naming_the_limit(tmp_path):
+    t = _trainer(tmp_path, "algo.dynamic_sampling=false")
+    t.train_data = _with_long_questions(long_at={0, 1, 2, 3})
+    with pytest.raises(ConfigError, match=r"^rollout\.max_prompt_length: 32 of the last 32 "
+                                          r"prompts drawn from data\.source are longer than "
+                                          r"256 tokens"):
+        t.rl_step()
