@@ -117,6 +117,10 @@ class DataConfig(Section):
     chain_warmup_noise: float = option(
         0.3, "Chain, spatial and bars tasks: probability that a fact stated in a warm-up "
              "reference chain is wrong (the warm-up teaches the format, not the answers).")
+    chain_filler: int = option(
+        0, "Chain task: statements of pure language ('Okay.', 'Let me see.', ...) added to "
+           "each warm-up chain at random places among its facts; raises the language share "
+           "of a response (Thm. E.1's axis: PGPO should gain more the higher it is).")
     reference_column: Optional[str] = option(
         None, "File sources: column with a reference response or reasoning for the "
               "supervised warm-up (taught as <think>reasoning</think> \\boxed{answer}).")
@@ -137,6 +141,7 @@ class DataConfig(Section):
         self._range("chain_max_count", 2, 9)
         self._range("chain_distractors", 0)
         self._range("chain_warmup_noise", 0, 1, high_open=True)
+        self._range("chain_filler", 0, 32)
         if self.reference_column is not None and not self.reference_column.strip():
             self._fail("reference_column", "must be a non-empty column name or none")
         self._range("image_size", 28)

@@ -49,6 +49,9 @@ _DISTRACTOR = (130, 130, 130)  # grey squares: present, never asked about
 _OPENERS = ("", "Let me count. ", "I look at the grid. ", "Counting by colour. ")
 _FACT_PHRASES = ("{c}: {n}.", "I see {c}: {n}.", "the {c} count is {n}.", "{c} squares: {n}.")
 _SUM_PHRASES = ("So {expr}={total}.", "{expr}={total}.", "Total {expr}={total}.")
+_FILLERS = ("Okay.", "Let me see.", "Hmm, wait.", "Next.", "I check it again.",
+            "That seems right.", "Careful now.", "Fine.")
+"""Statements of pure language (no colour, no number) that ``filler`` adds to a chain."""
 
 # Parses a stated fact back out of a response, for every fact phrase above and those of
 # the spatial and bar tasks (reference_impl/data/visual_tasks.py: "row: 2.", "the column
@@ -77,16 +80,20 @@ class ChainCountTask(ExampleSampler):
       max_count: largest count of one colour (counts are in ``[1, max_count]``).
       distractors: largest number of grey squares added that no question asks about.
       warmup_noise: probability that a stated count in the reference chain is wrong.
+      filler: statements of pure language ("Okay.", "Let me see.", ...) added to each
+        reference chain at random places among its facts: the language share of a
+        response, the axis along which Thm. E.1 says PGPO's gain grows.
       image_size: side of the square RGB image in pixels.
       split: ``"train"`` or ``"heldout"``.
       size: number of examples.
     """
 
     def __init__(self, seed: int = 0, *, facts: int = 2, max_count: int = 4,
-                 distractors: int = 1, warmup_noise: float = 0.3, image_size: int = 112,
-                 split: str = "train", size: int = 100_000):
+                 distractors: int = 1, warmup_noise: float = 0.3, filler: int = 0,
+                 image_size: int = 112, split: str = "train", size: int = 100_000):
         for name, value, low in (("seed", seed, 0), ("facts", facts, 2),
                                  ("max_count", max_count, 2), ("distractors", distractors, 0),
+                                 ("filler", filler, 0),
                                  ("image_size", image_size, 56), ("size", size, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
@@ -99,6 +106,7 @@ class ChainCountTask(ExampleSampler):
         self.grid = math.ceil(math.sqrt(facts * max_count + distractors))
         self.seed, self.facts, self.max_count = seed, facts, max_count
         self.distractors, self.warmup_noise = distractors, float(warmup_noise)
+        self.filler = filler
         self.image_size, self.split, self.size = image_size, split, size
         self._seed, self._shuffle = seed, False  # examples are already i.i.d.
 
@@ -111,7 +119,8 @@ class ChainCountTask(ExampleSampler):
         """The held-out split with the same settings."""
         return ChainCountTask(self.seed, facts=self.facts, max_count=self.max_count,
                               distractors=self.distractors, warmup_noise=self.warmup_noise,
-                              image_size=self.image_size, split="heldout", size=size)
+                              filler=self.filler, image_size=self.image_size,
+                              split="heldout", size=size)
 
     def __len__(self) -> int:
         return self.size
@@ -119,7 +128,8 @@ class ChainCountTask(ExampleSampler):
     def __repr__(self) -> str:
         return (f"ChainCountTask(seed={self.seed}, facts={self.facts}, "
                 f"max_count={self.max_count}, distractors={self.distractors}, "
-                f"warmup_noise={self.warmup_noise}, split={self.split!r}, size={self.size})")
+                f"warmup_noise={self.warmup_noise}, filler={self.filler}, "
+                f"split={self.split!r}, size={self.size})")
 
     def __getitem__(self, index: int) -> Example:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
@@ -156,7 +166,9 @@ class ChainCountTask(ExampleSampler):
 
     def _reference(self, rng: np.random.Generator, counts: dict[str, int]) -> str:
         """A reference chain with random wording and order; each stated count is wrong
-        with probability ``warmup_noise``, and the arithmetic follows the stated counts."""
+        with probability ``warmup_noise``, and the arithmetic follows the stated counts.
+        ``filler`` statements of pure language go at random places among the stated
+        facts (drawn last, so ``filler=0`` draws exactly what it did before)."""
         stated = {}
         for colour, n in counts.items():
             if rng.random() < self.warmup_noise:
@@ -170,6 +182,9 @@ class ChainCountTask(ExampleSampler):
         expr = "+".join(str(stated[c]) for c in order)
         summed = _SUM_PHRASES[int(rng.integers(len(_SUM_PHRASES)))].format(expr=expr, total=total)
         opener = _OPENERS[int(rng.integers(len(_OPENERS)))]
+        for _ in range(self.filler):
+            steps.insert(int(rng.integers(len(steps) + 1)),
+                         _FILLERS[int(rng.integers(len(_FILLERS)))])
         return f"<think>{opener}{' '.join(steps)} {summed}</think> \\boxed{{{total}}}"
 
 

@@ -17,7 +17,8 @@ def build_datasets(cfg: Config):
 
         train = ChainCountTask(cfg.train.seed, facts=d.chain_facts, max_count=d.chain_max_count,
                                distractors=d.chain_distractors,
-                               warmup_noise=d.chain_warmup_noise, image_size=d.image_size)
+                               warmup_noise=d.chain_warmup_noise, filler=d.chain_filler,
+                               image_size=d.image_size)
         return train, train.heldout(d.eval_size)
     if d.source == "synthetic" and d.synthetic_task in ("spatial", "bars"):
         from reference_impl.data.visual_tasks import BarDifferenceTask, GridPlaceTask

@@ -95,6 +95,33 @@ def test_wording_varies():
     assert any(" So " in r for r in refs) and any("Total " in r for r in refs)
 
 
+def test_filler_adds_only_language_and_leaves_everything_else_as_it_was():
+    """``filler`` (data.chain_filler) adds that many statements of pure language to each
+    reference chain, at places that vary, and changes nothing else: the image, question,
+    answer, facts and every stated count are those of ``filler=0``, the default."""
+    from reference_impl.data.chains import _FILLERS
+
+    plain, filled = ChainCountTask(3), ChainCountTask(3, filler=4)
+    places = set()
+    for i in range(200):
+        a, b = plain[i], filled[i]
+        assert (a.question, a.answer, a.facts) == (b.question, b.answer, b.facts)
+        assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+        assert chain_facts(b.reference, list(b.facts)) == chain_facts(a.reference, list(a.facts))
+        assert verifiable_reward(b.reference, b.answer).reward == \
+            verifiable_reward(a.reference, a.answer).reward
+        found = [f for f in _FILLERS for _ in range(b.reference.count(f))]
+        assert len(found) == 4
+        removed = b.reference
+        for f in found:
+            removed = removed.replace(f + " ", "", 1)
+        assert removed == a.reference
+        first_count = next(i for i, ch in enumerate(b.reference) if ch.isdigit())
+        places.add(min(b.reference.index(f) for f in found) < first_count)
+    assert places == {True, False}  # before the first fact and after it
+    assert ChainCountTask(3, filler=2).heldout(4).filler == 2
+
+
 def test_chain_facts_and_perception_accuracy_by_hand():
     text = "<think>I see red: 3. the blue count is 1. So 3+1=4.</think> \\boxed{4}"
     assert chain_facts(text, ["red", "blue", "green"]) == {"red": 3, "blue": 1, "green": None}
@@ -106,6 +133,7 @@ def test_chain_facts_and_perception_accuracy_by_hand():
     (dict(facts=1), "facts"), (dict(facts=5), "facts"), (dict(max_count=1), "max_count"),
     (dict(warmup_noise=1.0), "warmup_noise"), (dict(split="test"), "split"),
     (dict(image_size=20), "image_size"), (dict(distractors=-1), "distractors"),
+    (dict(filler=-1), "filler"), (dict(filler=True), "filler"),
 ])
 def test_bad_settings_name_the_argument(kwargs, field):
     with pytest.raises(ValueError, match=field):
