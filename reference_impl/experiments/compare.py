@@ -96,6 +96,11 @@ KEY_FORMAT = "pgpo-compare-run/1"
 EXCLUDED_KEYS = ("train.output_dir", "checkpoint.resume")
 """Output paths: where a run writes (and resumes from) is not what it computes. An RL run's
 starting point enters its key as the warm-up's key instead."""
+KEYLESS_AT = {"data.chain_filler": 0}
+"""Options added to the trainer after :data:`KEY_FORMAT` was fixed, each with the value that
+reproduces the earlier runs exactly (tested with the option): at that value an option is
+left out of the key, so a study run before it existed stays valid and resumes. Any other
+value enters the key like every option."""
 LOGGING = ("logging.progress_bar=false", "logging.html_report=false",
            "logging.plot=false", "logging.tensorboard=false")
 
@@ -161,7 +166,8 @@ def resolved_config(argv: Sequence[str], cfg=None) -> dict[str, Any]:
     every key present, less :data:`EXCLUDED_KEYS`."""
     cfg = _load(argv) if cfg is None else cfg
     return {k: list(v) if isinstance(v, tuple) else v
-            for k, v in cfg.flat().items() if k not in EXCLUDED_KEYS}
+            for k, v in cfg.flat().items()
+            if k not in EXCLUDED_KEYS and not (k in KEYLESS_AT and v == KEYLESS_AT[k])}
 
 
 def hash_key(payload: Mapping[str, Any]) -> str:

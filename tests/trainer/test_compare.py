@@ -81,11 +81,24 @@ def test_key_same_config_same_key_output_paths_ignored():
     "rollout.temperature=0.7", "train.seed=1", "algo.name=grpo", "algo.pgpo.tau=0.3",
     "data.synthetic_task=simple", "data.chain_facts=3", "model.sft_warmup_steps=10",
     "train.total_steps=50", "optim.lr=3e-4", "eval.k=2", "model.dtype=bfloat16",
-    "checkpoint.every=5",
+    "checkpoint.every=5", "data.chain_filler=2",
 ])
 def test_key_any_field_changed_gives_a_new_key(change):
     base = compare.config_key(["algo.name=pgpo"])[0]
     assert compare.config_key(["algo.name=pgpo", change])[0] != base
+
+
+def test_an_option_added_later_keeps_earlier_keys_at_its_neutral_value():
+    # A study keyed before data.chain_filler existed resumes: at 0 (which draws exactly
+    # the earlier chains) the option is not part of the key; at any other value it is.
+    argv = [*compare.LOGGING, "algo.name=pgpo", "train.seed=0", "train.total_steps=0"]
+    cfg = compare._load(argv)
+    for key, neutral in compare.KEYLESS_AT.items():
+        assert cfg.flat()[key] == neutral  # a real option, at its default
+    assert "data.chain_filler" not in compare.config_key(argv)[1]["config"]
+    assert compare.config_key([*argv, "data.chain_filler=0"])[0] == compare.config_key(argv)[0]
+    assert compare.config_key([*argv, "data.chain_filler=3"])[1]["config"][
+        "data.chain_filler"] == 3
 
 
 def test_key_is_of_the_resolved_config_not_of_the_arguments():
