@@ -207,7 +207,13 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
                 f"{extra.get('world_size')} process(es), this run has {self.env.world_size}; "
                 "resume with the same number of processes")
         try:
-            self._load(c, extra)
+            run = RunState.from_checkpoint(extra)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ckpt.CheckpointError(
+                f"checkpoint.resume={where}: {c.path} has no readable run state (extra.pt): "
+                f"{type(err).__name__} {err}") from None
+        try:
+            self._load(c, run)
         except ckpt.CheckpointError:
             raise
         except (RuntimeError, ValueError, KeyError) as err:  # e.g. Missing key(s) in state_dict
@@ -217,9 +223,9 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
                 f"(LoRA, model or frozen parts differ?): {first}") from None
         return True
 
-    def _load(self, c: Any, extra: dict[str, Any]) -> None:
-        """Restore the state of checkpoint ``c`` (see :meth:`resume`)."""
-        run = RunState.from_checkpoint(extra)
+    def _load(self, c: Any, run: RunState) -> None:
+        """Restore the state of checkpoint ``c``, whose run state is ``run`` (see
+        :meth:`resume`)."""
         # Before the first RL step (a warm-up checkpoint) the RL optimiser and schedule
         # have done nothing: they stay as this run's config built them, so RL runs that
         # start from one warm-up may use their own optim.* settings.

@@ -514,6 +514,33 @@ def test_a_checkpoint_of_another_setup_is_skipped_or_refused_before_the_model(
     assert "does not fit this run's model setup" in one_error_line(capfd)
 
 
+@pytest.mark.slow
+def test_a_checkpoint_without_its_run_state_is_named_as_such(tmp_path, monkeypatch, capfd):
+    """A hand-made checkpoint whose manifest matches the run but whose extra.pt lacks the
+    step: one line saying the run state is unreadable (the campaign's wording nit: it was
+    blamed on the model setup)."""
+    from reference_impl.train import cli
+
+    monkeypatch.setattr(rl_step_mod, "verifiable_rewards", varied_rewards)
+    run = tmp_path / "run"
+    args = ("algo.dynamic_sampling=false", "checkpoint.every=1", "logging.plot=false")
+    main(tiny_args(run, "train.total_steps=1", *args))
+    saved = ckpt.load_checkpoint(run / "checkpoints")
+    setup = json.loads((saved.path / "manifest.json").read_text())["setup"]
+    extra = {k: v for k, v in saved.extra.items() if k != "step"}
+    made = ckpt.save_checkpoint(tmp_path / "made", 1, model_state=saved.model_state,
+                                optimizer_state=saved.optimizer_state,
+                                scheduler_state=saved.scheduler_state,
+                                rng_state=saved.rng_state, data_state=saved.data_state,
+                                extra=extra, setup=setup)
+    capfd.readouterr()
+    assert cli(tiny_args(tmp_path / "other", "train.total_steps=2",
+                         f"checkpoint.resume={made}", *args)) == 1
+    line = one_error_line(capfd)
+    assert line == (f"error: checkpoint.resume={made}: {made} has no readable run state "
+                    "(extra.pt): KeyError 'step'"), line
+
+
 # ------------------------------------------------------------------ the latest pointer
 
 @pytest.mark.parametrize("broken", ["missing", "not_utf8", "names_gone", "names_damaged"])
