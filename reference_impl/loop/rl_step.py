@@ -18,7 +18,6 @@ and the run state ``run``.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import warnings
 
@@ -33,7 +32,6 @@ from reference_impl.rollout import engines
 from reference_impl.rollout.batch import (RolloutBatch, concat_batches, end_of_turn_id,
                                           prompt_text_lengths, response_logprobs)
 
-logger = logging.getLogger(__name__)
 
 MAX_DRAWS = 16
 """Draws in a row :meth:`RLStepPhases._draw_examples` may spend replacing over-long prompts
@@ -98,9 +96,10 @@ class RLStepPhases:
             kept += [e for e, length in zip(drawn, lengths) if length <= limit]
             skipped += sum(length > limit for length in lengths)
             if len(kept) == need:
-                if skipped:
-                    logger.warning("skipped %d drawn prompt(s) longer than "
-                                   "rollout.max_prompt_length=%d tokens", skipped, limit)
+                if skipped:  # once per run (the text does not change); counts are metrics
+                    warnings.warn(f"prompts longer than rollout.max_prompt_length={limit} "
+                                  "tokens are skipped before sampling (counted in "
+                                  "prompts_too_long)", RuntimeWarning, stacklevel=2)
                 return kept[self.env.rank * n:(self.env.rank + 1) * n], skipped
         raise ConfigError(f"rollout.max_prompt_length: {skipped} of the last "
                           f"{skipped + len(kept)} prompts drawn from data.source are longer "

@@ -183,7 +183,9 @@ def test_an_overlong_prompt_is_skipped_before_it_is_sampled(tmp_path, monkeypatc
     sampled = []
     real = t.engine.generate
     t.engine.generate = lambda prompts, *a, **k: (sampled.extend(prompts), real(prompts, *a, **k))[1]
-    m = t.rl_step()
+    with pytest.warns(RuntimeWarning, match=r"longer than rollout\.max_prompt_length=256 "
+                                            r"tokens are skipped before sampling"):
+        m = t.rl_step()
     assert sampled == [e.prompt for e in (t.train_data[1], t.train_data[2])]
     assert m["prompts_too_long"] == 1.0 and m["kept_groups"] == 2.0 and m["updated"] == 1.0
     # The warm-up draws through the same filter.
