@@ -130,10 +130,11 @@ def _choice_error(key: str, choices: tuple, value: Any) -> ConfigError:
 
 def _type_error(key: str, tp: Any, value: Any) -> ConfigTypeError:
     args = typing.get_args(tp)
-    inner = [a for a in args if a is not type(None)] if type(None) in args else [tp]
+    optional = typing.get_origin(tp) is typing.Union and type(None) in args
+    inner = [a for a in args if a is not type(None)] if optional else [tp]
     names = [{bool: "a bool", int: "an int", float: "a float", str: "a str"}.get(
         a, "a list" if typing.get_origin(a) is tuple else str(a)) for a in inner]
-    expected = " or ".join(names + (["null"] if len(inner) < len(args) else []))
+    expected = " or ".join(names + (["null"] if optional else []))
     return ConfigTypeError(f"{key}: expected {expected}, got {str(value)!r}")
 
 
@@ -159,7 +160,7 @@ def check_value(key: str, tp: Any, value: Any) -> Any:
     if origin is Literal:
         if isinstance(value, bool) or value not in args:
             raise _choice_error(key, args, value)
-        return value
+        return str(value) if isinstance(value, str) else value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise _type_error(key, tp, value)
@@ -185,21 +186,13 @@ def check_value(key: str, tp: Any, value: Any) -> Any:
     if tp is str:
         if not isinstance(value, str):
             raise _type_error(key, tp, value)
-        return value
+        return str(value)  # a str subclass (numpy.str_) as a plain str, as YAML writes it
     raise TypeError(f"{key}: unsupported annotation {tp}")
 
 
-def section_leaves(cls: type) -> dict[str, Leaf]:
-    """``"section.field"`` -> :class:`Leaf` for the plain (not nested) fields of ``cls``."""
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for f in dataclasses.fields(cls):
-        if f.name in nested_groups(cls):
-            continue
-        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-        out[f"{cls._section}.{f.name}"] = Leaf(hints[f.name], f.metadata["help"], default,
-                                               f.metadata.get("paper", dataclasses.MISSING))
-    return out
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 class Section:
@@ -215,7 +208,7 @@ class Section:
             if not isinstance(getattr(self, name), cls):
                 raise ConfigTypeError(f"{self._section}.{name}: expected a {cls.__name__}, "
                                       f"got {type(getattr(self, name)).__name__}")
-        hints = typing.get_type_hints(type(self))
+        hints = _type_hints(type(self))
         for f in dataclasses.fields(self):
             if f.name not in groups:
                 object.__setattr__(self, f.name, check_value(
@@ -243,4 +236,4 @@ class Section:
 
 
 __all__ = ["ConfigError", "ConfigTypeError", "HelpFormatter", "Leaf", "Section", "add_leaf",
-           "check_value", "config_error", "nested_groups", "option", "parse_given", "section_leaves"]
+           "check_value", "config_error", "nested_groups", "option", "parse_given"]

@@ -96,7 +96,8 @@ class RLStepPhases:
             kept += [e for e, length in zip(drawn, lengths) if length <= limit]
             skipped += sum(length > limit for length in lengths)
             if len(kept) == need:
-                if skipped:  # once per run (the text does not change); counts are metrics
+                if skipped and not self._warned_long_prompts:  # once; counts are metrics
+                    self._warned_long_prompts = True
                     warnings.warn(f"prompts longer than rollout.max_prompt_length={limit} "
                                   "tokens are skipped before sampling (counted in "
                                   "prompts_too_long)", RuntimeWarning, stacklevel=2)

@@ -30,7 +30,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from reference_impl.config import Config
+from reference_impl.config import Config, ConfigError
+from reference_impl.data.datasets import Subset
 from reference_impl.loop import preflight
 from reference_impl.loop.evaluation import HeldOutEvaluation, dependency_concentration
 from reference_impl.loop.rl_step import RLStepPhases
@@ -41,7 +42,7 @@ from reference_impl.policy.distributed import (DistEnv, any_process, gather_obje
                                                parallel_strategy)
 from reference_impl.policy.model import build_lr_scheduler, build_policy, model_setup, resolve_dtype
 from reference_impl.rollout import engines
-from reference_impl.rollout.batch import pad_token_id, teacher_forced_batch
+from reference_impl.rollout.batch import pad_token_id, prompt_text_lengths, teacher_forced_batch
 from reference_impl.runlog import checkpoint as ckpt
 from reference_impl.runlog import report
 from reference_impl.runlog.metrics import MetricsLogger, read_metrics
@@ -74,6 +75,8 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
                                                    strategy=self.strategy,
                                                    processor=self.processor)
         self._engine_weights = engines.weights_version(self.model)
+        self._warned_long_prompts = False  # the once-per-run note of _draw_examples
+        self.heldout = self._heldout_that_fits(self.heldout)
         if self.total_steps < 1 and cfg.train.total_steps is None:
             raise ValueError("train.epochs: gives 0 RL steps for this data")
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -91,6 +94,25 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
         self.ckpt_dir = self.output_dir / "checkpoints"
         self.last_samples: list[dict[str, Any]] = []
         self.last_eval_per_prompt: list[float] = []
+
+    def _heldout_that_fits(self, heldout):
+        """The held-out prompts whose text alone fits ``rollout.max_prompt_length`` (all of
+        them, the same object, for the synthetic tasks): an evaluation batch is padded to
+        its longest prompt, so one over-long question would cost memory in the square of
+        its length. Those left out are said once; none left is an error."""
+        limit = self.cfg.rollout.max_prompt_length
+        lengths = prompt_text_lengths(self.processor, [e.prompt for e in heldout])
+        keep = [i for i, length in enumerate(lengths) if length <= limit]
+        if len(keep) == len(lengths):
+            return heldout
+        if not keep:
+            raise ConfigError(f"rollout.max_prompt_length: all {len(lengths)} held-out prompts "
+                              f"are longer than {limit} tokens (text alone); raise it or "
+                              "filter data.eval_source / data.source")
+        warnings.warn(f"{len(lengths) - len(keep)} of {len(lengths)} held-out prompts are "
+                      f"longer than rollout.max_prompt_length={limit} tokens and are left "
+                      "out of the evaluations", RuntimeWarning, stacklevel=2)
+        return Subset(heldout, keep)
 
     # ------------------------------------------------------------------ sizes
 
@@ -133,7 +155,8 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
             batch_size=r.prompts_per_step * r.samples_per_prompt,
             grad_clip=self.cfg.optim.grad_clip, device=self.device,
             world_size=self.env.world_size, autocast=self._autocast,
-            should_stop=should_stop, on_step=on_step)
+            should_stop=should_stop, on_step=on_step,
+            max_response_length=r.max_response_length)
         self.run.warmup_done = done
         if done:
             self.warmup_optimizer = None  # RL has its own; the warm-up's state is not needed

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import warnings
 from typing import Any, Callable, ContextManager, Sequence
 
 import torch
@@ -78,16 +79,21 @@ def supervised_warmup(model: torch.nn.Module, processor: Any,
                       device: torch.device, world_size: int = 1,
                       autocast: Callable[[], ContextManager] | None = None,
                       should_stop: Callable[[], bool] = lambda: False,
-                      on_step: Callable[[int, float], None] = lambda step, loss: None) -> bool:
+                      on_step: Callable[[int, float], None] = lambda step, loss: None,
+                      max_response_length: int | None = None) -> bool:
     """Run supervised steps ``start + 1 .. steps`` on ``next_examples(batch_size)`` with
     ``optimizer``; False if ``should_stop()`` ended it first.
 
     The loss is normalised by the token count over all processes, so DDP/FSDP gradient
     averaging gives the global token mean. ``on_step(step, loss)`` receives the
-    1-based step and the loss averaged over processes, after the step's update."""
+    1-based step and the loss averaged over processes, after the step's update.
+    Targets longer than ``max_response_length`` (``rollout.max_response_length``) are
+    trained on whole, and said once: RL's responses stop at that length, before such a
+    chain's answer, so they earn no reward."""
     if not 0 <= start <= steps:
         raise ValueError(f"start: must be in [0, steps={steps}], got {start}")
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    warned = max_response_length is None
     for step in range(start + 1, steps + 1):
         if should_stop():
             return False
@@ -95,6 +101,14 @@ def supervised_warmup(model: torch.nn.Module, processor: Any,
         batch = teacher_forced_batch(
             processor, [e.prompt for e in examples], [e.image for e in examples],
             [warmup_target(e) for e in examples], device=device)
+        if not warned:
+            longest = int(batch.response_mask.sum(-1).max())
+            if longest > max_response_length:
+                warned = True
+                warnings.warn(f"warm-up targets up to {longest} tokens (step {step}) are "
+                              f"longer than rollout.max_response_length={max_response_length}"
+                              ": RL's responses stop there, before such a chain's answer",
+                              RuntimeWarning, stacklevel=2)
         with (autocast() if autocast is not None else contextlib.nullcontext()):
             logp, _ = response_logprobs(model, batch)
         tokens = all_reduce(batch.response_mask.sum().float()) / world_size

@@ -1,4 +1,4 @@
-"""The synthetic visual task and the local JSONL/Parquet loader (reference_impl/data/sources.py)."""
+"""The simple synthetic task (reference_impl/data/synthetic.py), prompts (examples.py) and the local JSONL/Parquet loader (sources.py)."""
 
 from __future__ import annotations
 

@@ -144,6 +144,7 @@ def test_prompts_longer_than_the_limit_are_skipped_and_counted(tmp_path, monkeyp
     # check before sampling is switched off here (as if only the image made them too
     # long); the next tests cover it.
     monkeypatch.setattr(rl_step_mod, "prompt_text_lengths", lambda processor, qs: [0] * len(qs))
+    monkeypatch.setattr(trainer_mod, "prompt_text_lengths", lambda processor, qs: [0] * len(qs))
     t = _trainer(tmp_path, "algo.dynamic_sampling=false", "rollout.max_prompt_length=8")
     before = _params(t)
     m = t.rl_step()
@@ -191,6 +192,18 @@ def test_an_overlong_prompt_is_skipped_before_it_is_sampled(tmp_path, monkeypatc
     # The warm-up draws through the same filter.
     t.train_data = _with_long_questions(long_at={1, 2})
     assert [e.prompt for e in t._next_examples(2)] == [t.train_data[i].prompt for i in (0, 3)]
+
+
+def test_overlong_heldout_prompts_are_left_out_of_evaluation(tmp_path):
+    t = _trainer(tmp_path, "algo.dynamic_sampling=false")
+    assert t._heldout_that_fits(t.heldout) is t.heldout  # the synthetic task: all fit
+    mixed = _with_long_questions(long_at={1})
+    with pytest.warns(RuntimeWarning, match=r"^1 of 4 held-out prompts are longer than "
+                                            r"rollout\.max_prompt_length=256 tokens"):
+        kept = t._heldout_that_fits(mixed)
+    assert [e.prompt for e in kept] == [mixed[i].prompt for i in (0, 2, 3)]
+    with pytest.raises(ConfigError, match=r"^rollout\.max_prompt_length: all 4 held-out"):
+        t._heldout_that_fits(_with_long_questions(long_at={0, 1, 2, 3}))
 
 
 def test_a_source_of_only_overlong_prompts_stops_naming_the_limit(tmp_path):

@@ -100,3 +100,20 @@ def test_the_trainer_builds_its_warmup_optimizer_with_both_rates(tmp_path):
     assert (other["lr"], vision["lr"]) == (3e-3, 2e-4)
     assert {id(p) for p in vision["params"]} == {
         id(p) for p in trainer.policy.model.visual.parameters()}
+
+
+def test_warmup_targets_longer_than_a_response_are_said_once():
+    cfg, model, processor = _policy()
+    train, _ = build_datasets(cfg)
+    opt = warmup_optimizer(model, lr=cfg.model.sft_warmup_lr)
+    with pytest.warns(RuntimeWarning, match=r"warm-up targets up to \d+ tokens \(step 1\) are "
+                                            r"longer than rollout\.max_response_length=5") as got:
+        supervised_warmup(model, processor, train.sample, optimizer=opt, steps=2, batch_size=2,
+                          grad_clip=1.0, device=torch.device("cpu"), max_response_length=5)
+    assert len([w for w in got if "warm-up targets" in str(w.message)]) == 1
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        supervised_warmup(model, processor, train.sample, optimizer=opt, steps=1,
+                          batch_size=2, grad_clip=1.0, device=torch.device("cpu"),
+                          max_response_length=cfg.rollout.max_response_length)
