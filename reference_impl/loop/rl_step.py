@@ -30,7 +30,7 @@ from reference_impl.loop.timing import Timer, no_timer, phase_timer, timing_metr
 from reference_impl.policy.distributed import all_reduce, any_process
 from reference_impl.rollout import engines
 from reference_impl.rollout.batch import (RolloutBatch, concat_batches, end_of_turn_id,
-                                          prompt_text_lengths, response_logprobs)
+                                          prompts_that_fit, response_logprobs)
 
 
 MAX_DRAWS = 16
@@ -80,7 +80,7 @@ class RLStepPhases:
 
         Every rank draws ``n * world`` and keeps its slice, so the data position is the
         same on every rank. A prompt whose text alone (the image as one placeholder
-        token, :func:`~reference_impl.rollout.batch.prompt_text_lengths`) is over the
+        token, :func:`~reference_impl.rollout.batch.prompts_that_fit`) is over the
         limit is skipped here and replaced by the next draw: the rollout pads its batch to
         the longest prompt, so one over-long question would otherwise cost memory in the
         square of its length before it is skipped (a 20,000-word question was OOM-killed
@@ -92,9 +92,9 @@ class RLStepPhases:
         skipped = 0
         for _ in range(MAX_DRAWS):
             drawn = self.train_data.sample(need - len(kept))
-            lengths = prompt_text_lengths(self.processor, [e.prompt for e in drawn])
-            kept += [e for e, length in zip(drawn, lengths) if length <= limit]
-            skipped += sum(length > limit for length in lengths)
+            fits = prompts_that_fit(self.processor, [e.prompt for e in drawn], limit)
+            kept += [e for e, ok in zip(drawn, fits) if ok]
+            skipped += fits.count(False)
             if len(kept) == need:
                 if skipped and not self._warned_long_prompts:  # once; counts are metrics
                     self._warned_long_prompts = True

@@ -42,7 +42,7 @@ from reference_impl.policy.distributed import (DistEnv, any_process, gather_obje
                                                parallel_strategy)
 from reference_impl.policy.model import build_lr_scheduler, build_policy, model_setup, resolve_dtype
 from reference_impl.rollout import engines
-from reference_impl.rollout.batch import pad_token_id, prompt_text_lengths, teacher_forced_batch
+from reference_impl.rollout.batch import pad_token_id, prompts_that_fit, teacher_forced_batch
 from reference_impl.runlog import checkpoint as ckpt
 from reference_impl.runlog import report
 from reference_impl.runlog.metrics import MetricsLogger, read_metrics
@@ -101,15 +101,15 @@ class Trainer(RLStepPhases, HeldOutEvaluation):
         its longest prompt, so one over-long question would cost memory in the square of
         its length. Those left out are said once; none left is an error."""
         limit = self.cfg.rollout.max_prompt_length
-        lengths = prompt_text_lengths(self.processor, [e.prompt for e in heldout])
-        keep = [i for i, length in enumerate(lengths) if length <= limit]
-        if len(keep) == len(lengths):
+        fits = prompts_that_fit(self.processor, [e.prompt for e in heldout], limit)
+        keep = [i for i, ok in enumerate(fits) if ok]
+        if len(keep) == len(fits):
             return heldout
         if not keep:
-            raise ConfigError(f"rollout.max_prompt_length: all {len(lengths)} held-out prompts "
+            raise ConfigError(f"rollout.max_prompt_length: all {len(fits)} held-out prompts "
                               f"are longer than {limit} tokens (text alone); raise it or "
                               "filter data.eval_source / data.source")
-        warnings.warn(f"{len(lengths) - len(keep)} of {len(lengths)} held-out prompts are "
+        warnings.warn(f"{len(fits) - len(keep)} of {len(fits)} held-out prompts are "
                       f"longer than rollout.max_prompt_length={limit} tokens and are left "
                       "out of the evaluations", RuntimeWarning, stacklevel=2)
         return Subset(heldout, keep)

@@ -149,6 +149,15 @@ def prompt_text_lengths(processor: Any, questions: Sequence[str], *,
             processor.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
 
+def prompts_that_fit(processor: Any, questions: Sequence[str], limit: int, *,
+                     system_prompt: str | None = None) -> list[bool]:
+    """Whether each prompt's text alone (:func:`prompt_text_lengths`) is at most ``limit``
+    tokens: the check made before a prompt is sampled, trained on or evaluated, so that
+    one over-long question never pads a batch (memory in the square of its length)."""
+    return [n <= limit for n in prompt_text_lengths(processor, questions,
+                                                    system_prompt=system_prompt)]
+
+
 def encode_prompts(processor: Any, questions: Sequence[str], images: Sequence[Any], *,
                    system_prompt: str | None, device: torch.device | str) -> dict[str, torch.Tensor]:
     """Left-padded prompt tensors (``input_ids``, ``attention_mask``, ``mm_token_type_ids``,
@@ -361,5 +370,5 @@ def response_logprobs(
 
 __all__ = ["RolloutBatch", "assemble_rollout_batch", "chat_prompt", "encode_prompts",
            "end_of_turn_id", "generate_rollouts", "pad_token_id", "response_logprobs",
-           "placeholder_token_ids", "teacher_forced_batch",
+           "placeholder_token_ids", "prompts_that_fit", "teacher_forced_batch",
            "response_mask_from_ids"]

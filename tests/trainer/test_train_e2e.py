@@ -143,8 +143,8 @@ def test_prompts_longer_than_the_limit_are_skipped_and_counted(tmp_path, monkeyp
     # of the step are counted after sampling and nothing is trained on. The text-only
     # check before sampling is switched off here (as if only the image made them too
     # long); the next tests cover it.
-    monkeypatch.setattr(rl_step_mod, "prompt_text_lengths", lambda processor, qs: [0] * len(qs))
-    monkeypatch.setattr(trainer_mod, "prompt_text_lengths", lambda processor, qs: [0] * len(qs))
+    monkeypatch.setattr(rl_step_mod, "prompts_that_fit", lambda processor, qs, limit: [True] * len(qs))
+    monkeypatch.setattr(trainer_mod, "prompts_that_fit", lambda processor, qs, limit: [True] * len(qs))
     t = _trainer(tmp_path, "algo.dynamic_sampling=false", "rollout.max_prompt_length=8")
     before = _params(t)
     m = t.rl_step()
