@@ -30,7 +30,6 @@ Both export to files for the file loader with :mod:`reference_impl.data.export`
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -185,19 +184,26 @@ class GridPlaceTask(ExampleSampler):
 class BarDifferenceTask(ExampleSampler):
     """How much taller is one named bar than another? Read two heights, subtract.
 
-    ``bars`` bars of distinct colours stand on a base line, at whole heights ``1 ..
-    max_height`` with a faint line at every unit. The question names two of them, the
-    taller first; the difference is drawn uniformly from ``1 .. max_height - 1`` (the
-    answer set), then the shorter height uniformly among those that fit; the other bars
-    get any height. The colours asked about are drawn independently of the heights. The
-    reference chain states both heights (each wrong with probability ``warmup_noise``),
-    then subtracts them.
+    The image is a ``max_height x max_height`` lattice of square cells: ``bars`` bars of
+    distinct colours stand on its bottom edge in distinct columns (drawn at random), each
+    ``1 .. max_height`` cells tall, with a faint line at every unit of height. A unit of
+    height is one cell on purpose: at the default 112 px and ``max_height=4`` a cell is
+    exactly one of Qwen2.5-VL's 28-px image tokens (patch 14, merge 2), so a bar's height
+    is the number of tokens of its colour, the count the chain task teaches. Drawn at
+    0.75 of a token per unit (``max_height=5``), the tiny model's warm-up read heights at
+    chance after 800 steps and only began to after ~2000 (docs/evidence.md).
+
+    The question names two bars, the taller first; the difference is drawn uniformly from
+    ``1 .. max_height - 1`` (the answer set), then the shorter height uniformly among those
+    that fit; the other bars get any height. The colours asked about are drawn
+    independently of the heights. The reference chain states both heights (each wrong with
+    probability ``warmup_noise``), then subtracts them.
     Example ``index`` of a split is a pure function of ``(seed, split, index)``.
 
     Args:
       seed: base seed.
-      bars: number of bars (2-4, one colour each).
-      max_height: tallest possible bar in units (3-9).
+      bars: number of bars (2-4, one colour each; at most ``max_height``).
+      max_height: tallest possible bar in units, and the lattice's cells per side (3-9).
       warmup_noise: probability that a stated height in the reference is wrong.
       image_size: side of the square RGB image in pixels.
       split: ``"train"`` or ``"heldout"``.
@@ -206,12 +212,15 @@ class BarDifferenceTask(ExampleSampler):
 
     task = "bars"
 
-    def __init__(self, seed: int = 0, *, bars: int = 3, max_height: int = 5,
+    def __init__(self, seed: int = 0, *, bars: int = 3, max_height: int = 4,
                  warmup_noise: float = 0.3, image_size: int = 112, split: str = "train",
                  size: int = 100_000):
         _check_common(seed, warmup_noise, image_size, split, size)
         _check_int("bars", bars, 2, len(COLORS))
         _check_int("max_height", max_height, 3, 9)
+        if bars > max_height:
+            raise ValueError(f"bars: at most max_height={max_height} bars fit side by side, "
+                             f"got {bars}")
         self.seed, self.bars, self.max_height = seed, bars, max_height
         self.warmup_noise, self.image_size = float(warmup_noise), image_size
         self.split, self.size = split, size
@@ -248,8 +257,9 @@ class BarDifferenceTask(ExampleSampler):
         heights = {taller: low + diff, shorter: low}
         for c in colours[2:]:
             heights[c] = int(rng.integers(1, h + 1))
+        columns = sorted(rng.permutation(h)[:self.bars].tolist())
         slots = [colours[i] for i in rng.permutation(self.bars)]  # left-to-right order
-        image = self._draw(slots, heights)
+        image = self._draw(dict(zip(slots, columns)), heights)
         facts = {taller: heights[taller], shorter: heights[shorter]}
         question = (f"How much taller is the {taller} bar than the {shorter} bar? "
                     "Answer with a number.")
@@ -257,20 +267,19 @@ class BarDifferenceTask(ExampleSampler):
                        id=f"{self.task}-{self.split}-{self.seed}-{index}",
                        reference=self._reference(rng, taller, shorter, facts), facts=facts)
 
-    def _draw(self, slots: Sequence[str], heights: dict[str, int]) -> Image.Image:
+    def _draw(self, columns: dict[str, int], heights: dict[str, int]) -> Image.Image:
+        """Each bar (colour -> lattice column) from the bottom edge up ``height`` cells,
+        0.7 of a cell wide and centred in its column."""
         s = self.image_size
+        cell = s / self.max_height
         image = Image.new("RGB", (s, s), _BACKGROUND)
         draw = ImageDraw.Draw(image)
-        top, base = 0.06 * s, 0.94 * s
-        unit = (base - top) / self.max_height
-        for k in range(1, self.max_height + 1):  # a faint line at every unit of height
-            y = base - k * unit
-            draw.line([(0.04 * s, y), (0.96 * s, y)], fill=_GRID_LINE)
-        width = 0.92 * s / (2 * len(slots) + 1)
-        for i, c in enumerate(slots):
-            x0 = 0.04 * s + (2 * i + 1) * width
-            draw.rectangle([x0, base - heights[c] * unit, x0 + width, base], fill=COLORS[c])
-        draw.line([(0.04 * s, base), (0.96 * s, base)], fill=_AXIS, width=2)
+        for k in range(1, self.max_height):  # a faint line at every unit of height
+            draw.line([(0, s - k * cell), (s - 1, s - k * cell)], fill=_GRID_LINE)
+        for c, column in columns.items():
+            x0 = (column + 0.15) * cell
+            draw.rectangle([x0, s - heights[c] * cell, x0 + 0.7 * cell - 1, s - 1],
+                           fill=COLORS[c])
         return image
 
     _OPENERS = ("", "Reading the bars. ", "I look at the chart. ", "Comparing heights. ")

@@ -67,19 +67,27 @@ def test_spatial_image_shows_the_square_in_the_answer_cell():
                                "column": (hits[0] - 1) % grid + 1}
 
 
-def test_bar_image_shows_the_heights():
-    """Measure each named bar in the pixels (its coloured column's top, in units of the
-    chart): the facts, and the answer is their difference."""
-    task = BarDifferenceTask(3, max_height=5)
+@pytest.mark.parametrize("max_height", [4, 5])
+def test_bar_image_shows_the_heights(max_height):
+    """Measure each named bar in the pixels: its coloured area is ``height`` cells of the
+    ``max_height x max_height`` lattice tall, from the bottom edge, inside one column. At
+    112 px and ``max_height=4`` a cell is one 28-px image token of Qwen2.5-VL, so a bar
+    covers exactly ``height`` tokens. The answer is the difference of the facts."""
+    task = BarDifferenceTask(3, max_height=max_height)
     s = task.image_size
-    top, base = 0.06 * s, 0.94 * s
-    unit = (base - top) / task.max_height
+    cell = s / max_height
     for i in range(30):
         e = task[i]
         pixels = np.asarray(e.image)
+        columns = []
         for colour, height in e.facts.items():
-            ys, _ = np.nonzero(np.all(pixels == COLORS[colour], axis=-1))
-            assert round((base - ys.min()) / unit) == height
+            ys, xs = np.nonzero(np.all(pixels == COLORS[colour], axis=-1))
+            assert ys.max() == s - 1 and round((s - ys.min()) / cell) == height
+            assert int(xs.min() // cell) == int(xs.max() // cell)  # one column
+            columns.append(int(xs.min() // cell))
+            if max_height == 4 and s == 112:  # one token column, ``height`` token rows
+                assert ys.min() == s - 28 * height and xs.max() - xs.min() < 28
+        assert len(set(columns)) == len(columns)
         taller, shorter = list(e.facts)
         assert e.question.index(taller) < e.question.index(shorter)
         assert int(e.answer) == e.facts[taller] - e.facts[shorter] > 0
@@ -117,6 +125,7 @@ def test_examples_are_a_pure_function_of_seed_split_index():
     (GridPlaceTask, dict(grid=2, distractors=4), "distractors"),
     (BarDifferenceTask, dict(bars=1), "bars"), (BarDifferenceTask, dict(bars=5), "bars"),
     (BarDifferenceTask, dict(max_height=2), "max_height"),
+    (BarDifferenceTask, dict(bars=4, max_height=3), "bars"),
     (GridPlaceTask, dict(warmup_noise=1.0), "warmup_noise"),
     (BarDifferenceTask, dict(split="test"), "split"),
     (BarDifferenceTask, dict(image_size=40), "image_size"),
