@@ -138,6 +138,26 @@ def test_micro_batching_does_not_change_the_gradient(tmp_path, monkeypatch):
         assert float((a - b).norm()) <= 1e-5 * float(a.norm()) + 1e-12
 
 
+def test_prompts_that_fit_is_the_text_length_bound_inclusive_of_the_limit():
+    """A prompt fits at exactly its text length (the image as one placeholder) and not one
+    token below; the encoded prompt, with the image's tokens, is never shorter."""
+    from pgpo_torch.tiny import build_tiny_processor
+    from reference_impl.rollout.batch import encode_prompts, prompt_text_lengths, prompts_that_fit
+
+    processor = build_tiny_processor()
+    examples = [ChainCountTask(0)[i] for i in range(3)]
+    questions = [e.prompt for e in examples] + ["word " * 300]
+    lengths = prompt_text_lengths(processor, questions)
+    assert lengths[-1] > 300 > max(lengths[:-1])
+    for q, n in zip(questions, lengths):
+        assert prompts_that_fit(processor, [q], n) == [True]
+        assert prompts_that_fit(processor, [q], n - 1) == [False]
+    assert prompts_that_fit(processor, questions, 300) == [True, True, True, False]
+    encoded = encode_prompts(processor, [e.prompt for e in examples], [e.image for e in examples],
+                             system_prompt=None, device="cpu")
+    assert all(int(m.sum()) >= n for m, n in zip(encoded["attention_mask"], lengths))
+
+
 def test_prompts_longer_than_the_limit_are_skipped_and_counted(tmp_path, monkeypatch):
     # Every prompt (about a hundred tokens with its image) exceeds 8 tokens: both prompts
     # of the step are counted after sampling and nothing is trained on. The text-only
