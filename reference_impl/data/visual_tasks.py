@@ -30,7 +30,6 @@ Both export to files for the file loader with :mod:`reference_impl.data.export`
 
 from __future__ import annotations
 
-
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -43,7 +42,6 @@ _SPLITS = {"train": 0, "heldout": 1}
 _BACKGROUND = (255, 255, 255)
 _GREY = (130, 130, 130)
 _GRID_LINE = (200, 200, 200)
-_AXIS = (0, 0, 0)
 
 
 def _check_int(name: str, value, low: int, high: int | None = None) -> None:
