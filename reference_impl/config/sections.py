@@ -104,18 +104,19 @@ class DataConfig(Section):
               "(synthetic: a disjoint seed).")
     eval_size: int = option(256, "Number of held-out prompts.")
     shuffle: bool = option(True, "Shuffle the training prompts every epoch (seeded).")
-    synthetic_task: Literal["chain", "spatial", "bars", "simple"] = option(
+    synthetic_task: Literal["chain", "spatial", "rows", "bars", "simple"] = option(
         "chain", "Synthetic task: 'chain' (count squares of 2-3 colours, then add: perception "
                  "steps inside a reasoning chain, reference_impl/data/chains.py), 'spatial' "
-                 "(the row and column of a coloured square, then its cell number), 'bars' "
-                 "(read two bar heights, then subtract; both reference_impl/data/"
+                 "(the row and column of a coloured square, then its cell number), 'rows' "
+                 "(the rows of two of four squares, one per row, then subtract), 'bars' "
+                 "(read two bar heights, then subtract; these three reference_impl/data/"
                  "visual_tasks.py) or 'simple' (one-step count/colour/position/chart "
                  "questions).")
     chain_facts: int = option(2, "Chain task: colours to count, i.e. perception steps (2-4).")
     chain_max_count: int = option(4, "Chain task: largest count of one colour.")
     chain_distractors: int = option(1, "Chain task: up to this many grey squares no question asks about.")
     chain_warmup_noise: float = option(
-        0.3, "Chain, spatial and bars tasks: probability that a fact stated in a warm-up "
+        0.3, "Chain, spatial, rows and bars tasks: probability that a fact stated in a warm-up "
              "reference chain is wrong (the warm-up teaches the format, not the answers).")
     chain_filler: int = option(
         0, "Chain task: statements of pure language ('Okay.', 'Let me see.', ...) added to "

@@ -54,10 +54,11 @@ _FILLERS = ("Okay.", "Let me see.", "Hmm, wait.", "Next.", "I check it again.",
 """Statements of pure language (no colour, no number) that ``filler`` adds to a chain."""
 
 # Parses a stated fact back out of a response, for every fact phrase above and those of
-# the spatial and bar tasks (reference_impl/data/visual_tasks.py: "row: 2.", "the column
-# is 3.", "the red bar is 4.", "red bar: 4."), whose facts this module reads as well.
-_FACT_PATTERNS = (r"{c}: (\d+)\.", r"the {c}(?: count| bar)? is (\d+)\.",
-                  r"{c} (?:squares|bar): (\d+)\.")
+# the spatial, row-order and bar tasks (reference_impl/data/visual_tasks.py: "row: 2.", "the
+# column is 3.", "the red row is 1.", "red row: 1.", "the red bar is 4.", "red bar: 4."),
+# whose facts this module reads as well.
+_FACT_PATTERNS = (r"{c}: (\d+)\.", r"the {c}(?: count| bar| row)? is (\d+)\.",
+                  r"{c} (?:squares|bar|row): (\d+)\.")
 
 
 def _compositions(total: int, parts: int, low: int, high: int) -> list[tuple[int, ...]]:
@@ -212,10 +213,10 @@ def perception_accuracy(text: str, facts: dict[str, int]) -> float:
 def perception_token_mask(tokens: Sequence[str], colours: Sequence[str]) -> list[bool]:
     """Which of a response's decoded ``tokens`` state a count read off the image: the
     digit tokens that directly follow a fact phrase's colour (``red: 3``, ``the red count
-    is 3``, ``red squares: 3``; ``the red bar is 3``, ``red bar: 3``, ``the row is 2`` in
-    the tasks of :mod:`reference_impl.data.visual_tasks`)."""
+    is 3``, ``red squares: 3``; ``the red bar is 3``, ``red bar: 3``, ``the red row is 1``,
+    ``red row: 1``, ``the row is 2`` in the tasks of :mod:`reference_impl.data.visual_tasks`)."""
     names = "|".join(re.escape(c) for c in colours)
-    before = re.compile(rf"(?:(?:{names})(?: squares| bar)?:|the (?:{names})(?: count| bar)? is) ?$")
+    before = re.compile(rf"(?:(?:{names})(?: squares| bar| row)?:|the (?:{names})(?: count| bar| row)? is) ?$")
     text, mask = "", []
     for token in tokens:
         mask.append(bool(token.strip()) and token.strip().isdigit()

@@ -20,10 +20,11 @@ def build_datasets(cfg: Config):
                                warmup_noise=d.chain_warmup_noise, filler=d.chain_filler,
                                image_size=d.image_size)
         return train, train.heldout(d.eval_size)
-    if d.source == "synthetic" and d.synthetic_task in ("spatial", "bars"):
-        from reference_impl.data.visual_tasks import BarDifferenceTask, GridPlaceTask
+    if d.source == "synthetic" and d.synthetic_task in ("spatial", "rows", "bars"):
+        from reference_impl.data import visual_tasks
 
-        cls = GridPlaceTask if d.synthetic_task == "spatial" else BarDifferenceTask
+        cls = {"spatial": visual_tasks.GridPlaceTask, "rows": visual_tasks.RowOrderTask,
+               "bars": visual_tasks.BarDifferenceTask}[d.synthetic_task]
         train = cls(cfg.train.seed, warmup_noise=d.chain_warmup_noise, image_size=d.image_size)
         return train, train.heldout(d.eval_size)
     if d.source == "synthetic":

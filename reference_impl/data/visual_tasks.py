@@ -1,7 +1,7 @@
-"""Two more synthetic tasks in the chain task's regime.
+"""Three more synthetic tasks in the chain task's regime.
 
 :class:`~reference_impl.data.chains.ChainCountTask` asks for a number of things (counting).
-The two tasks here ask the image something of a different nature, with the same recipe:
+The tasks here ask the image something of a different nature, with the same recipe:
 perception steps stated inside a short chain of thought, then a step that follows from
 the stated facts by text alone, noisy warm-up references, balanced answers, and a
 question text drawn independently of the answer (so a policy that ignores the image is
@@ -9,22 +9,27 @@ at chance, ``1 / len(answer_set)``; the tests check both)::
 
     spatial: In which cell is the red square? ...
       <think>Looking for the red square. row: 2. the column is 3. So 3*(2-1)+3=6.</think> \\boxed{6}
+    rows:    How many rows higher is the red square than the blue square? ...
+      <think>Reading the rows. red: 1. the blue row is 3. So 3-1=2.</think> \\boxed{2}
     bars:    How much taller is the red bar than the blue bar? ...
       <think>red: 4. the blue bar is 1. So 4-1=3.</think> \\boxed{3}
 
-* :class:`GridPlaceTask` (``data.synthetic_task=spatial``): *where* a mark is. One square
-  of the named colour and some squares of other colours sit in the cells of a grid; the
-  perception steps are the target's row and column.
+* :class:`GridPlaceTask` (``data.synthetic_task=spatial``): *where* a mark is, absolutely.
+  One square of the named colour and some squares of other colours sit in the cells of a
+  grid; the perception steps are the target's row and column.
+* :class:`RowOrderTask` (``data.synthetic_task=rows``): *where* marks are, relative to each
+  other. One square per row of a lattice; the perception steps are the rows of the two
+  named squares, which (every row being filled) are their places counted from the top.
 * :class:`BarDifferenceTask` (``data.synthetic_task=bars``): *how tall* things are. Bars of
-  different colours stand on a base line with a faint line at every unit of height; the
-  perception steps are the heights of the two named bars, read against those lines.
+  different colours stand on the bottom edge with a faint line at every unit of height;
+  the perception steps are the heights of the two named bars.
 
 As in the chain task, the warm-up reference (:attr:`Example.reference`) states each fact
 wrongly with probability ``warmup_noise`` and the last step follows the stated facts; the
-true facts are :attr:`Example.facts` (``{"row": r, "column": c}`` or ``{colour: height}``),
+true facts are :attr:`Example.facts` (``{"row": r, "column": c}`` or ``{colour: value}``),
 which :func:`reference_impl.data.chains.perception_accuracy` reads back from a response.
 
-Both export to files for the file loader with :mod:`reference_impl.data.export`
+All three export to files for the file loader with :mod:`reference_impl.data.export`
 (``python -m reference_impl.data.export OUT.jsonl --size N``).
 """
 
@@ -36,7 +41,7 @@ from PIL import Image, ImageDraw
 from reference_impl.data.examples import Example, ExampleSampler
 from reference_impl.data.synthetic import COLORS
 
-__all__ = ["BarDifferenceTask", "GridPlaceTask"]
+__all__ = ["BarDifferenceTask", "GridPlaceTask", "RowOrderTask"]
 
 _SPLITS = {"train": 0, "heldout": 1}
 _BACKGROUND = (255, 255, 255)
@@ -68,6 +73,24 @@ def _stated(rng: np.random.Generator, true: int, low: int, high: int, noise: flo
         wrong = [k for k in range(low, high + 1) if k != true]
         return wrong[int(rng.integers(len(wrong)))]
     return true
+
+
+def _signed_differences(high: int) -> list[int]:
+    """The answer set of a signed difference of two values of ``[1, high]``: ``-(high-1)
+    .. -1, 1 .. high-1`` (zero excluded: the two named things always differ)."""
+    return [d for d in range(1 - high, high) if d != 0]
+
+
+def _pair_with_difference(rng: np.random.Generator, high: int) -> tuple[int, int, int]:
+    """``(d, first, second)``: ``d`` uniform over :func:`_signed_differences`, then the
+    pair of ``[1, high]`` with ``first - second = d``, its lower value uniform among those
+    that fit. Signed, so the question does not tell which of the two is larger: each
+    value's distribution is the same for the first and the second named thing (a policy
+    that reads only the question cannot guess either better than the symmetric prior)."""
+    choices = _signed_differences(high)
+    d = choices[int(rng.integers(len(choices)))]
+    low = int(rng.integers(1, high - abs(d) + 1))
+    return (d, low + d, low) if d > 0 else (d, low, low - d)
 
 
 def _index(index, size: int) -> int:
@@ -179,6 +202,109 @@ class GridPlaceTask(ExampleSampler):
         return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{n}}}"
 
 
+class RowOrderTask(ExampleSampler):
+    """How many rows higher is one named square than another? Read two rows, subtract.
+
+    The image is a ``grid x grid`` lattice of square cells with one square in every row,
+    each of its own colour, in a column drawn at random. Since every row is filled, a
+    square's row is also its place among the squares counted from the top: an order that
+    an autoregressive VLM reads without knowing where the image's edge is (its image tokens
+    come in reading order, so a square's token sees which squares' tokens came before it).
+    :class:`GridPlaceTask`'s absolute row and column need that edge, and the tiny model
+    does not learn them (docs/evidence.md). At the default 112 px and ``grid=4`` a cell is
+    one of Qwen2.5-VL's 28-px image tokens (patch 14, merge 2).
+
+    The question names two squares and asks how many rows higher the first is than the
+    second, negative if it is lower: the answer is drawn uniformly from ``±1 .. ±(grid-1)``
+    (the answer set), then the two rows uniformly among those that fit; the other colours
+    fill the other rows in random order. The colours asked about are drawn independently
+    of the rows. The reference chain states both rows (each wrong with probability
+    ``warmup_noise``), then subtracts them.
+    Example ``index`` of a split is a pure function of ``(seed, split, index)``.
+
+    Args:
+      seed: base seed.
+      grid: rows and columns of the lattice, and so the number of squares (3-4: one colour
+        per square).
+      warmup_noise: probability that a stated row in the reference is wrong.
+      image_size: side of the square RGB image in pixels.
+      split: ``"train"`` or ``"heldout"``.
+      size: number of examples.
+    """
+
+    task = "rows"
+
+    def __init__(self, seed: int = 0, *, grid: int = 4, warmup_noise: float = 0.3,
+                 image_size: int = 112, split: str = "train", size: int = 100_000):
+        _check_common(seed, warmup_noise, image_size, split, size)
+        _check_int("grid", grid, 3, len(COLORS))
+        self.seed, self.grid = seed, grid
+        self.warmup_noise, self.image_size = float(warmup_noise), image_size
+        self.split, self.size = split, size
+        self._seed, self._shuffle = seed, False  # examples are already i.i.d.
+
+    @property
+    def answer_set(self) -> tuple[str, ...]:
+        """Every possible answer, each equally likely."""
+        return tuple(str(d) for d in _signed_differences(self.grid))
+
+    def heldout(self, size: int = 256) -> "RowOrderTask":
+        """The held-out split with the same settings."""
+        return RowOrderTask(self.seed, grid=self.grid, warmup_noise=self.warmup_noise,
+                            image_size=self.image_size, split="heldout", size=size)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return (f"RowOrderTask(seed={self.seed}, grid={self.grid}, "
+                f"warmup_noise={self.warmup_noise}, split={self.split!r}, size={self.size})")
+
+    def __getitem__(self, index: int) -> Example:
+        index = _index(index, self.size)
+        rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 17])
+        g = self.grid
+        names = list(COLORS)
+        colours = [names[i] for i in rng.permutation(len(names))[:g]]
+        first, second = colours[0], colours[1]  # colours is already a random order
+        diff, second_row, first_row = _pair_with_difference(rng, g)  # rows count downwards
+        rows = {first: first_row, second: second_row}
+        free = [r for r in range(1, g + 1) if r not in rows.values()]
+        for c, r in zip(colours[2:], rng.permutation(free).tolist()):
+            rows[c] = int(r)
+        columns = {c: int(rng.integers(g)) for c in colours}
+        image = Image.new("RGB", (self.image_size, self.image_size), _BACKGROUND)
+        draw = ImageDraw.Draw(image)
+        side = self.image_size / g
+        half = side * 0.32
+        for c in colours:
+            cx, cy = (columns[c] + 0.5) * side, (rows[c] - 0.5) * side
+            draw.rectangle([cx - half, cy - half, cx + half, cy + half], fill=COLORS[c])
+        facts = {first: first_row, second: second_row}
+        question = (f"The {g} squares are in {g} different rows, numbered from the top. How "
+                    f"many rows higher is the {first} square than the {second} square? "
+                    "Answer with a number, negative if it is lower.")
+        return Example(image=image, question=question, answer=str(diff), task=self.task,
+                       id=f"{self.task}-{self.split}-{self.seed}-{index}",
+                       reference=self._reference(rng, first, second, facts), facts=facts)
+
+    _OPENERS = ("", "Reading the rows. ", "I look at the grid. ", "From the top. ")
+    _FACT_PHRASES = ("{c}: {n}.", "the {c} row is {n}.", "{c} row: {n}.")
+    _LAST_PHRASES = ("So {b}-{a}={d}.", "{b}-{a}={d}.", "Difference {b}-{a}={d}.")
+
+    def _reference(self, rng: np.random.Generator, first: str, second: str,
+                   facts: dict[str, int]) -> str:
+        stated = {c: _stated(rng, n, 1, self.grid, self.warmup_noise) for c, n in facts.items()}
+        order = [list(stated)[i] for i in rng.permutation(len(stated))]
+        steps = [self._FACT_PHRASES[int(rng.integers(len(self._FACT_PHRASES)))]
+                 .format(c=c, n=stated[c]) for c in order]
+        a, b = stated[first], stated[second]
+        last = self._LAST_PHRASES[int(rng.integers(len(self._LAST_PHRASES)))].format(
+            a=a, b=b, d=b - a)
+        opener = self._OPENERS[int(rng.integers(len(self._OPENERS)))]
+        return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{b - a}}}"
+
+
 class BarDifferenceTask(ExampleSampler):
     """How much taller is one named bar than another? Read two heights, subtract.
 
@@ -191,9 +317,10 @@ class BarDifferenceTask(ExampleSampler):
     0.75 of a token per unit (``max_height=5``), the tiny model's warm-up read heights at
     chance after 800 steps and only began to after ~2000 (docs/evidence.md).
 
-    The question names two bars, the taller first; the difference is drawn uniformly from
-    ``1 .. max_height - 1`` (the answer set), then the shorter height uniformly among those
-    that fit; the other bars get any height. The colours asked about are drawn
+    The question names two bars and asks how much taller the first is than the second,
+    negative if it is shorter: the difference is drawn uniformly from ``±1 .. ±(max_height
+    - 1)`` (the answer set), then the two heights uniformly among those that fit; the other
+    bars get any height. The colours asked about are drawn
     independently of the heights. The reference chain states both heights (each wrong with
     probability ``warmup_noise``), then subtracts them.
     Example ``index`` of a split is a pure function of ``(seed, split, index)``.
@@ -227,7 +354,7 @@ class BarDifferenceTask(ExampleSampler):
     @property
     def answer_set(self) -> tuple[str, ...]:
         """Every possible answer, each equally likely."""
-        return tuple(str(d) for d in range(1, self.max_height))
+        return tuple(str(d) for d in _signed_differences(self.max_height))
 
     def heldout(self, size: int = 256) -> "BarDifferenceTask":
         """The held-out split with the same settings."""
@@ -248,22 +375,21 @@ class BarDifferenceTask(ExampleSampler):
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 13])
         names = list(COLORS)
         colours = [names[i] for i in rng.permutation(len(names))[:self.bars]]
-        taller, shorter = colours[0], colours[1]  # colours is already a random order
+        first, second = colours[0], colours[1]  # colours is already a random order
         h = self.max_height
-        diff = int(rng.integers(1, h))
-        low = int(rng.integers(1, h - diff + 1))
-        heights = {taller: low + diff, shorter: low}
+        diff, first_height, second_height = _pair_with_difference(rng, h)
+        heights = {first: first_height, second: second_height}
         for c in colours[2:]:
             heights[c] = int(rng.integers(1, h + 1))
         columns = sorted(rng.permutation(h)[:self.bars].tolist())
         slots = [colours[i] for i in rng.permutation(self.bars)]  # left-to-right order
         image = self._draw(dict(zip(slots, columns)), heights)
-        facts = {taller: heights[taller], shorter: heights[shorter]}
-        question = (f"How much taller is the {taller} bar than the {shorter} bar? "
-                    "Answer with a number.")
+        facts = {first: first_height, second: second_height}
+        question = (f"How much taller is the {first} bar than the {second} bar? "
+                    "Answer with a number, negative if it is shorter.")
         return Example(image=image, question=question, answer=str(diff), task=self.task,
                        id=f"{self.task}-{self.split}-{self.seed}-{index}",
-                       reference=self._reference(rng, taller, shorter, facts), facts=facts)
+                       reference=self._reference(rng, first, second, facts), facts=facts)
 
     def _draw(self, columns: dict[str, int], heights: dict[str, int]) -> Image.Image:
         """Each bar (colour -> lattice column) from the bottom edge up ``height`` cells,
@@ -284,14 +410,14 @@ class BarDifferenceTask(ExampleSampler):
     _FACT_PHRASES = ("{c}: {n}.", "the {c} bar is {n}.", "{c} bar: {n}.")
     _LAST_PHRASES = ("So {a}-{b}={d}.", "{a}-{b}={d}.", "Difference {a}-{b}={d}.")
 
-    def _reference(self, rng: np.random.Generator, taller: str, shorter: str,
+    def _reference(self, rng: np.random.Generator, first: str, second: str,
                    facts: dict[str, int]) -> str:
         stated = {c: _stated(rng, n, 1, self.max_height, self.warmup_noise)
                   for c, n in facts.items()}
         order = [list(stated)[i] for i in rng.permutation(len(stated))]
         steps = [self._FACT_PHRASES[int(rng.integers(len(self._FACT_PHRASES)))]
                  .format(c=c, n=stated[c]) for c in order]
-        a, b = stated[taller], stated[shorter]
+        a, b = stated[first], stated[second]
         last = self._LAST_PHRASES[int(rng.integers(len(self._LAST_PHRASES)))].format(
             a=a, b=b, d=a - b)
         opener = self._OPENERS[int(rng.integers(len(self._OPENERS)))]

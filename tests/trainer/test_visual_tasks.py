@@ -1,4 +1,4 @@
-"""The spatial and bar tasks (reference_impl/data/visual_tasks.py): balanced answers, text
+"""The spatial, row-order and bar tasks (reference_impl/data/visual_tasks.py): balanced answers, text
 alone at chance, the facts drawn on the image, noisy consistent references, and the
 export to JSONL + PNG that the file loader reads back as the same examples."""
 
@@ -15,12 +15,17 @@ from reference_impl.data.export import export_jsonl, main
 from reference_impl.data.rewards import verifiable_reward
 from reference_impl.data.sources import LocalFileDataset
 from reference_impl.data.synthetic import COLORS, SyntheticVisualTask
-from reference_impl.data.visual_tasks import BarDifferenceTask, GridPlaceTask
+from reference_impl.data.visual_tasks import (
+    BarDifferenceTask,
+    GridPlaceTask,
+    RowOrderTask,
+)
 
-TASKS = {"spatial": GridPlaceTask, "bars": BarDifferenceTask}
+TASKS = {"spatial": GridPlaceTask, "rows": RowOrderTask, "bars": BarDifferenceTask}
 
 
 @pytest.mark.parametrize("kind,kwargs", [("spatial", {}), ("spatial", dict(grid=4)),
+                                         ("rows", {}), ("rows", dict(grid=3)),
                                          ("bars", {}), ("bars", dict(max_height=7))])
 def test_answers_are_balanced(kind, kwargs):
     task = TASKS[kind](0, **kwargs)
@@ -49,6 +54,20 @@ def test_text_only_policy_is_at_chance(kind):
     assert abs(np.mean(hits) - chance) < 4 * sigma
 
 
+@pytest.mark.parametrize("kind", ["rows", "bars"])
+def test_the_question_does_not_tell_which_named_thing_is_larger(kind):
+    """The signed difference: the first named thing is the larger one half of the time, and
+    its value has the same distribution as the second's (so a policy that reads only the
+    question cannot state either fact better than the common prior)."""
+    task = TASKS[kind](2)
+    pairs = [list(task[i].facts.values()) for i in range(4000)]
+    first_larger = np.mean([a > b for a, b in pairs])
+    assert abs(first_larger - 0.5) < 4 * math.sqrt(0.25 / len(pairs))
+    values = sorted({v for pair in pairs for v in pair})
+    table = [[sum(pair[k] == v for pair in pairs) for v in values] for k in (0, 1)]
+    assert stats.chi2_contingency(table).pvalue > 1e-3
+
+
 def test_spatial_image_shows_the_square_in_the_answer_cell():
     """The asked colour fills exactly the answer's cell centre; its row and column are
     the facts; other cells hold other colours or nothing."""
@@ -65,6 +84,36 @@ def test_spatial_image_shows_the_square_in_the_answer_cell():
             assert hits == [int(e.answer)]
             assert e.facts == {"row": (hits[0] - 1) // grid + 1,
                                "column": (hits[0] - 1) % grid + 1}
+
+
+@pytest.mark.parametrize("grid", [3, 4])
+def test_rows_image_has_one_square_per_row_at_the_stated_rows(grid):
+    """Find every square in the pixels: one per row of the ``grid x grid`` lattice, each of
+    its own colour and inside one cell; the named squares sit in the rows of the facts, and
+    the answer is how many rows higher the first is (negative: lower). At 112 px and
+    ``grid=4`` a square lies inside one 28-px image token."""
+    task = RowOrderTask(6, grid=grid)
+    s = task.image_size
+    cell = s / grid
+    for i in range(30):
+        e = task[i]
+        pixels = np.asarray(e.image)
+        rows = {}
+        for colour, rgb in COLORS.items():
+            ys, xs = np.nonzero(np.all(pixels == rgb, axis=-1))
+            if len(ys) == 0:
+                continue
+            assert int(ys.min() // cell) == int(ys.max() // cell)  # one cell
+            assert int(xs.min() // cell) == int(xs.max() // cell)
+            if grid == 4 and s == 112:
+                assert int(ys.min() // 28) == int(ys.max() // 28)
+                assert int(xs.min() // 28) == int(xs.max() // 28)
+            rows[colour] = int(ys.min() // cell) + 1
+        assert sorted(rows.values()) == list(range(1, grid + 1))
+        first, second = list(e.facts)
+        assert e.question.index(f"the {first} square") < e.question.index(f"the {second} square")
+        assert e.facts == {first: rows[first], second: rows[second]}
+        assert int(e.answer) == rows[second] - rows[first] != 0
 
 
 @pytest.mark.parametrize("max_height", [4, 5])
@@ -88,9 +137,9 @@ def test_bar_image_shows_the_heights(max_height):
             if max_height == 4 and s == 112:  # one token column, ``height`` token rows
                 assert ys.min() == s - 28 * height and xs.max() - xs.min() < 28
         assert len(set(columns)) == len(columns)
-        taller, shorter = list(e.facts)
-        assert e.question.index(taller) < e.question.index(shorter)
-        assert int(e.answer) == e.facts[taller] - e.facts[shorter] > 0
+        first, second = list(e.facts)
+        assert e.question.index(first) < e.question.index(second)
+        assert int(e.answer) == e.facts[first] - e.facts[second] != 0
 
 
 @pytest.mark.parametrize("kind", sorted(TASKS))
@@ -126,6 +175,7 @@ def test_examples_are_a_pure_function_of_seed_split_index():
     (BarDifferenceTask, dict(bars=1), "bars"), (BarDifferenceTask, dict(bars=5), "bars"),
     (BarDifferenceTask, dict(max_height=2), "max_height"),
     (BarDifferenceTask, dict(bars=4, max_height=3), "bars"),
+    (RowOrderTask, dict(grid=2), "grid"), (RowOrderTask, dict(grid=5), "grid"),
     (GridPlaceTask, dict(warmup_noise=1.0), "warmup_noise"),
     (BarDifferenceTask, dict(split="test"), "split"),
     (BarDifferenceTask, dict(image_size=40), "image_size"),
@@ -135,9 +185,9 @@ def test_bad_settings_name_the_argument(cls, kwargs, field):
         cls(0, **kwargs)
 
 
-@pytest.mark.parametrize("task", [GridPlaceTask(4), BarDifferenceTask(4), ChainCountTask(4),
-                                  SyntheticVisualTask(4, image_size=56)],
-                         ids=["spatial", "bars", "chain", "simple"])
+@pytest.mark.parametrize("task", [GridPlaceTask(4), RowOrderTask(4), BarDifferenceTask(4),
+                                  ChainCountTask(4), SyntheticVisualTask(4, image_size=56)],
+                         ids=["spatial", "rows", "bars", "chain", "simple"])
 def test_export_then_file_loader_gives_the_same_examples(task, tmp_path):
     path = tmp_path / "data" / "export.jsonl"
     path.parent.mkdir()

@@ -8,7 +8,7 @@ with noise-free reference chains. Writes ``NAME.json`` in the working directory.
     python docs/evidence/2026-12-07_new_tasks/warmup_probe.py sp_base task=spatial
     python docs/evidence/2026-12-07_new_tasks/warmup_probe.py ba_long task=bars maxh=5 steps=2400 every=400
 
-Options (key=value): task (chain/spatial/bars), steps, every, lr, vlr, seed, image, bs,
+Options (key=value): task (chain/spatial/bars/rows), steps, every, lr, vlr, seed, image, bs,
 theta (the language model's rotary base), grid, bars, maxh, frame (draw the grid and its
 frame, line width in px), maxpix, oldlayout (bars: the layout before commit 3228af7),
 m_<field> (a TINY_MODEL size). An evidence script with monkeypatches, not a tool.
@@ -29,7 +29,7 @@ from pgpo_torch import tiny
 from pgpo_torch.tiny import build_tiny_model, build_tiny_processor
 
 from reference_impl.data.chains import ChainCountTask, perception_token_mask
-from reference_impl.data.visual_tasks import BarDifferenceTask, GridPlaceTask
+from reference_impl.data.visual_tasks import BarDifferenceTask, GridPlaceTask, RowOrderTask
 from reference_impl.loop.warmup import (
     supervised_warmup,
     warmup_optimizer,
@@ -65,6 +65,9 @@ if a["task"] == "spatial":
 elif a["task"] == "bars":
     train = BarDifferenceTask(a["seed"], bars=a["bars"], max_height=a["maxh"], image_size=a["image"])
     held = BarDifferenceTask(a["seed"], bars=a["bars"], max_height=a["maxh"], image_size=a["image"], warmup_noise=0.0, split="heldout", size=128)
+elif a["task"] == "rows":
+    train = RowOrderTask(a["seed"], grid=a["grid"], image_size=a["image"])
+    held = RowOrderTask(a["seed"], grid=a["grid"], image_size=a["image"], warmup_noise=0.0, split="heldout", size=128)
 else:
     train = ChainCountTask(a["seed"], image_size=a["image"])
     held = ChainCountTask(a["seed"], image_size=a["image"], warmup_noise=0.0).heldout(128)
