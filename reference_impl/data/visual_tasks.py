@@ -210,8 +210,9 @@ class RowOrderTask(ExampleSampler):
     square's row is also its place among the squares counted from the top: an order that
     an autoregressive VLM reads without knowing where the image's edge is (its image tokens
     come in reading order, so a square's token sees which squares' tokens came before it).
-    :class:`GridPlaceTask`'s absolute row and column need that edge, and the tiny model
-    does not learn them (docs/evidence.md). At the default 112 px and ``grid=4`` a cell is
+    :class:`GridPlaceTask`'s absolute row and column need that edge. The tiny model built
+    from a config learns neither in its warm-up (no colour-blind feature of the picture
+    predicts a row; docs/evidence.md): a task for a real checkpoint. At the default 112 px and ``grid=4`` a cell is
     one of Qwen2.5-VL's 28-px image tokens (patch 14, merge 2).
 
     The question names two squares and asks how many rows higher the first is than the
@@ -313,9 +314,10 @@ class BarDifferenceTask(ExampleSampler):
     ``1 .. max_height`` cells tall, with a faint line at every unit of height. A unit of
     height is one cell on purpose: at the default 112 px and ``max_height=4`` a cell is
     exactly one of Qwen2.5-VL's 28-px image tokens (patch 14, merge 2), so a bar's height
-    is the number of tokens of its colour, the count the chain task teaches. Drawn at
-    0.75 of a token per unit (``max_height=5``), the tiny model's warm-up read heights at
-    chance after 800 steps and only began to after ~2000 (docs/evidence.md).
+    is the number of tokens of its colour, the count the chain task teaches. The tiny
+    model built from a config still does not learn to read it: asked a difference, no
+    colour-blind feature of the picture predicts the answer, and its warm-up never starts
+    to look (docs/evidence.md; the chain task's sum is predicted by how much colour there is).
 
     The question names two bars and asks how much taller the first is than the second,
     negative if it is shorter: the difference is drawn uniformly from ``±1 .. ±(max_height

@@ -3,7 +3,9 @@
 The trainer's supervised warm-up (``supervised_warmup``, its optimiser and rates) on the
 built-in tiny model, and every ``every`` steps the share of fact digits (counts, rows and
 columns, heights) whose argmax is right under teacher forcing on 128 held-out examples
-with noise-free reference chains. Writes ``NAME.json`` in the working directory.
+with noise-free reference chains, and the same with every image blank (white): what the
+model states without looking (from 2026-12-07's signed questions on; ``p_true`` is the mean
+probability of the true digit). Writes ``NAME.json`` in the working directory.
 
     python docs/evidence/2026-12-07_new_tasks/warmup_probe.py sp_base task=spatial
     python docs/evidence/2026-12-07_new_tasks/warmup_probe.py ba_long task=bars maxh=5 steps=2400 every=400
@@ -14,9 +16,18 @@ frame, line width in px), maxpix, oldlayout (bars: the layout before commit 3228
 m_<field> (a TINY_MODEL size). An evidence script with monkeypatches, not a tool.
 The "one token per unit" row of the table was measured before that commit with a patch
 drawing the geometry that is now ``BarDifferenceTask``'s own (``task=bars maxh=4``); the
-columns were drawn by another random stream.
+columns were drawn by another random stream. ``blocks=1`` draws each unit of a bar's height as
+a separate square the size of a chain-task square (2026-12-07, after the signed questions).
+``scatter=1`` scatters each bar's units as squares over the lattice (the chain task's
+picture). ``chaindiff=1`` asks the chain task's pictures for the difference of the two counts
+instead of their sum; ``chaindiff=2`` is its control, the same wording asked for the
+sum. ``barsum=p`` asks a bars training question for the sum of the two heights with
+probability ``p`` (the held-out probe keeps the difference questions); with
+``sumsteps=K`` as well, every training question of the first ``K`` steps asks the sum and
+every later one the difference (a curriculum). ``mix=p`` makes each warm-up example a chain-task example with probability ``p``.
 """
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -40,7 +51,8 @@ from reference_impl.rollout.batch import teacher_forced_batch
 
 name = sys.argv[1]
 a = dict(task="spatial", steps=800, every=200, lr=3e-3, vlr=3e-4, seed=0, image=112,
-         bs=32, theta=10000.0, grid=3, bars=3, maxh=5, frame=0, maxpix=50176, oldlayout=0)
+         bs=32, theta=10000.0, grid=3, bars=3, maxh=5, frame=0, maxpix=50176, oldlayout=0,
+         blocks=0, mix=0.0, scatter=0, chaindiff=0, barsum=0.0, sumsteps=0)
 for kv in sys.argv[2:]:
     k, v = kv.split("=", 1)
     a[k] = type(a[k])(v) if k in a else v
@@ -71,6 +83,58 @@ elif a["task"] == "rows":
 else:
     train = ChainCountTask(a["seed"], image_size=a["image"])
     held = ChainCountTask(a["seed"], image_size=a["image"], warmup_noise=0.0).heldout(128)
+if a["chaindiff"]:  # the chain task's pictures and facts, asked for a difference, not a sum
+    import dataclasses as _dc
+
+    import numpy as _np
+    def as_difference(task, noise):
+        get = task.__getitem__
+        class D:
+            def __len__(self): return len(task)
+            def __getitem__(self, i):
+                e = get(i); (ca, na), (cb, nb) = list(e.facts.items())
+                r = _np.random.default_rng([a["seed"], i, 99])
+                def stated(n):
+                    if r.random() < noise:
+                        return int(r.choice([k for k in range(1, 5) if k != n]))
+                    return n
+                sa, sb = stated(na), stated(nb)
+                if a["chaindiff"] == 2:  # the control: the same wording, asked for the sum
+                    q = (f"How many {ca} and {cb} squares are there together? Answer with a "
+                         "number.")
+                    ref = f"<think>{ca}: {sa}. {cb}: {sb}. So {sa}+{sb}={sa + sb}.</think> \\boxed{{{sa + sb}}}"
+                    return _dc.replace(e, question=q, answer=str(na + nb), reference=ref)
+                q = (f"How many more {ca} squares than {cb} squares are there? Answer with a "
+                     "number, negative if there are fewer.")
+                ref = f"<think>{ca}: {sa}. {cb}: {sb}. So {sa}-{sb}={sa - sb}.</think> \\boxed{{{sa - sb}}}"
+                return _dc.replace(e, question=q, answer=str(na - nb), reference=ref)
+        return D()
+    train, held = as_difference(train, 0.3), as_difference(held, 0.0)
+if a["barsum"]:  # bars: with probability barsum a training question asks for the sum
+    import dataclasses as _dc
+
+    import numpy as _np
+    def with_sums(task, share):
+        get = task.__getitem__
+        class S:
+            def __len__(self): return len(task)
+            def __getitem__(self, i):
+                e = get(i)
+                r = _np.random.default_rng([a["seed"], i, 98])
+                if a["sumsteps"]:  # a curriculum: sums for the first sumsteps steps only
+                    if i >= a["sumsteps"] * a["bs"]:
+                        return e
+                elif r.random() >= share:
+                    return e
+                (ca, na), (cb, nb) = list(e.facts.items())
+                sa, sb = (int(x) for x in re.findall(r"(?:: |is )(\d+)\.", e.reference)[:2])
+                if e.reference.index(ca) > e.reference.index(cb):
+                    sa, sb = sb, sa
+                q = f"How tall are the {ca} bar and the {cb} bar together? Answer with a number."
+                ref = f"<think>{ca}: {sa}. {cb}: {sb}. So {sa}+{sb}={sa + sb}.</think> \\boxed{{{sa + sb}}}"
+                return _dc.replace(e, question=q, answer=str(na + nb), reference=ref)
+        return S()
+    train = with_sums(train, a["barsum"])
 if a["frame"]:
     import dataclasses as _dc
 
@@ -109,24 +173,73 @@ if a.get("oldlayout"):  # the bar layout before 3228af7: 0.88 of the image for m
         draw.line([(0.04 * s, base), (0.96 * s, base)], fill=(0, 0, 0), width=2)
         return image
     BarDifferenceTask._draw = _draw_old
+if a["blocks"]:  # bars as stacks of separate blocks, each drawn like a chain-task square
+    from PIL import Image, ImageDraw
+
+    from reference_impl.data.synthetic import COLORS as _C
+    def _draw_blocks(self, columns, heights):
+        s = self.image_size
+        cell = s / self.max_height
+        image = Image.new("RGB", (s, s), (255, 255, 255)); draw = ImageDraw.Draw(image)
+        for c, column in columns.items():
+            for k in range(heights[c]):
+                cx, cy = (column + 0.5) * cell, s - (k + 0.5) * cell
+                half = 0.32 * cell
+                draw.rectangle([cx - half, cy - half, cx + half, cy + half], fill=_C[c])
+        return image
+    BarDifferenceTask._draw = _draw_blocks
+if a["scatter"]:  # a bar's units as squares scattered over the lattice: the chain's image
+    import numpy as _np
+    from PIL import Image, ImageDraw
+
+    from reference_impl.data.synthetic import COLORS as _C
+    _scatter_rng = _np.random.default_rng(a["seed"] + 77)
+    def _draw_scattered(self, columns, heights):
+        s = self.image_size
+        g = self.max_height
+        cell = s / g
+        image = Image.new("RGB", (s, s), (255, 255, 255)); draw = ImageDraw.Draw(image)
+        fills = [_C[c] for c in columns for _ in range(heights[c])]
+        for index, fill in zip(_scatter_rng.permutation(g * g), fills):
+            row, col = divmod(int(index), g)
+            cx, cy, half = (col + 0.5) * cell, (row + 0.5) * cell, 0.32 * cell
+            draw.rectangle([cx - half, cy - half, cx + half, cy + half], fill=fill)
+        return image
+    BarDifferenceTask._draw = _draw_scattered
 held_ex = [held[i] for i in range(128)]
 opt = warmup_optimizer(model, lr=a["lr"], vision_lr=a["vlr"])
 it = iter(range(10**9))
+chain_train = ChainCountTask(a["seed"] + 1000, image_size=a["image"])
+mix_rng = torch.Generator().manual_seed(a["seed"])
 def next_examples(n):
-    return [train[next(it)] for _ in range(n)]
+    """A batch of the task's examples; with ``mix`` > 0 each is a chain-task example with
+    that probability (a curriculum: the chain task opens the image pathway)."""
+    out = []
+    for _ in range(n):
+        i = next(it)
+        chain = a["mix"] > 0 and torch.rand((), generator=mix_rng).item() < a["mix"]
+        out.append(chain_train[i] if chain else train[i])
+    return out
 tok = proc.tokenizer
 
 @torch.no_grad()
-def evaluate():
+def evaluate(blank=False):
+    """(argmax accuracy, mean probability of the true digit) over the fact digits; with
+    ``blank`` every image is white (what the model states without looking)."""
+    from PIL import Image
     model.eval()
     right = total = 0
+    p_true = 0.0
     for i in range(0, 128, 32):
         ex = held_ex[i:i+32]
-        b = teacher_forced_batch(proc, [e.prompt for e in ex], [e.image for e in ex],
+        images = [Image.new("RGB", e.image.size, (255, 255, 255)) if blank else e.image
+                  for e in ex]
+        b = teacher_forced_batch(proc, [e.prompt for e in ex], images,
                                  [warmup_target(e) for e in ex])
         t = b.response_mask.shape[1]
         logits = model(**b.model_inputs(), logits_to_keep=t + 1, use_cache=False).logits[:, :-1]
         pred = logits.argmax(-1)
+        probs = logits.float().softmax(-1)
         for j, e in enumerate(ex):
             m = b.response_mask[j]
             ids = b.responses[j][m].tolist()
@@ -135,8 +248,9 @@ def evaluate():
             for k, mk in enumerate(mask):
                 if mk:
                     total += 1; right += int(pred[j][k].item() == ids[k])
+                    p_true += probs[j, k, ids[k]].item()
     model.train()
-    return right / max(total, 1), total
+    return right / max(total, 1), total, p_true / max(total, 1)
 
 t0 = time.time(); log = []
 done = 0
@@ -148,7 +262,9 @@ while done < a["steps"]:
                       batch_size=a["bs"], grad_clip=1.0, device=torch.device("cpu"),
                       on_step=lambda s, l: losses.append(l))
     done = nxt
-    acc, n = evaluate()
-    row = dict(step=done, loss=sum(losses[-20:]) / 20, tf_perc=acc, n=n, t=round(time.time() - t0))
+    acc, n, p_true = evaluate()
+    acc_blank, _, p_blank = evaluate(blank=True)
+    row = dict(step=done, loss=sum(losses[-20:]) / 20, tf_perc=acc, n=n, p_true=p_true,
+               tf_perc_blank=acc_blank, p_true_blank=p_blank, t=round(time.time() - t0))
     log.append(row); print(row, flush=True)
 Path(f"{name}.json").write_text(json.dumps(dict(name=name, args=a, log=log)))
