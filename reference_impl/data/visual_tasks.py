@@ -93,6 +93,22 @@ def _pair_with_difference(rng: np.random.Generator, high: int) -> tuple[int, int
     return (d, low + d, low) if d > 0 else (d, low, low - d)
 
 
+def _subtraction_chain(rng: np.random.Generator, facts: dict[str, int], minuend: str,
+                       subtrahend: str, *, high: int, noise: float, openers: tuple[str, ...],
+                       fact_phrases: tuple[str, ...], last_phrases: tuple[str, ...]) -> str:
+    """A reference chain that states both facts (each wrong with probability ``noise``,
+    uniformly among the other values of ``[1, high]``) in random order and wording, then
+    subtracts the stated ``subtrahend`` from the stated ``minuend``."""
+    stated = {c: _stated(rng, n, 1, high, noise) for c, n in facts.items()}
+    order = [list(stated)[i] for i in rng.permutation(len(stated))]
+    steps = [fact_phrases[int(rng.integers(len(fact_phrases)))].format(c=c, n=stated[c])
+             for c in order]
+    a, b = stated[minuend], stated[subtrahend]
+    last = last_phrases[int(rng.integers(len(last_phrases)))].format(a=a, b=b, d=a - b)
+    opener = openers[int(rng.integers(len(openers)))]
+    return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{a - b}}}"
+
+
 def _index(index, size: int) -> int:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
         raise TypeError(f"index: expected int, got {type(index).__name__}")
@@ -102,7 +118,36 @@ def _index(index, size: int) -> int:
     return index
 
 
-class GridPlaceTask(ExampleSampler):
+class _VisualTask(ExampleSampler):
+    """What the three tasks share: a seed, a split, a size, the warm-up noise and the
+    image size, checked once; each task adds its own ``settings`` (its keyword arguments,
+    which :meth:`heldout` and the repr pass on)."""
+
+    task: str
+
+    def _setup(self, seed, warmup_noise, image_size, split, size, **settings) -> None:
+        _check_common(seed, warmup_noise, image_size, split, size)
+        self.seed, self.warmup_noise, self.image_size = seed, float(warmup_noise), image_size
+        self.split, self.size, self._settings = split, size, settings
+        for name, value in settings.items():
+            setattr(self, name, value)
+        self._seed, self._shuffle = seed, False  # examples are already i.i.d.
+
+    def heldout(self, size: int = 256):
+        """The held-out split with the same settings."""
+        return type(self)(self.seed, **self._settings, warmup_noise=self.warmup_noise,
+                          image_size=self.image_size, split="heldout", size=size)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        settings = "".join(f"{k}={v}, " for k, v in self._settings.items())
+        return (f"{type(self).__name__}(seed={self.seed}, {settings}"
+                f"warmup_noise={self.warmup_noise}, split={self.split!r}, size={self.size})")
+
+
+class GridPlaceTask(_VisualTask):
     """Where is the square of the named colour? Answer its cell number (row-major, 1-based).
 
     One square of the asked colour sits in a cell drawn uniformly from the ``grid x grid``
@@ -127,32 +172,15 @@ class GridPlaceTask(ExampleSampler):
     def __init__(self, seed: int = 0, *, grid: int = 3, distractors: int = 3,
                  warmup_noise: float = 0.3, image_size: int = 112, split: str = "train",
                  size: int = 100_000):
-        _check_common(seed, warmup_noise, image_size, split, size)
         _check_int("grid", grid, 2, 5)
         _check_int("distractors", distractors, 1, grid * grid - 1)
-        self.seed, self.grid, self.distractors = seed, grid, distractors
-        self.warmup_noise, self.image_size = float(warmup_noise), image_size
-        self.split, self.size = split, size
-        self._seed, self._shuffle = seed, False  # examples are already i.i.d.
+        self._setup(seed, warmup_noise, image_size, split, size, grid=grid,
+                    distractors=distractors)
 
     @property
     def answer_set(self) -> tuple[str, ...]:
         """Every possible answer, each equally likely."""
         return tuple(str(k) for k in range(1, self.grid * self.grid + 1))
-
-    def heldout(self, size: int = 256) -> "GridPlaceTask":
-        """The held-out split with the same settings."""
-        return GridPlaceTask(self.seed, grid=self.grid, distractors=self.distractors,
-                             warmup_noise=self.warmup_noise, image_size=self.image_size,
-                             split="heldout", size=size)
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __repr__(self) -> str:
-        return (f"GridPlaceTask(seed={self.seed}, grid={self.grid}, "
-                f"distractors={self.distractors}, warmup_noise={self.warmup_noise}, "
-                f"split={self.split!r}, size={self.size})")
 
     def __getitem__(self, index: int) -> Example:
         index = _index(index, self.size)
@@ -202,7 +230,7 @@ class GridPlaceTask(ExampleSampler):
         return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{n}}}"
 
 
-class RowOrderTask(ExampleSampler):
+class RowOrderTask(_VisualTask):
     """How many rows higher is one named square than another? Read two rows, subtract.
 
     The image is a ``grid x grid`` lattice of square cells with one square in every row,
@@ -237,29 +265,13 @@ class RowOrderTask(ExampleSampler):
 
     def __init__(self, seed: int = 0, *, grid: int = 4, warmup_noise: float = 0.3,
                  image_size: int = 112, split: str = "train", size: int = 100_000):
-        _check_common(seed, warmup_noise, image_size, split, size)
         _check_int("grid", grid, 3, len(COLORS))
-        self.seed, self.grid = seed, grid
-        self.warmup_noise, self.image_size = float(warmup_noise), image_size
-        self.split, self.size = split, size
-        self._seed, self._shuffle = seed, False  # examples are already i.i.d.
+        self._setup(seed, warmup_noise, image_size, split, size, grid=grid)
 
     @property
     def answer_set(self) -> tuple[str, ...]:
         """Every possible answer, each equally likely."""
         return tuple(str(d) for d in _signed_differences(self.grid))
-
-    def heldout(self, size: int = 256) -> "RowOrderTask":
-        """The held-out split with the same settings."""
-        return RowOrderTask(self.seed, grid=self.grid, warmup_noise=self.warmup_noise,
-                            image_size=self.image_size, split="heldout", size=size)
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __repr__(self) -> str:
-        return (f"RowOrderTask(seed={self.seed}, grid={self.grid}, "
-                f"warmup_noise={self.warmup_noise}, split={self.split!r}, size={self.size})")
 
     def __getitem__(self, index: int) -> Example:
         index = _index(index, self.size)
@@ -287,26 +299,18 @@ class RowOrderTask(ExampleSampler):
                     "Answer with a number, negative if it is lower.")
         return Example(image=image, question=question, answer=str(diff), task=self.task,
                        id=f"{self.task}-{self.split}-{self.seed}-{index}",
-                       reference=self._reference(rng, first, second, facts), facts=facts)
+                       reference=_subtraction_chain(
+                           rng, facts, second, first, high=g, noise=self.warmup_noise,
+                           openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
+                           last_phrases=self._LAST_PHRASES),
+                       facts=facts)
 
     _OPENERS = ("", "Reading the rows. ", "I look at the grid. ", "From the top. ")
     _FACT_PHRASES = ("{c}: {n}.", "the {c} row is {n}.", "{c} row: {n}.")
-    _LAST_PHRASES = ("So {b}-{a}={d}.", "{b}-{a}={d}.", "Difference {b}-{a}={d}.")
-
-    def _reference(self, rng: np.random.Generator, first: str, second: str,
-                   facts: dict[str, int]) -> str:
-        stated = {c: _stated(rng, n, 1, self.grid, self.warmup_noise) for c, n in facts.items()}
-        order = [list(stated)[i] for i in rng.permutation(len(stated))]
-        steps = [self._FACT_PHRASES[int(rng.integers(len(self._FACT_PHRASES)))]
-                 .format(c=c, n=stated[c]) for c in order]
-        a, b = stated[first], stated[second]
-        last = self._LAST_PHRASES[int(rng.integers(len(self._LAST_PHRASES)))].format(
-            a=a, b=b, d=b - a)
-        opener = self._OPENERS[int(rng.integers(len(self._OPENERS)))]
-        return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{b - a}}}"
+    _LAST_PHRASES = ("So {a}-{b}={d}.", "{a}-{b}={d}.", "Difference {a}-{b}={d}.")
 
 
-class BarDifferenceTask(ExampleSampler):
+class BarDifferenceTask(_VisualTask):
     """How much taller is one named bar than another? Read two heights, subtract.
 
     The image is a ``max_height x max_height`` lattice of square cells: ``bars`` bars of
@@ -342,35 +346,18 @@ class BarDifferenceTask(ExampleSampler):
     def __init__(self, seed: int = 0, *, bars: int = 3, max_height: int = 4,
                  warmup_noise: float = 0.3, image_size: int = 112, split: str = "train",
                  size: int = 100_000):
-        _check_common(seed, warmup_noise, image_size, split, size)
         _check_int("bars", bars, 2, len(COLORS))
         _check_int("max_height", max_height, 3, 9)
         if bars > max_height:
             raise ValueError(f"bars: at most max_height={max_height} bars fit side by side, "
                              f"got {bars}")
-        self.seed, self.bars, self.max_height = seed, bars, max_height
-        self.warmup_noise, self.image_size = float(warmup_noise), image_size
-        self.split, self.size = split, size
-        self._seed, self._shuffle = seed, False  # examples are already i.i.d.
+        self._setup(seed, warmup_noise, image_size, split, size, bars=bars,
+                    max_height=max_height)
 
     @property
     def answer_set(self) -> tuple[str, ...]:
         """Every possible answer, each equally likely."""
         return tuple(str(d) for d in _signed_differences(self.max_height))
-
-    def heldout(self, size: int = 256) -> "BarDifferenceTask":
-        """The held-out split with the same settings."""
-        return BarDifferenceTask(self.seed, bars=self.bars, max_height=self.max_height,
-                                 warmup_noise=self.warmup_noise, image_size=self.image_size,
-                                 split="heldout", size=size)
-
-    def __len__(self) -> int:
-        return self.size
-
-    def __repr__(self) -> str:
-        return (f"BarDifferenceTask(seed={self.seed}, bars={self.bars}, "
-                f"max_height={self.max_height}, warmup_noise={self.warmup_noise}, "
-                f"split={self.split!r}, size={self.size})")
 
     def __getitem__(self, index: int) -> Example:
         index = _index(index, self.size)
@@ -391,7 +378,11 @@ class BarDifferenceTask(ExampleSampler):
                     "Answer with a number, negative if it is shorter.")
         return Example(image=image, question=question, answer=str(diff), task=self.task,
                        id=f"{self.task}-{self.split}-{self.seed}-{index}",
-                       reference=self._reference(rng, first, second, facts), facts=facts)
+                       reference=_subtraction_chain(
+                           rng, facts, first, second, high=h, noise=self.warmup_noise,
+                           openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
+                           last_phrases=self._LAST_PHRASES),
+                       facts=facts)
 
     def _draw(self, columns: dict[str, int], heights: dict[str, int]) -> Image.Image:
         """Each bar (colour -> lattice column) from the bottom edge up ``height`` cells,
@@ -411,16 +402,3 @@ class BarDifferenceTask(ExampleSampler):
     _OPENERS = ("", "Reading the bars. ", "I look at the chart. ", "Comparing heights. ")
     _FACT_PHRASES = ("{c}: {n}.", "the {c} bar is {n}.", "{c} bar: {n}.")
     _LAST_PHRASES = ("So {a}-{b}={d}.", "{a}-{b}={d}.", "Difference {a}-{b}={d}.")
-
-    def _reference(self, rng: np.random.Generator, first: str, second: str,
-                   facts: dict[str, int]) -> str:
-        stated = {c: _stated(rng, n, 1, self.max_height, self.warmup_noise)
-                  for c, n in facts.items()}
-        order = [list(stated)[i] for i in rng.permutation(len(stated))]
-        steps = [self._FACT_PHRASES[int(rng.integers(len(self._FACT_PHRASES)))]
-                 .format(c=c, n=stated[c]) for c in order]
-        a, b = stated[first], stated[second]
-        last = self._LAST_PHRASES[int(rng.integers(len(self._LAST_PHRASES)))].format(
-            a=a, b=b, d=a - b)
-        opener = self._OPENERS[int(rng.integers(len(self._OPENERS)))]
-        return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{a - b}}}"
