@@ -238,10 +238,10 @@ class RowOrderTask(_VisualTask):
     square's row is also its place among the squares counted from the top: an order that
     an autoregressive VLM reads without knowing where the image's edge is (its image tokens
     come in reading order, so a square's token sees which squares' tokens came before it).
-    :class:`GridPlaceTask`'s absolute row and column need that edge. The tiny model built
-    from a config learns neither in its warm-up (no colour-blind feature of the picture
-    predicts a row; docs/evidence.md): a task for a real checkpoint. At the default 112 px and ``grid=4`` a cell is
-    one of Qwen2.5-VL's 28-px image tokens (patch 14, merge 2).
+    :class:`GridPlaceTask`'s absolute row and column need that edge. At the default 112 px
+    and ``grid=4`` a cell is one of Qwen2.5-VL's 28-px image tokens (patch 14, merge 2).
+    The tiny model built from a config learns neither task in its warm-up (no colour-blind
+    feature of the picture predicts a row; docs/evidence.md): a task for a real checkpoint.
 
     The question names two squares and asks how many rows higher the first is than the
     second, negative if it is lower: the answer is drawn uniformly from ``±1 .. ±(grid-1)``
@@ -326,9 +326,9 @@ class BarDifferenceTask(_VisualTask):
     The question names two bars and asks how much taller the first is than the second,
     negative if it is shorter: the difference is drawn uniformly from ``±1 .. ±(max_height
     - 1)`` (the answer set), then the two heights uniformly among those that fit; the other
-    bars get any height. The colours asked about are drawn
-    independently of the heights. The reference chain states both heights (each wrong with
-    probability ``warmup_noise``), then subtracts them.
+    bars get any height. The colours asked about are drawn independently of the heights.
+    The reference chain states both heights (each wrong with probability
+    ``warmup_noise``), then subtracts them.
     Example ``index`` of a split is a pure function of ``(seed, split, index)``.
 
     Args:
