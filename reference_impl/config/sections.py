@@ -116,8 +116,9 @@ class DataConfig(Section):
     chain_max_count: int = option(4, "Chain task: largest count of one colour.")
     chain_distractors: int = option(1, "Chain task: up to this many grey squares no question asks about.")
     chain_warmup_noise: float = option(
-        0.3, "Chain, spatial, rows and bars tasks: probability that a fact stated in a warm-up "
-             "reference chain is wrong (the warm-up teaches the format, not the answers).")
+        0.3, "Chain, spatial, rows and bars tasks: probability that a fact stated in a "
+             "warm-up reference chain is wrong (the warm-up teaches the format, not the "
+             "answers).")
     chain_filler: int = option(
         0, "Chain task: statements of pure language ('Okay.', 'Let me see.', ...) added to "
            "each warm-up chain at random places among its facts; raises the language share "

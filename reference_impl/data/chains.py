@@ -216,7 +216,8 @@ def perception_token_mask(tokens: Sequence[str], colours: Sequence[str]) -> list
     is 3``, ``red squares: 3``; ``the red bar is 3``, ``red bar: 3``, ``the red row is 1``,
     ``red row: 1``, ``the row is 2`` in the tasks of :mod:`reference_impl.data.visual_tasks`)."""
     names = "|".join(re.escape(c) for c in colours)
-    before = re.compile(rf"(?:(?:{names})(?: squares| bar| row)?:|the (?:{names})(?: count| bar| row)? is) ?$")
+    before = re.compile(rf"(?:(?:{names})(?: squares| bar| row)?:"
+                        rf"|the (?:{names})(?: count| bar| row)? is) ?$")
     text, mask = "", []
     for token in tokens:
         mask.append(bool(token.strip()) and token.strip().isdigit()
