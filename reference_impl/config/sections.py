@@ -122,7 +122,8 @@ class DataConfig(Section):
     chain_filler: int = option(
         0, "Chain task: statements of pure language ('Okay.', 'Let me see.', ...) added to "
            "each warm-up chain at random places among its facts; raises the language share "
-           "of a response (Thm. E.1's axis: PGPO should gain more the higher it is).")
+           "of a response (Thm. E.1's axis: PGPO should gain more the higher it is; at 8 "
+           "it lost to DAPO over 8 seeds, docs/evidence.md).")
     reference_column: Optional[str] = option(
         None, "File sources: column with a reference response or reasoning for the "
               "supervised warm-up (taught as <think>reasoning</think> \\boxed{answer}).")
