@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from reference_impl.config import Config
 from reference_impl.data import sources as data_mod
+from reference_impl.data import visual_tasks
 from reference_impl.data.examples import Example, ExampleSampler
 from reference_impl.data.synthetic import SyntheticVisualTask
 
@@ -20,11 +21,8 @@ def build_datasets(cfg: Config):
                                warmup_noise=d.chain_warmup_noise, filler=d.chain_filler,
                                image_size=d.image_size)
         return train, train.heldout(d.eval_size)
-    if d.source == "synthetic" and d.synthetic_task in ("spatial", "rows", "bars"):
-        from reference_impl.data import visual_tasks
-
-        cls = {"spatial": visual_tasks.GridPlaceTask, "rows": visual_tasks.RowOrderTask,
-               "bars": visual_tasks.BarDifferenceTask}[d.synthetic_task]
+    if d.source == "synthetic" and d.synthetic_task in visual_tasks.TASKS:
+        cls = visual_tasks.TASKS[d.synthetic_task]
         train = cls(cfg.train.seed, warmup_noise=d.chain_warmup_noise, image_size=d.image_size)
         return train, train.heldout(d.eval_size)
     if d.source == "synthetic":

@@ -41,7 +41,7 @@ from PIL import Image, ImageDraw
 from reference_impl.data.examples import Example, ExampleSampler
 from reference_impl.data.synthetic import COLORS
 
-__all__ = ["BarDifferenceTask", "GridPlaceTask", "RowOrderTask"]
+__all__ = ["TASKS", "BarDifferenceTask", "GridPlaceTask", "RowOrderTask"]
 
 _SPLITS = {"train": 0, "heldout": 1}
 _BACKGROUND = (255, 255, 255)
@@ -93,16 +93,23 @@ def _pair_with_difference(rng: np.random.Generator, high: int) -> tuple[int, int
     return (d, low + d, low) if d > 0 else (d, low, low - d)
 
 
+def _stated_facts(rng: np.random.Generator, facts: dict[str, int], *, high: int,
+                  noise: float, phrases: tuple[str, ...]) -> tuple[dict[str, int], list[str]]:
+    """The facts as a reference chain states them (each wrong with probability ``noise``,
+    uniformly among the other values of ``[1, high]``), and one sentence per fact in random
+    order, each in a random one of ``phrases``."""
+    stated = {c: _stated(rng, n, 1, high, noise) for c, n in facts.items()}
+    order = [list(stated)[i] for i in rng.permutation(len(stated))]
+    steps = [phrases[int(rng.integers(len(phrases)))].format(c=c, n=stated[c]) for c in order]
+    return stated, steps
+
+
 def _subtraction_chain(rng: np.random.Generator, facts: dict[str, int], minuend: str,
                        subtrahend: str, *, high: int, noise: float, openers: tuple[str, ...],
                        fact_phrases: tuple[str, ...], last_phrases: tuple[str, ...]) -> str:
-    """A reference chain that states both facts (each wrong with probability ``noise``,
-    uniformly among the other values of ``[1, high]``) in random order and wording, then
-    subtracts the stated ``subtrahend`` from the stated ``minuend``."""
-    stated = {c: _stated(rng, n, 1, high, noise) for c, n in facts.items()}
-    order = [list(stated)[i] for i in rng.permutation(len(stated))]
-    steps = [fact_phrases[int(rng.integers(len(fact_phrases)))].format(c=c, n=stated[c])
-             for c in order]
+    """A reference chain that states both facts (:func:`_stated_facts`), then subtracts the
+    stated ``subtrahend`` from the stated ``minuend``."""
+    stated, steps = _stated_facts(rng, facts, high=high, noise=noise, phrases=fact_phrases)
     a, b = stated[minuend], stated[subtrahend]
     last = last_phrases[int(rng.integers(len(last_phrases)))].format(a=a, b=b, d=a - b)
     opener = openers[int(rng.integers(len(openers)))]
@@ -218,10 +225,8 @@ class GridPlaceTask(_VisualTask):
                      "Cell {g}*({r}-1)+{k}={n}.")
 
     def _reference(self, rng: np.random.Generator, colour: str, facts: dict[str, int]) -> str:
-        stated = {c: _stated(rng, n, 1, self.grid, self.warmup_noise) for c, n in facts.items()}
-        order = [list(stated)[i] for i in rng.permutation(len(stated))]
-        steps = [self._FACT_PHRASES[int(rng.integers(len(self._FACT_PHRASES)))]
-                 .format(c=c, n=stated[c]) for c in order]
+        stated, steps = _stated_facts(rng, facts, high=self.grid, noise=self.warmup_noise,
+                                      phrases=self._FACT_PHRASES)
         r, k = stated["row"], stated["column"]
         n = self.grid * (r - 1) + k
         last = self._LAST_PHRASES[int(rng.integers(len(self._LAST_PHRASES)))].format(
@@ -402,3 +407,8 @@ class BarDifferenceTask(_VisualTask):
     _OPENERS = ("", "Reading the bars. ", "I look at the chart. ", "Comparing heights. ")
     _FACT_PHRASES = ("{c}: {n}.", "the {c} bar is {n}.", "{c} bar: {n}.")
     _LAST_PHRASES = ("So {a}-{b}={d}.", "{a}-{b}={d}.", "Difference {a}-{b}={d}.")
+
+
+TASKS: dict[str, type[_VisualTask]] = {
+    cls.task: cls for cls in (GridPlaceTask, RowOrderTask, BarDifferenceTask)}
+"""``data.synthetic_task`` name -> task class, for the tasks of this module."""

@@ -16,12 +16,11 @@ from reference_impl.data.rewards import verifiable_reward
 from reference_impl.data.sources import LocalFileDataset
 from reference_impl.data.synthetic import COLORS, SyntheticVisualTask
 from reference_impl.data.visual_tasks import (
+    TASKS,
     BarDifferenceTask,
     GridPlaceTask,
     RowOrderTask,
 )
-
-TASKS = {"spatial": GridPlaceTask, "rows": RowOrderTask, "bars": BarDifferenceTask}
 
 
 @pytest.mark.parametrize("kind,kwargs", [("spatial", {}), ("spatial", dict(grid=4)),
