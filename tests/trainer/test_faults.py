@@ -74,17 +74,6 @@ def same_weights(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.fixture
-def one_thread():
-    """Torch at one intra-op thread in this process, the count the killed subprocesses run
-    with (``OMP_NUM_THREADS=1``): bit-equal weights need equal thread counts, since on some
-    CPUs (an AMD EPYC with 2 cores, 2026-12-07) 1 and 2 threads round a sum differently."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------ logs follow the checkpoint
 
 def test_truncation_drops_a_half_written_line_and_appending_repairs_the_tail(tmp_path):

@@ -103,7 +103,7 @@ def resume(out):
 
 @pytest.mark.slow
 def test_a_chain_of_stops_and_kills_at_every_phase_boundary_equals_an_uninterrupted_run(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, one_thread):
     """Stopped (SIGTERM) in each phase in turn, resumed each time, and killed after the
     periodic evaluation that a stop had left pending was logged again: metrics.jsonl,
     TensorBoard and summary.json end as an uninterrupted run's (before issue 18 the
