@@ -83,6 +83,18 @@ class Config:
         if self.train.total_steps == 0 and not self.model.sft_warmup_steps:
             raise ConfigError("train.total_steps: 0 runs only the warm-up, but "
                               "model.sft_warmup_steps is 0")
+        if self.data.opening_steps:
+            if (self.data.source, self.data.synthetic_task) != ("synthetic", "bars"):
+                raise ConfigError(
+                    "data.opening_steps: only the synthetic bars task has an opening "
+                    f"question (data.source='synthetic', data.synthetic_task='bars'), got "
+                    f"data.source={self.data.source!r}, data.synthetic_task="
+                    f"{self.data.synthetic_task!r}")
+            if self.data.opening_steps > self.model.sft_warmup_steps:
+                raise ConfigError(
+                    f"data.opening_steps: the opening is part of the warm-up, so at most "
+                    f"model.sft_warmup_steps ({self.model.sft_warmup_steps}), got "
+                    f"{self.data.opening_steps}")
         if self.train.epochs is not None and self.data.source == "synthetic":
             raise ConfigError("train.epochs: the synthetic task has no epochs; "
                               "set train.total_steps instead")

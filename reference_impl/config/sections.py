@@ -124,6 +124,12 @@ class DataConfig(Section):
            "each warm-up chain at random places among its facts; raises the language share "
            "of a response (Thm. E.1's axis: PGPO should gain more the higher it is; at 8 "
            "it lost to DAPO over 8 seeds, docs/evidence.md).")
+    opening_steps: int = option(
+        0, "Bars task: the first N warm-up steps ask each picture for the sum of the two "
+           "heights instead of their difference, then the task's own question. A sum is "
+           "predicted by how much colour the picture holds, a way into the image that a "
+           "difference lacks: without it the tiny model's warm-up never looks at the bars "
+           "(docs/evidence.md). At most model.sft_warmup_steps.")
     reference_column: Optional[str] = option(
         None, "File sources: column with a reference response or reasoning for the "
               "supervised warm-up (taught as <think>reasoning</think> \\boxed{answer}).")
@@ -145,6 +151,7 @@ class DataConfig(Section):
         self._range("chain_distractors", 0)
         self._range("chain_warmup_noise", 0, 1, high_open=True)
         self._range("chain_filler", 0, 32)
+        self._range("opening_steps", 0)
         if self.reference_column is not None and not self.reference_column.strip():
             self._fail("reference_column", "must be a non-empty column name or none")
         self._range("image_size", 28)

@@ -10,8 +10,12 @@ from reference_impl.data.examples import Example, ExampleSampler
 from reference_impl.data.synthetic import SyntheticVisualTask
 
 
-def build_datasets(cfg: Config):
-    """``(train, heldout)`` samplers of :class:`reference_impl.data.examples.Example`."""
+def build_datasets(cfg: Config, *, world_size: int = 1):
+    """``(train, heldout)`` samplers of :class:`reference_impl.data.examples.Example`.
+
+    ``world_size`` (the processes sharing one data stream, each drawing its slice) turns
+    ``data.opening_steps`` warm-up steps into the stream's first examples: a step draws
+    ``rollout.prompts_per_step * rollout.samples_per_prompt`` per process."""
     d = cfg.data
     if d.source == "synthetic" and d.synthetic_task == "chain":
         from reference_impl.data.chains import ChainCountTask
@@ -23,7 +27,13 @@ def build_datasets(cfg: Config):
         return train, train.heldout(d.eval_size)
     if d.source == "synthetic" and d.synthetic_task in visual_tasks.TASKS:
         cls = visual_tasks.TASKS[d.synthetic_task]
-        train = cls(cfg.train.seed, warmup_noise=d.chain_warmup_noise, image_size=d.image_size)
+        opening = {}
+        if d.opening_steps:  # Config allows it for the bars task only
+            r = cfg.rollout
+            opening["opening"] = d.opening_steps * r.prompts_per_step * r.samples_per_prompt \
+                * world_size
+        train = cls(cfg.train.seed, warmup_noise=d.chain_warmup_noise, image_size=d.image_size,
+                    **opening)
         return train, train.heldout(d.eval_size)
     if d.source == "synthetic":
         train = SyntheticVisualTask(cfg.train.seed, image_size=d.image_size)

@@ -94,9 +94,16 @@ class ExampleSampler:
             epoch, k = divmod(position, size)
             if epoch != order_epoch:
                 order, order_epoch = self._order(epoch), epoch
-            out.append(self[int(order[k])])
+            out.append(self._example_at(position, int(order[k])))
         self._cursor += n
         return out
+
+    def _example_at(self, position: int, index: int) -> Example:
+        """The example that :meth:`sample` returns at stream ``position`` for dataset row
+        ``index``: ``self[index]``; a task whose early stream differs (a warm-up
+        curriculum, :class:`~reference_impl.data.visual_tasks.BarDifferenceTask`'s
+        ``opening``) overrides it."""
+        return self[index]
 
     @property
     def position(self) -> int:

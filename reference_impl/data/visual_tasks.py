@@ -104,16 +104,18 @@ def _stated_facts(rng: np.random.Generator, facts: dict[str, int], *, high: int,
     return stated, steps
 
 
-def _subtraction_chain(rng: np.random.Generator, facts: dict[str, int], minuend: str,
+def _arithmetic_chain(rng: np.random.Generator, facts: dict[str, int], minuend: str,
                        subtrahend: str, *, high: int, noise: float, openers: tuple[str, ...],
-                       fact_phrases: tuple[str, ...], last_phrases: tuple[str, ...]) -> str:
+                       fact_phrases: tuple[str, ...], last_phrases: tuple[str, ...],
+                       sign: int = -1) -> str:
     """A reference chain that states both facts (:func:`_stated_facts`), then subtracts the
-    stated ``subtrahend`` from the stated ``minuend``."""
+    stated ``subtrahend`` from the stated ``minuend`` (``sign=+1``: adds them;
+    ``last_phrases`` take ``{a}``, ``{b}`` and the result ``{d}``)."""
     stated, steps = _stated_facts(rng, facts, high=high, noise=noise, phrases=fact_phrases)
     a, b = stated[minuend], stated[subtrahend]
-    last = last_phrases[int(rng.integers(len(last_phrases)))].format(a=a, b=b, d=a - b)
+    last = last_phrases[int(rng.integers(len(last_phrases)))].format(a=a, b=b, d=a + sign * b)
     opener = openers[int(rng.integers(len(openers)))]
-    return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{a - b}}}"
+    return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{a + sign * b}}}"
 
 
 def _index(index, size: int) -> int:
@@ -304,7 +306,7 @@ class RowOrderTask(_VisualTask):
                     "Answer with a number, negative if it is lower.")
         return Example(image=image, question=question, answer=str(diff), task=self.task,
                        id=f"{self.task}-{self.split}-{self.seed}-{index}",
-                       reference=_subtraction_chain(
+                       reference=_arithmetic_chain(
                            rng, facts, second, first, high=g, noise=self.warmup_noise,
                            openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
                            last_phrases=self._LAST_PHRASES),
@@ -323,10 +325,7 @@ class BarDifferenceTask(_VisualTask):
     ``1 .. max_height`` cells tall, with a faint line at every unit of height. A unit of
     height is one cell on purpose: at the default 112 px and ``max_height=4`` a cell is
     exactly one of Qwen2.5-VL's 28-px image tokens (patch 14, merge 2), so a bar's height
-    is the number of tokens of its colour, the count the chain task teaches. The tiny
-    model built from a config still does not learn to read it: asked a difference, no
-    colour-blind feature of the picture predicts the answer, and its warm-up never starts
-    to look (docs/evidence.md; the chain task's sum is predicted by how much colour there is).
+    is the number of tokens of its colour, the count the chain task teaches.
 
     The question names two bars and asks how much taller the first is than the second,
     negative if it is shorter: the difference is drawn uniformly from ``±1 .. ±(max_height
@@ -336,6 +335,17 @@ class BarDifferenceTask(_VisualTask):
     ``warmup_noise``), then subtracts them.
     Example ``index`` of a split is a pure function of ``(seed, split, index)``.
 
+    **The opening.** Asked only differences, the tiny model built from a config never
+    starts to look at the bars: no colour-blind feature of the picture predicts a
+    difference, so no early gradient pays for attending to the image (docs/evidence.md).
+    A sum of two heights is predicted by how much colour the picture holds, the way in
+    that the chain task's sum of counts offers. With ``opening=N`` the first ``N`` examples
+    that :meth:`sample` returns (the stream's positions, so a resumed run continues the
+    same curriculum) ask "how tall are the red bar and the blue bar together?" about the
+    same picture and facts (:meth:`opening_example`); every later one, and every
+    ``self[i]``, asks the difference. The trainer sets ``N`` from
+    ``data.opening_steps`` warm-up steps.
+
     Args:
       seed: base seed.
       bars: number of bars (2-4, one colour each; at most ``max_height``).
@@ -344,20 +354,27 @@ class BarDifferenceTask(_VisualTask):
       image_size: side of the square RGB image in pixels.
       split: ``"train"`` or ``"heldout"``.
       size: number of examples.
+      opening: how many examples at the start of the sampled stream ask the sum (train
+        split only; the held-out split never opens).
     """
 
     task = "bars"
 
     def __init__(self, seed: int = 0, *, bars: int = 3, max_height: int = 4,
                  warmup_noise: float = 0.3, image_size: int = 112, split: str = "train",
-                 size: int = 100_000):
+                 size: int = 100_000, opening: int = 0):
         _check_int("bars", bars, 2, len(COLORS))
         _check_int("max_height", max_height, 3, 9)
+        _check_int("opening", opening, 0)
         if bars > max_height:
             raise ValueError(f"bars: at most max_height={max_height} bars fit side by side, "
                              f"got {bars}")
+        if opening and split != "train":
+            raise ValueError(f"opening: only the train split opens with sums, got "
+                             f"opening={opening} for split={split!r}")
         self._setup(seed, warmup_noise, image_size, split, size, bars=bars,
                     max_height=max_height)
+        self.opening = opening
 
     @property
     def answer_set(self) -> tuple[str, ...]:
@@ -365,6 +382,17 @@ class BarDifferenceTask(_VisualTask):
         return tuple(str(d) for d in _signed_differences(self.max_height))
 
     def __getitem__(self, index: int) -> Example:
+        return self._example(index, ask_sum=False)
+
+    def opening_example(self, index: int) -> Example:
+        """Example ``index``'s picture and facts, asked for the sum of the two heights (its
+        answer in ``2 .. 2 * max_height - 2``; the reference chain adds the stated heights)."""
+        return self._example(index, ask_sum=True)
+
+    def _example_at(self, position: int, index: int) -> Example:
+        return self._example(index, ask_sum=position < self.opening)
+
+    def _example(self, index: int, *, ask_sum: bool) -> Example:
         index = _index(index, self.size)
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 13])
         names = list(COLORS)
@@ -379,15 +407,26 @@ class BarDifferenceTask(_VisualTask):
         slots = [colours[i] for i in rng.permutation(self.bars)]  # left-to-right order
         image = self._draw(dict(zip(slots, columns)), heights)
         facts = {first: first_height, second: second_height}
-        question = (f"How much taller is the {first} bar than the {second} bar? "
-                    "Answer with a number, negative if it is shorter.")
-        return Example(image=image, question=question, answer=str(diff), task=self.task,
-                       id=f"{self.task}-{self.split}-{self.seed}-{index}",
-                       reference=_subtraction_chain(
+        if ask_sum:
+            question = (f"How tall are the {first} bar and the {second} bar together? "
+                        "Answer with a number.")
+            answer, last, sign = first_height + second_height, self._SUM_PHRASES, 1
+        else:
+            question = (f"How much taller is the {first} bar than the {second} bar? "
+                        "Answer with a number, negative if it is shorter.")
+            answer, last, sign = diff, self._LAST_PHRASES, -1
+        return Example(image=image, question=question, answer=str(answer), task=self.task,
+                       id=f"{self.task}-{self.split}-{self.seed}-{index}"
+                          + ("-sum" if ask_sum else ""),
+                       reference=_arithmetic_chain(
                            rng, facts, first, second, high=h, noise=self.warmup_noise,
                            openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
-                           last_phrases=self._LAST_PHRASES),
+                           last_phrases=last, sign=sign),
                        facts=facts)
+
+    def __repr__(self) -> str:
+        opening = f", opening={self.opening}" if self.opening else ""
+        return super().__repr__()[:-1] + opening + ")"
 
     def _draw(self, columns: dict[str, int], heights: dict[str, int]) -> Image.Image:
         """Each bar (colour -> lattice column) from the bottom edge up ``height`` cells,
@@ -407,6 +446,7 @@ class BarDifferenceTask(_VisualTask):
     _OPENERS = ("", "Reading the bars. ", "I look at the chart. ", "Comparing heights. ")
     _FACT_PHRASES = ("{c}: {n}.", "the {c} bar is {n}.", "{c} bar: {n}.")
     _LAST_PHRASES = ("So {a}-{b}={d}.", "{a}-{b}={d}.", "Difference {a}-{b}={d}.")
+    _SUM_PHRASES = ("So {a}+{b}={d}.", "{a}+{b}={d}.", "Together {a}+{b}={d}.")
 
 
 TASKS: dict[str, type[_VisualTask]] = {

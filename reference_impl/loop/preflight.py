@@ -48,7 +48,7 @@ def run(cfg: Config, env: Any) -> tuple[Any, Any]:
         check_output_dir(cfg)
     check_resume(cfg, env.world_size)
     check_model_dir(cfg)
-    datasets = check_data(cfg)
+    datasets = check_data(cfg, world_size=env.world_size)
     if env.is_main:
         check_free_disk(cfg)
     return datasets
@@ -175,11 +175,11 @@ def check_model_dir(cfg: Config) -> None:
 
 # ------------------------------------------------------------------ data
 
-def check_data(cfg: Config) -> tuple[Any, Any]:
+def check_data(cfg: Config, *, world_size: int = 1) -> tuple[Any, Any]:
     from reference_impl.data.datasets import build_datasets
 
     try:
-        train, heldout = build_datasets(cfg)
+        train, heldout = build_datasets(cfg, world_size=world_size)
     except (OSError, ValueError) as err:
         key = "data.eval_source" if cfg.data.eval_source and cfg.data.eval_source in str(err) \
             else "data.source"

@@ -178,10 +178,58 @@ def test_examples_are_a_pure_function_of_seed_split_index():
     (GridPlaceTask, dict(warmup_noise=1.0), "warmup_noise"),
     (BarDifferenceTask, dict(split="test"), "split"),
     (BarDifferenceTask, dict(image_size=40), "image_size"),
+    (BarDifferenceTask, dict(opening=-1), "opening"),
+    (BarDifferenceTask, dict(opening=8, split="heldout"), "opening"),
 ])
 def test_bad_settings_name_the_argument(cls, kwargs, field):
     with pytest.raises(ValueError, match=field):
         cls(0, **kwargs)
+
+
+def test_the_bars_opening_asks_sums_first_then_the_task_from_the_same_stream():
+    task, plain = BarDifferenceTask(3, opening=10), BarDifferenceTask(3)
+    first = task.sample(6) + task.sample(6)  # the switch falls inside the second draw
+    for i, e in enumerate(first):
+        same = plain[i]
+        assert e.facts == same.facts
+        assert np.array_equal(np.asarray(e.image), np.asarray(same.image))
+        if i < 10:  # the sum of the same two named bars, and a chain that adds them
+            a, b = same.facts.values()
+            assert e.answer == str(a + b) and e.id == same.id + "-sum"
+            assert "together" in e.question and "taller" not in e.question
+            stated = chain_facts(e.reference, list(e.facts))
+            assert e.reference.endswith(f"\\boxed{{{sum(stated.values())}}}")
+        else:
+            assert (e.question, e.answer, e.reference, e.id) \
+                == (same.question, same.answer, same.reference, same.id)
+    assert task[3].question == plain[3].question  # indexing never opens
+    assert task.heldout(4)[0].question == plain.heldout(4)[0].question
+
+
+def test_the_bars_opening_resumes_where_the_stream_stopped():
+    whole = BarDifferenceTask(1, opening=5)
+    want = [e.question for e in whole.sample(8)]
+    resumed = BarDifferenceTask(1, opening=5)
+    resumed.load_state_dict({"cursor": 3})
+    assert [e.question for e in resumed.sample(5)] == want[3:]
+
+
+def test_clean_opening_references_are_correct():
+    task = BarDifferenceTask(0, warmup_noise=0.0, opening=200)
+    for e in task.sample(200):
+        assert perception_accuracy(e.reference, e.facts) == 1.0
+        assert verifiable_reward(e.reference, e.answer).reward == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_opening_steps_count_every_process_draw(world):
+    from reference_impl.config import load_config
+    from reference_impl.data.datasets import build_datasets
+
+    cfg = load_config(["data.synthetic_task=bars", "data.opening_steps=3"],
+                      check_environment=False)
+    train, heldout = build_datasets(cfg, world_size=world)
+    assert train.opening == 3 * 8 * 4 * world and getattr(heldout, "opening", 0) == 0
 
 
 @pytest.mark.parametrize("task", [GridPlaceTask(4), RowOrderTask(4), BarDifferenceTask(4),
