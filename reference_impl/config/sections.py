@@ -125,10 +125,10 @@ class DataConfig(Section):
            "of a response (Thm. E.1's axis: PGPO should gain more the higher it is; at 8 "
            "it lost to DAPO over 8 seeds, docs/evidence.md).")
     opening_steps: int = option(
-        0, "Bars task: the first N warm-up steps ask each picture for the sum of the two "
-           "heights instead of their difference, then the task's own question. A sum is "
-           "predicted by how much colour the picture holds, a way into the image that a "
-           "difference lacks: without it the tiny model's warm-up never looks at the bars "
+        0, "Bars task: the first N warm-up steps ask each picture for the total height of "
+           "all its bars instead of a difference, then the task's own question. The total "
+           "is how much colour the picture holds, a way into the image that a difference "
+           "lacks: without it the tiny model's warm-up never looks at the bars "
            "(docs/evidence.md). At most model.sft_warmup_steps.")
     reference_column: Optional[str] = option(
         None, "File sources: column with a reference response or reasoning for the "

@@ -55,7 +55,8 @@ def export_jsonl(examples: Iterable[Example], path: str | os.PathLike, *,
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m reference_impl.data.export OUT.jsonl --size N [--heldout] [overrides]``:
     export the synthetic task that the trainer configuration (``data.synthetic_task``,
-    ``train.seed``, ``data.*``) builds."""
+    ``train.seed``, ``data.*``) builds, in the order its sampler draws them (with
+    ``data.opening_steps`` the bars task's opening questions come first)."""
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -76,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                        f"data.eval_size={args.size}"], check_environment=False)
     train, heldout = build_datasets(cfg)
     source = heldout if args.heldout else train
-    n = export_jsonl((source[i] for i in range(args.size)), args.out)
+    # In the order the trainer draws them (a curriculum's opening first: with
+    # data.shuffle=false the file loader then gives the warm-up the same stream).
+    n = export_jsonl((source.sample(1)[0] for _ in range(args.size)), args.out)
     print(f"wrote {n} {cfg.data.synthetic_task} examples to {args.out}")
     return 0
 

@@ -96,26 +96,36 @@ def _pair_with_difference(rng: np.random.Generator, high: int) -> tuple[int, int
 def _stated_facts(rng: np.random.Generator, facts: dict[str, int], *, high: int,
                   noise: float, phrases: tuple[str, ...]) -> tuple[dict[str, int], list[str]]:
     """The facts as a reference chain states them (each wrong with probability ``noise``,
-    uniformly among the other values of ``[1, high]``), and one sentence per fact in random
-    order, each in a random one of ``phrases``."""
+    uniformly among the other values of ``[1, high]``), in the order stated, and one
+    sentence per fact in that random order, each in a random one of ``phrases``."""
     stated = {c: _stated(rng, n, 1, high, noise) for c, n in facts.items()}
     order = [list(stated)[i] for i in rng.permutation(len(stated))]
     steps = [phrases[int(rng.integers(len(phrases)))].format(c=c, n=stated[c]) for c in order]
-    return stated, steps
+    return {c: stated[c] for c in order}, steps
 
 
-def _arithmetic_chain(rng: np.random.Generator, facts: dict[str, int], minuend: str,
+def _subtraction_chain(rng: np.random.Generator, facts: dict[str, int], minuend: str,
                        subtrahend: str, *, high: int, noise: float, openers: tuple[str, ...],
-                       fact_phrases: tuple[str, ...], last_phrases: tuple[str, ...],
-                       sign: int = -1) -> str:
+                       fact_phrases: tuple[str, ...], last_phrases: tuple[str, ...]) -> str:
     """A reference chain that states both facts (:func:`_stated_facts`), then subtracts the
-    stated ``subtrahend`` from the stated ``minuend`` (``sign=+1``: adds them;
-    ``last_phrases`` take ``{a}``, ``{b}`` and the result ``{d}``)."""
+    stated ``subtrahend`` from the stated ``minuend``."""
     stated, steps = _stated_facts(rng, facts, high=high, noise=noise, phrases=fact_phrases)
     a, b = stated[minuend], stated[subtrahend]
-    last = last_phrases[int(rng.integers(len(last_phrases)))].format(a=a, b=b, d=a + sign * b)
+    last = last_phrases[int(rng.integers(len(last_phrases)))].format(a=a, b=b, d=a - b)
     opener = openers[int(rng.integers(len(openers)))]
-    return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{a + sign * b}}}"
+    return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{a - b}}}"
+
+
+def _sum_chain(rng: np.random.Generator, facts: dict[str, int], *, high: int, noise: float,
+               openers: tuple[str, ...], fact_phrases: tuple[str, ...],
+               last_phrases: tuple[str, ...]) -> str:
+    """A reference chain that states every fact (:func:`_stated_facts`), then adds the
+    stated values in the order stated (``last_phrases`` take ``{expr}`` and ``{total}``)."""
+    stated, steps = _stated_facts(rng, facts, high=high, noise=noise, phrases=fact_phrases)
+    expr, total = "+".join(str(n) for n in stated.values()), sum(stated.values())
+    last = last_phrases[int(rng.integers(len(last_phrases)))].format(expr=expr, total=total)
+    opener = openers[int(rng.integers(len(openers)))]
+    return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{total}}}"
 
 
 def _index(index, size: int) -> int:
@@ -306,7 +316,7 @@ class RowOrderTask(_VisualTask):
                     "Answer with a number, negative if it is lower.")
         return Example(image=image, question=question, answer=str(diff), task=self.task,
                        id=f"{self.task}-{self.split}-{self.seed}-{index}",
-                       reference=_arithmetic_chain(
+                       reference=_subtraction_chain(
                            rng, facts, second, first, high=g, noise=self.warmup_noise,
                            openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
                            last_phrases=self._LAST_PHRASES),
@@ -338,13 +348,15 @@ class BarDifferenceTask(_VisualTask):
     **The opening.** Asked only differences, the tiny model built from a config never
     starts to look at the bars: no colour-blind feature of the picture predicts a
     difference, so no early gradient pays for attending to the image (docs/evidence.md).
-    A sum of two heights is predicted by how much colour the picture holds, the way in
-    that the chain task's sum of counts offers. With ``opening=N`` the first ``N`` examples
-    that :meth:`sample` returns (the stream's positions, so a resumed run continues the
-    same curriculum) ask "how tall are the red bar and the blue bar together?" about the
-    same picture and facts (:meth:`opening_example`); every later one, and every
-    ``self[i]``, asks the difference. The trainer sets ``N`` from
-    ``data.opening_steps`` warm-up steps.
+    The total height of all bars is the picture's coloured area, predicted without
+    telling colours apart: the way in that the chain task's sum of counts offers. With
+    ``opening=N`` the first ``N`` examples that :meth:`sample` returns (positions in the
+    stream, so a resumed run continues the same curriculum) ask "how tall are the red, the
+    blue and the green bars together?" about the same picture (:meth:`opening_example`;
+    the chain states every bar's height, then adds); every later one, and every
+    ``self[i]``, asks the difference. The trainer sets ``N`` from ``data.opening_steps``
+    warm-up steps. It makes the tiny model look, weakly: after 1,600 opening and 800
+    difference steps its sampled answers are at or barely above chance (docs/evidence.md).
 
     Args:
       seed: base seed.
@@ -354,8 +366,8 @@ class BarDifferenceTask(_VisualTask):
       image_size: side of the square RGB image in pixels.
       split: ``"train"`` or ``"heldout"``.
       size: number of examples.
-      opening: how many examples at the start of the sampled stream ask the sum (train
-        split only; the held-out split never opens).
+      opening: how many examples at the start of the sampled stream ask the total height
+        (train split only; the held-out split never opens).
     """
 
     task = "bars"
@@ -385,8 +397,8 @@ class BarDifferenceTask(_VisualTask):
         return self._example(index, ask_sum=False)
 
     def opening_example(self, index: int) -> Example:
-        """Example ``index``'s picture and facts, asked for the sum of the two heights (its
-        answer in ``2 .. 2 * max_height - 2``; the reference chain adds the stated heights)."""
+        """Example ``index``'s picture asked for the total height of all its bars (the facts
+        are every bar's height; the reference chain states each, then adds them)."""
         return self._example(index, ask_sum=True)
 
     def _example_at(self, position: int, index: int) -> Example:
@@ -406,23 +418,27 @@ class BarDifferenceTask(_VisualTask):
         columns = sorted(rng.permutation(h)[:self.bars].tolist())
         slots = [colours[i] for i in rng.permutation(self.bars)]  # left-to-right order
         image = self._draw(dict(zip(slots, columns)), heights)
-        facts = {first: first_height, second: second_height}
-        if ask_sum:
-            question = (f"How tall are the {first} bar and the {second} bar together? "
-                        "Answer with a number.")
-            answer, last, sign = first_height + second_height, self._SUM_PHRASES, 1
+        if ask_sum:  # every bar: the picture's whole coloured area is the answer
+            facts = {c: heights[c] for c in colours}
+            named = ", ".join(f"the {c}" for c in colours[:-1]) + f" and the {colours[-1]}"
+            question = f"How tall are {named} bars together? Answer with a number."
+            reference = _sum_chain(rng, facts, high=h, noise=self.warmup_noise,
+                                   openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
+                                   last_phrases=self._SUM_PHRASES)
+            answer = sum(facts.values())
         else:
+            facts = {first: first_height, second: second_height}
             question = (f"How much taller is the {first} bar than the {second} bar? "
                         "Answer with a number, negative if it is shorter.")
-            answer, last, sign = diff, self._LAST_PHRASES, -1
+            reference = _subtraction_chain(
+                rng, facts, first, second, high=h, noise=self.warmup_noise,
+                openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
+                last_phrases=self._LAST_PHRASES)
+            answer = diff
         return Example(image=image, question=question, answer=str(answer), task=self.task,
                        id=f"{self.task}-{self.split}-{self.seed}-{index}"
                           + ("-sum" if ask_sum else ""),
-                       reference=_arithmetic_chain(
-                           rng, facts, first, second, high=h, noise=self.warmup_noise,
-                           openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
-                           last_phrases=last, sign=sign),
-                       facts=facts)
+                       reference=reference, facts=facts)
 
     def __repr__(self) -> str:
         opening = f", opening={self.opening}" if self.opening else ""
@@ -446,7 +462,7 @@ class BarDifferenceTask(_VisualTask):
     _OPENERS = ("", "Reading the bars. ", "I look at the chart. ", "Comparing heights. ")
     _FACT_PHRASES = ("{c}: {n}.", "the {c} bar is {n}.", "{c} bar: {n}.")
     _LAST_PHRASES = ("So {a}-{b}={d}.", "{a}-{b}={d}.", "Difference {a}-{b}={d}.")
-    _SUM_PHRASES = ("So {a}+{b}={d}.", "{a}+{b}={d}.", "Together {a}+{b}={d}.")
+    _SUM_PHRASES = ("So {expr}={total}.", "{expr}={total}.", "Together {expr}={total}.")
 
 
 TASKS: dict[str, type[_VisualTask]] = {

@@ -186,22 +186,26 @@ def test_bad_settings_name_the_argument(cls, kwargs, field):
         cls(0, **kwargs)
 
 
-def test_the_bars_opening_asks_sums_first_then_the_task_from_the_same_stream():
+def test_the_bars_opening_asks_every_bar_total_first_then_the_task_from_one_stream():
     task, plain = BarDifferenceTask(3, opening=10), BarDifferenceTask(3)
     first = task.sample(6) + task.sample(6)  # the switch falls inside the second draw
     for i, e in enumerate(first):
         same = plain[i]
-        assert e.facts == same.facts
         assert np.array_equal(np.asarray(e.image), np.asarray(same.image))
-        if i < 10:  # the sum of the same two named bars, and a chain that adds them
-            a, b = same.facts.values()
-            assert e.answer == str(a + b) and e.id == same.id + "-sum"
-            assert "together" in e.question and "taller" not in e.question
+        if i < 10:  # every bar's height, added: the answer is the picture's coloured area
+            assert len(e.facts) == 3 and set(same.facts) < set(e.facts)
+            assert {c: e.facts[c] for c in same.facts} == same.facts
+            columns = (np.asarray(e.image)[:, :, 0] < 250) | (np.asarray(e.image)[:, :, 2] < 250)
+            coloured = sum(1 for r in range(4) for k in range(4)  # 28-px cells with a bar
+                           if columns[r * 28 + 14, k * 28 + 14])
+            assert e.answer == str(sum(e.facts.values())) == str(coloured)
+            assert e.id == same.id + "-sum" and "together" in e.question
+            assert all(c in e.question for c in e.facts)
             stated = chain_facts(e.reference, list(e.facts))
             assert e.reference.endswith(f"\\boxed{{{sum(stated.values())}}}")
         else:
-            assert (e.question, e.answer, e.reference, e.id) \
-                == (same.question, same.answer, same.reference, same.id)
+            assert (e.question, e.answer, e.reference, e.facts, e.id) \
+                == (same.question, same.answer, same.reference, same.facts, same.id)
     assert task[3].question == plain[3].question  # indexing never opens
     assert task.heldout(4)[0].question == plain.heldout(4)[0].question
 
@@ -261,6 +265,18 @@ def test_export_command_line_writes_the_configured_task(tmp_path, capsys):
     assert "wrote 5 bars examples" in capsys.readouterr().out
     with pytest.raises(ValueError, match="path"):
         export_jsonl([], tmp_path / "x.json")
+
+
+def test_export_writes_the_opening_first_for_the_file_loader(tmp_path):
+    out = tmp_path / "bars.jsonl"  # one warm-up step of 8 x 4 opening examples, then the task
+    assert main([str(out), "--size", "40", "data.synthetic_task=bars", "train.seed=3",
+                 "data.opening_steps=1"]) == 0
+    loaded = LocalFileDataset(out, shuffle=False)
+    opened, plain = BarDifferenceTask(3, opening=32), BarDifferenceTask(3)
+    assert [e.question for e in loaded] == [opened.opening_example(i).question
+                                            for i in range(32)] \
+        + [plain[i].question for i in range(32, 40)]
+    assert [e.facts for e in loaded][:2] == [opened.opening_example(i).facts for i in range(2)]
 
 
 def test_a_malformed_facts_column_skips_the_row(tmp_path):
