@@ -25,6 +25,10 @@ sum. ``barsum=p`` asks a bars training question for the sum of the two heights w
 probability ``p`` (the held-out probe keeps the difference questions); with
 ``sumsteps=K`` as well, every training question of the first ``K`` steps asks the sum and
 every later one the difference (a curriculum). ``mix=p`` makes each warm-up example a chain-task example with probability ``p``.
+``opening=K`` uses ``BarDifferenceTask``'s own opening (every bar's total height) for the
+first ``K`` steps; ``probeopen=1`` probes held-out opening chains instead of difference
+chains (2026-12-07, third sitting). ``mixsteps=K`` (same sitting) makes every example of the first ``K`` steps a
+chain-task example and every later one the task's (a curriculum through the counting task).
 """
 import json
 import re
@@ -52,7 +56,7 @@ from reference_impl.rollout.batch import teacher_forced_batch
 name = sys.argv[1]
 a = dict(task="spatial", steps=800, every=200, lr=3e-3, vlr=3e-4, seed=0, image=112,
          bs=32, theta=10000.0, grid=3, bars=3, maxh=5, frame=0, maxpix=50176, oldlayout=0,
-         blocks=0, mix=0.0, scatter=0, chaindiff=0, barsum=0.0, sumsteps=0)
+         blocks=0, mix=0.0, scatter=0, chaindiff=0, barsum=0.0, sumsteps=0, mixsteps=0, opening=0, probeopen=0)
 for kv in sys.argv[2:]:
     k, v = kv.split("=", 1)
     a[k] = type(a[k])(v) if k in a else v
@@ -206,7 +210,17 @@ if a["scatter"]:  # a bar's units as squares scattered over the lattice: the cha
             draw.rectangle([cx - half, cy - half, cx + half, cy + half], fill=fill)
         return image
     BarDifferenceTask._draw = _draw_scattered
+if a["opening"]:  # the task's own opening (BarDifferenceTask(opening=...)): all bars' total
+    train = BarDifferenceTask(a["seed"], bars=a["bars"], max_height=a["maxh"], image_size=a["image"],
+                              opening=a["opening"] * a["bs"])
+    _get = train._example_at
+    class _Opened:
+        def __len__(self): return len(train)
+        def __getitem__(self, i): return _get(i, i)  # stream position = index here
+    train = _Opened()
 held_ex = [held[i] for i in range(128)]
+if a["probeopen"]:  # probe held-out opening chains (every bar's height) instead
+    held_ex = [held.opening_example(i) for i in range(128)]
 opt = warmup_optimizer(model, lr=a["lr"], vision_lr=a["vlr"])
 it = iter(range(10**9))
 chain_train = ChainCountTask(a["seed"] + 1000, image_size=a["image"])
@@ -218,6 +232,8 @@ def next_examples(n):
     for _ in range(n):
         i = next(it)
         chain = a["mix"] > 0 and torch.rand((), generator=mix_rng).item() < a["mix"]
+        if a["mixsteps"]:  # a curriculum: chain-task examples only, for the first mixsteps steps
+            chain = i < a["mixsteps"] * a["bs"]
         out.append(chain_train[i] if chain else train[i])
     return out
 tok = proc.tokenizer
