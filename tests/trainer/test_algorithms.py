@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 DATA = Path(__file__).resolve().parent / "data"
-ADDED_SINCE_THE_RECORDING = {"data.chain_filler": 0}
+ADDED_SINCE_THE_RECORDING = {"data.chain_filler": 0, "data.opening_steps": 0}
 """Config keys that did not exist when ``algorithms_resolved.json`` was recorded."""
 
 
