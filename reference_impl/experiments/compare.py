@@ -96,7 +96,7 @@ KEY_FORMAT = "pgpo-compare-run/1"
 EXCLUDED_KEYS = ("train.output_dir", "checkpoint.resume")
 """Output paths: where a run writes (and resumes from) is not what it computes. An RL run's
 starting point enters its key as the warm-up's key instead."""
-KEYLESS_AT = {"data.chain_filler": 0}
+KEYLESS_AT = {"data.chain_filler": 0, "data.opening_steps": 0}
 """Options added to the trainer after :data:`KEY_FORMAT` was fixed, each with the value that
 reproduces the earlier runs exactly (tested with the option): at that value an option is
 left out of the key, so a study run before it existed stays valid and resumes. Any other

@@ -4,6 +4,7 @@ extension, a partial report) with a fake trainer, and the --quick run end to end
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,8 @@ from reference_impl.experiments import compare
 from reference_impl.experiments.compare import main
 from reference_impl.experiments.tables import paired_differences, summarize, write_tables
 from reference_impl.stats import mean_interval, paired_interval
+
+EVIDENCE = Path(__file__).resolve().parents[2] / "docs" / "evidence"
 
 
 def rows(final):
@@ -99,6 +102,20 @@ def test_an_option_added_later_keeps_earlier_keys_at_its_neutral_value():
     assert compare.config_key([*argv, "data.chain_filler=0"])[0] == compare.config_key(argv)[0]
     assert compare.config_key([*argv, "data.chain_filler=3"])[1]["config"][
         "data.chain_filler"] == 3
+
+
+@pytest.mark.parametrize("cell", ["today", "filler8", "noclip"])
+def test_studies_run_earlier_keep_their_keys(cell, monkeypatch):
+    # The VLM cells' study keys, as compare.py recorded them at commit 5ac308f: every
+    # option the trainer gained since must be in KEYLESS_AT at its neutral value, or an
+    # earlier study's cached runs silently stop counting and rerun (data.opening_steps
+    # did so until it joined KEYLESS_AT). The runtime is pinned to the CPU study's.
+    recorded = json.loads((EVIDENCE / "2026-12-07_vlm_cells" / cell / "compare.json")
+                          .read_text(encoding="utf-8"))
+    monkeypatch.setattr(compare, "_runtime", lambda cfg: dict(recorded["config"]["runtime"]))
+    key, payload = compare.study_key([*compare.LOGGING, *recorded["overrides"]])
+    assert payload["config"] == recorded["config"]["config"]
+    assert key == recorded["study_key"]
 
 
 def test_key_is_of_the_resolved_config_not_of_the_arguments():
