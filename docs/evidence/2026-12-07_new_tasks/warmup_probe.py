@@ -29,6 +29,13 @@ every later one the difference (a curriculum). ``mix=p`` makes each warm-up exam
 first ``K`` steps; ``probeopen=1`` probes held-out opening chains instead of difference
 chains (2026-12-07, third sitting). ``mixsteps=K`` (same sitting) makes every example of the first ``K`` steps a
 chain-task example and every later one the task's (a curriculum through the counting task).
+``task=region`` (2026-12-07, fourth sitting): squares of random colours on the 4x4 token
+lattice, "how many squares are in the top (bottom) half?" (``axis=rows``; ``axis=cols``:
+left / right), each half 1..``regionmax`` squares; ``ropen=K`` asks the first ``K`` steps
+for all the squares (the colour-blind total, as the chain task's sum). Its probe adds a
+**mirror** pass: the image flipped across the halves' border with the chain kept, so a
+model that reads where the squares are loses ``p`` and one that reads only how many
+there are does not (``tf_perc_mirror``, ``p_true_mirror``).
 """
 import json
 import re
@@ -56,7 +63,7 @@ from reference_impl.rollout.batch import teacher_forced_batch
 name = sys.argv[1]
 a = dict(task="spatial", steps=800, every=200, lr=3e-3, vlr=3e-4, seed=0, image=112,
          bs=32, theta=10000.0, grid=3, bars=3, maxh=5, frame=0, maxpix=50176, oldlayout=0,
-         blocks=0, mix=0.0, scatter=0, chaindiff=0, barsum=0.0, sumsteps=0, mixsteps=0, opening=0, probeopen=0)
+         blocks=0, mix=0.0, scatter=0, chaindiff=0, barsum=0.0, sumsteps=0, mixsteps=0, opening=0, probeopen=0, axis="rows", regionmax=4, ropen=0)
 for kv in sys.argv[2:]:
     k, v = kv.split("=", 1)
     a[k] = type(a[k])(v) if k in a else v
@@ -84,6 +91,55 @@ elif a["task"] == "bars":
 elif a["task"] == "rows":
     train = RowOrderTask(a["seed"], grid=a["grid"], image_size=a["image"])
     held = RowOrderTask(a["seed"], grid=a["grid"], image_size=a["image"], warmup_noise=0.0, split="heldout", size=128)
+elif a["task"] == "region":  # 2026-12-08: how many squares in one half (see RegionCount)
+    import numpy as _np
+    from PIL import Image as _Image, ImageDraw as _Draw
+
+    from reference_impl.data.examples import Example as _Ex
+    from reference_impl.data.synthetic import COLORS as _C
+    class RegionCount:
+        """Squares (random colours) on the 4x4 token lattice; "how many squares are in the
+        top (bottom / left / right) half?". Each half holds 1..regionmax squares,
+        drawn independently, so the answer is uniform over 1..regionmax whichever half is
+        asked; the chain states both halves' counts, then the asked one."""
+        def __init__(self, seed, split, noise):
+            self.seed, self.split, self.noise = seed, split, noise
+        def __len__(self): return 100_000
+        def __getitem__(self, i):
+            r = _np.random.default_rng([self.seed, self.split, i, 21])
+            halves = ("top", "bottom") if a["axis"] == "rows" else ("left", "right")
+            m = a["regionmax"]
+            counts = {h: int(r.integers(1, m + 1)) for h in halves}
+            asked = halves[int(r.integers(2))]
+            s, g = a["image"], 4
+            cell = s / g
+            img = _Image.new("RGB", (s, s), (255, 255, 255)); d = _Draw.Draw(img)
+            names = list(_C)
+            for k, h in enumerate(halves):
+                cells = [(row, col) for row in range(g) for col in range(g)
+                         if ((row if a["axis"] == "rows" else col) < g // 2) == (k == 0)]
+                for j in r.permutation(len(cells))[:counts[h]]:
+                    row, col = cells[int(j)]
+                    cx, cy, half = (col + 0.5) * cell, (row + 0.5) * cell, 0.32 * cell
+                    d.rectangle([cx - half, cy - half, cx + half, cy + half],
+                                fill=_C[names[int(r.integers(len(names)))]])
+            stated = {h: (int(r.choice([v for v in range(1, m + 1) if v != n]))
+                          if r.random() < self.noise else n) for h, n in counts.items()}
+            order = [halves[j] for j in r.permutation(2)]
+            ph = ("{c}: {n}.", "the {c} count is {n}.", "{c} squares: {n}.")
+            steps = " ".join(ph[int(r.integers(3))].format(c=h, n=stated[h]) for h in order)
+            ref = (f"<think>{steps} So the {asked} half has {stated[asked]}.</think> "
+                   f"\\boxed{{{stated[asked]}}}")
+            q = f"How many squares are in the {asked} half of the picture? Answer with a number."
+            if i < a["ropen"] * a["bs"] and self.split == 0:  # the opening: all squares
+                t = sum(stated.values())
+                ref = f"<think>{steps} So {stated[order[0]]}+{stated[order[1]]}={t}.</think> \\boxed{{{t}}}"
+                q = "How many squares are in the picture? Answer with a number."
+                return _Ex(image=img, question=q, answer=str(sum(counts.values())), task="region",
+                           id=f"region-open-{i}", reference=ref, facts=counts)
+            return _Ex(image=img, question=q, answer=str(counts[asked]), task="region",
+                       id=f"region-{self.split}-{i}", reference=ref, facts=counts)
+    train, held = RegionCount(a["seed"], 0, 0.3), RegionCount(a["seed"], 1, 0.0)
 else:
     train = ChainCountTask(a["seed"], image_size=a["image"])
     held = ChainCountTask(a["seed"], image_size=a["image"], warmup_noise=0.0).heldout(128)
@@ -239,7 +295,7 @@ def next_examples(n):
 tok = proc.tokenizer
 
 @torch.no_grad()
-def evaluate(blank=False):
+def evaluate(blank=False, mirror=False):
     """(argmax accuracy, mean probability of the true digit) over the fact digits; with
     ``blank`` every image is white (what the model states without looking)."""
     from PIL import Image
@@ -250,6 +306,11 @@ def evaluate(blank=False):
         ex = held_ex[i:i+32]
         images = [Image.new("RGB", e.image.size, (255, 255, 255)) if blank else e.image
                   for e in ex]
+        if mirror:  # region task: the halves swapped, the chain kept (a reader of places
+            # states the other half's count; a reader of the total is unaffected)
+            flip = (Image.Transpose.FLIP_TOP_BOTTOM if a["axis"] == "rows"
+                    else Image.Transpose.FLIP_LEFT_RIGHT)
+            images = [im.transpose(flip) for im in images]
         b = teacher_forced_batch(proc, [e.prompt for e in ex], images,
                                  [warmup_target(e) for e in ex])
         t = b.response_mask.shape[1]
@@ -282,5 +343,7 @@ while done < a["steps"]:
     acc_blank, _, p_blank = evaluate(blank=True)
     row = dict(step=done, loss=sum(losses[-20:]) / 20, tf_perc=acc, n=n, p_true=p_true,
                tf_perc_blank=acc_blank, p_true_blank=p_blank, t=round(time.time() - t0))
+    if a["task"] == "region":
+        row["tf_perc_mirror"], _, row["p_true_mirror"] = evaluate(mirror=True)
     log.append(row); print(row, flush=True)
 Path(f"{name}.json").write_text(json.dumps(dict(name=name, args=a, log=log)))
