@@ -91,7 +91,7 @@ elif a["task"] == "bars":
 elif a["task"] == "rows":
     train = RowOrderTask(a["seed"], grid=a["grid"], image_size=a["image"])
     held = RowOrderTask(a["seed"], grid=a["grid"], image_size=a["image"], warmup_noise=0.0, split="heldout", size=128)
-elif a["task"] == "region":  # 2026-12-08: how many squares in one half (see RegionCount)
+elif a["task"] == "region":  # 2026-12-07, fourth sitting: how many squares in one half
     import numpy as _np
     from PIL import Image as _Image, ImageDraw as _Draw
 
@@ -297,7 +297,8 @@ tok = proc.tokenizer
 @torch.no_grad()
 def evaluate(blank=False, mirror=False):
     """(argmax accuracy, mean probability of the true digit) over the fact digits; with
-    ``blank`` every image is white (what the model states without looking)."""
+    ``blank`` every image is white (what the model states without looking); with
+    ``mirror`` (region task) every image is flipped across the halves' border."""
     from PIL import Image
     model.eval()
     right = total = 0
