@@ -15,7 +15,7 @@ for Large Vision-Language Models", arXiv 2604.01840 (2026).
 from pgpo_core.advantages import GroupAdvantages, group_advantages
 from pgpo_core.config import ABLATIONS, VPPO_ABLATIONS, PGPOConfig, VPPOConfig
 from pgpo_core.dependency import sampled_token_dependency, token_visual_dependency
-from pgpo_core.diagnostics import weight_diagnostics
+from pgpo_core.diagnostics import vppo_diagnostics, weight_diagnostics
 from pgpo_core.loss import AGGREGATIONS, aggregate, masked_mean, policy_loss
 from pgpo_core.vppo import (VPPOAdvantages, vppo_advantages, vppo_token_mask,
                             vppo_trajectory_scale)
@@ -40,6 +40,7 @@ __all__ = [
     "VPPOAdvantages",
     "VPPOConfig",
     "vppo_advantages",
+    "vppo_diagnostics",
     "vppo_token_mask",
     "vppo_trajectory_scale",
     "weighted_advantages",

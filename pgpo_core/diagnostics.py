@@ -1,4 +1,4 @@
-"""Per-batch PGPO statistics worth logging next to the loss."""
+"""Per-batch PGPO and VPPO statistics worth logging next to the loss."""
 
 from __future__ import annotations
 
@@ -72,4 +72,65 @@ def weight_diagnostics(dependency: Any, response_mask: Any, *, hp: WeightingHype
         "boosted_frac": token_mean(boosted),
         "boosted_tokens": xp.sum(boosted) / n_rows,
         "effective_token_frac": xp.sum(ess) / n_rows,
+    }
+
+
+def vppo_diagnostics(dependency: Any, response_mask: Any, *, scale: Any,
+                     token_mask: Any) -> dict[str, Any]:
+    """Statistics of a :func:`vppo_advantages` result (its ``scale`` and ``token_mask``)
+    for the dependency it was computed from.
+
+    Returns a dict of 0-d arrays (no host sync), over the response tokens of the batch
+    and its non-empty responses ``i``::
+
+        dependency_mean, dependency_max    of S
+        scale_mean, scale_min, scale_max   of the TAS factors f_i (mean 1 up to eps)
+        kept_frac                          |K| / |o|, summed over the batch (about top_p)
+        kept_tokens                        mean_i |K_i|
+        kept_dependency_frac               sum_{t in K} S_t / sum_t S_t (0 when S = 0)
+
+    ``kept_dependency_frac`` says how concentrated the dependency is where the filter
+    acts: ``top_p``'s share of the tokens holding most of ``S`` gives a value near 1, a
+    dependency spread evenly gives about ``top_p``.
+    """
+    xp = validation.namespace(dependency=dependency, response_mask=response_mask,
+                              scale=scale, token_mask=token_mask)
+    validation.check_dependency(xp, dependency, response_mask)
+    validation.check_bool("token_mask", xp, token_mask)
+    validation.check_same_shape("token_mask", token_mask, "dependency", dependency)
+    validation.check_floating("scale", xp, scale)
+    validation.check_ndim("scale", scale, 1)
+    if scale.shape[0] != dependency.shape[0]:
+        raise ValueError(f"scale: {scale.shape[0]} responses, but dependency has "
+                         f"{dependency.shape[0]} rows")
+    outside = validation.concrete_bool(xp.any(token_mask & ~response_mask))
+    if outside:
+        raise ValueError("token_mask: keeps tokens outside response_mask (pass the "
+                         "token_mask that vppo_advantages returned for this batch)")
+    dtype = validation.compute_dtype(xp, dependency.dtype)
+    dev = _device(dependency)
+    zero = xp.zeros((), dtype=dtype, device=dev)
+    one = xp.ones((), dtype=dtype, device=dev)
+    big = xp.asarray(xp.finfo(dtype).max, dtype=dtype, device=dev)
+    dep = xp.where(response_mask, xp.astype(dependency, dtype), zero)
+    f = xp.astype(scale, dtype)
+    valid = xp.any(response_mask, axis=-1)
+    validation.check_finite("scale", xp, f, valid)
+    n_tokens = xp.sum(xp.astype(response_mask, dtype))
+    n_rows = xp.sum(xp.astype(valid, dtype))
+    n_kept = xp.sum(xp.astype(token_mask, dtype))
+    total = xp.sum(dep)
+    kept = xp.sum(xp.where(token_mask, dep, zero))
+    any_row = n_rows > 0
+    return {
+        "dependency_mean": total / xp.maximum(n_tokens, one),
+        # dep is 0 on padding and S >= 0 on response tokens (checked): its max is theirs
+        "dependency_max": xp.where(any_row, xp.max(dep), zero),
+        "scale_mean": xp.sum(xp.where(valid, f, zero)) / xp.maximum(n_rows, one),
+        "scale_min": xp.where(any_row, xp.min(xp.where(valid, f, big)), zero),
+        "scale_max": xp.where(any_row, xp.max(xp.where(valid, f, -big)), zero),
+        "kept_frac": n_kept / xp.maximum(n_tokens, one),
+        "kept_tokens": n_kept / xp.maximum(n_rows, one),
+        "kept_dependency_frac": xp.where(total > 0, kept / xp.where(total > 0, total, one),
+                                         zero),
     }

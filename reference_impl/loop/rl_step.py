@@ -64,6 +64,8 @@ class Scored:
     """PGPO's token visual dependency ``S`` (None without token reweighting)."""
     weights: torch.Tensor | None = None
     """PGPO's token weights ``w~`` (None without token reweighting)."""
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Diagnostics the scoring computed on its way (VPPO: :func:`pgpo_core.vppo_diagnostics`)."""
 
 
 class RLStepPhases:
@@ -277,10 +279,14 @@ class RLStepPhases:
             old.append(logp.float())
             deps.append(dep.float())
         vppo = self.cfg.algo.algorithm.vppo
+        dependency = torch.cat(deps)
         with timer("advantages"):
-            shaped = pgpo_core.vppo_advantages(advantages, torch.cat(deps),
+            shaped = pgpo_core.vppo_advantages(advantages, dependency,
                                                batch.response_mask, **vppo.advantage_kwargs())
-        return Scored(torch.cat(old), shaped.advantages, None, None)
+            diag = pgpo_core.vppo_diagnostics(dependency, batch.response_mask,
+                                              scale=shaped.scale, token_mask=shaped.token_mask)
+        return Scored(torch.cat(old), shaped.advantages,
+                      metrics={k: float(v) for k, v in diag.items()})
 
     def update(self, batch: RolloutBatch, old_logp: torch.Tensor, token_adv: torch.Tensor
                ) -> tuple[dict[str, float], int]:
@@ -406,6 +412,7 @@ class RLStepPhases:
                                                       scored.token_advantages)
                 metrics.update(update_metrics)
             metrics["updated"] = 1.0
+            metrics.update(scored.metrics)
             if scored.dependency is not None:
                 with timer("advantages"):
                     diag = pgpo_core.weight_diagnostics(

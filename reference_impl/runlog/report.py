@@ -21,6 +21,7 @@ CURVES = (
     ("response_length", "response length"),
     ("dependency_mean", "dependency mean"),
     ("frac_above_tau", "fraction I_t >= tau"),
+    ("kept_dependency_frac", "VPPO: share of S on kept tokens"),
 )
 
 

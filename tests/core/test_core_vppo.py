@@ -332,3 +332,58 @@ def test_traces_under_jax_jit(pgpo):
     out = fn(jnp.asarray(A), jnp.asarray(S), jnp.asarray(MASK))
     np.testing.assert_allclose(np.asarray(out.advantages), SHAPED, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(np.asarray(out.token_mask), KEEP)
+
+
+# ---------------------------------------------------------------------------------------
+# vppo_diagnostics on the hand example: 10 response tokens (rows 0-2), 5 of them kept
+# ---------------------------------------------------------------------------------------
+
+
+def test_diagnostics_hand_values(backend, pgpo):
+    adv, dep, mask = _arrays(backend, A, S, MASK)
+    out = pgpo.vppo_advantages(adv, dep, mask, top_p=0.4, scale_min=0.9, eps=1e-15)
+    d = {k: float(backend.to_numpy(v)) for k, v in pgpo.vppo_diagnostics(
+        dep, mask, scale=out.scale, token_mask=out.token_mask).items()}
+    assert set(d) == {"dependency_mean", "dependency_max", "scale_mean", "scale_min",
+                      "scale_max", "kept_frac", "kept_tokens", "kept_dependency_frac"}
+    # S summed: row 0 2.0, row 1 1.0, row 2 1.1 -> 4.1 over 4 + 5 + 1 = 10 tokens
+    assert d["dependency_mean"] == pytest.approx(0.41, rel=1e-12)
+    assert d["dependency_max"] == pytest.approx(1.1, rel=1e-12)
+    # f = [0.975, 0.9, 1.125] on the non-empty rows (row 3's 1 is not counted)
+    assert d["scale_mean"] == pytest.approx(1.0, rel=1e-12)
+    assert d["scale_min"] == pytest.approx(0.9, rel=1e-12)
+    assert d["scale_max"] == pytest.approx(1.125, rel=1e-12)
+    # K: 2 + 2 + 1 = 5 of 10 tokens, 5/3 per non-empty response
+    assert d["kept_frac"] == pytest.approx(0.5, rel=1e-12)
+    assert d["kept_tokens"] == pytest.approx(5 / 3, rel=1e-12)
+    # S on K: 0.8 + 0.6, 0.3 + 0.3, 1.1 = 3.1 of 4.1
+    assert d["kept_dependency_frac"] == pytest.approx(3.1 / 4.1, rel=1e-12)
+
+
+def test_diagnostics_empty_or_blind_batch_is_zero_not_nan(backend, pgpo):
+    dep = backend.asarray(np.zeros((2, 3)))
+    none = backend.asarray(np.zeros((2, 3), dtype=bool))
+    d = pgpo.vppo_diagnostics(dep, none, scale=backend.asarray(np.ones(2)), token_mask=none)
+    assert all(float(backend.to_numpy(v)) == 0.0 for v in d.values()), d
+    # S = 0 everywhere on real tokens: nothing to keep a share of
+    full = backend.asarray(np.ones((2, 3), dtype=bool))
+    d = pgpo.vppo_diagnostics(dep, full, scale=backend.asarray(np.ones(2)), token_mask=full)
+    assert float(backend.to_numpy(d["kept_dependency_frac"])) == 0.0
+    assert float(backend.to_numpy(d["kept_frac"])) == 1.0
+
+
+def test_diagnostics_errors(backend, pgpo):
+    adv, dep, mask = _arrays(backend, A, S, MASK)
+    out = pgpo.vppo_advantages(adv, dep, mask)
+    with pytest.raises(ValueError, match="token_mask"):  # a kept token on padding
+        pgpo.vppo_diagnostics(dep, mask, scale=out.scale,
+                              token_mask=backend.asarray(np.ones(MASK.shape, dtype=bool)))
+    with pytest.raises(TypeError, match="token_mask"):
+        pgpo.vppo_diagnostics(dep, mask, scale=out.scale,
+                              token_mask=backend.asarray(KEEP.astype(np.float64)))
+    with pytest.raises(ValueError, match="scale"):
+        pgpo.vppo_diagnostics(dep, mask, scale=backend.asarray(SCALE[:3]),
+                              token_mask=out.token_mask)
+    with pytest.raises(ValueError, match="token_mask"):
+        pgpo.vppo_diagnostics(dep, mask, scale=out.scale,
+                              token_mask=backend.asarray(KEEP[:, :4]))

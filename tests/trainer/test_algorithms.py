@@ -195,6 +195,11 @@ def test_two_vppo_steps_train_with_vppo_advantages(tmp_path, monkeypatch):
     assert [r["step"] for r in train] == [1, 2]
     for r in train:
         assert r["updated"] == 1.0 and math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"])
+        # VPPO's own diagnostics reach the log (kept share about top_p = 0.4); PGPO's
+        # weight statistics, meaningless for VPPO, do not.
+        assert 0.4 <= r["kept_frac"] < 0.6 and 0.4 <= r["kept_dependency_frac"] <= 1.0
+        assert r["scale_min"] <= r["scale_mean"] <= r["scale_max"]
+        assert "weight_max" not in r and "frac_above_tau" not in r
 
     # The advantage path itself, on a batch of 4 responses split into 2 micro-batches.
     cfg = load_config(tiny_args(tmp_path / "t", "--algo", "vppo", "train.total_steps=1",
@@ -223,6 +228,11 @@ def test_two_vppo_steps_train_with_vppo_advantages(tmp_path, monkeypatch):
                                          scale_min=0.9)
     assert torch.allclose(token_adv, expected.advantages, atol=1e-6)
     assert torch.allclose(old, torch.cat(logps), atol=1e-6)
+    diag = pgpo_core.vppo_diagnostics(dep, batch.response_mask, scale=expected.scale,
+                                      token_mask=expected.token_mask)
+    assert set(scored.metrics) == set(diag)
+    for name, value in diag.items():
+        assert scored.metrics[name] == pytest.approx(float(value), rel=1e-5, abs=1e-7), name
     # Token filtering acted: some response tokens get 0, and every response keeps
     # ceil(0.4 |o_i|) of them.
     kept = (token_adv != 0) & batch.response_mask
