@@ -2,7 +2,8 @@
 
 - :class:`PGPORayTrainer`: verl's ``RayPPOTrainer`` with PGPO's token-level advantages
   (blind pass next to the old log-probs, ``pgpo_core.reshape_advantages`` before the actor
-  update, ``pgpo/*`` metrics).
+  update, ``pgpo/*`` metrics); with ``pgpo.algorithm=vppo`` VPPO's advantages
+  (``pgpo_core.vppo_advantages``, ``vppo/*`` metrics) on the same hooks.
 - :class:`PGPOTrainerSync`: the same in verl's v1 trainer (``trainer.use_v1=true``),
   registered as ``trainer.v1.trainer_mode=pgpo_sync`` (``pgpo_verl.trainer_v1``). Both
   trainers run the steps of :mod:`pgpo_verl.steps`.

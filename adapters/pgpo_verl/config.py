@@ -10,6 +10,16 @@ them: the loss fields (DAPO clipping and aggregation are verl's
 ``actor_rollout_ref.actor.clip_ratio_low/high`` and ``loss_agg_mode``) and the sampling
 temperature (the dependency is taken at ``actor_rollout_ref.rollout.temperature``, the
 temperature of verl's log-probs). Defaults and validation are ``PGPOConfig``'s.
+
+``algorithm`` chooses how the dependency becomes token advantages: ``pgpo`` (``A * w~``,
+Eqs. 4-8) or ``vppo`` (:func:`pgpo_core.vppo_advantages`, VPPO's trajectory factors and
+top-``p`` token filter, with the ``pgpo.vppo`` subsection: the fields of
+:class:`pgpo_core.hyperparameters.VPPOHyperparameters`). With ``vppo`` PGPO's weighting
+fields must stay at their defaults (they would act on nothing) and the dependency must be
+a sampled estimate (VPPO's recipe: ``estimator=k3``, ``estimate_clip=10``); its loss is
+verl's (``clip_ratio_c``, verl's dual clip, is 3.0 by default, VPPO's value). verl's blind
+pass stays ``drop`` (the image removed): VPPO's own perturbation, random patches blacked
+out, is not built for verl.
 """
 
 from __future__ import annotations
@@ -17,18 +27,28 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from pgpo_core import PGPOConfig
+from pgpo_core import PGPOConfig, VPPOConfig
+from pgpo_core.hyperparameters import VPPOHyperparameters
 from pgpo_torch.blind_pass import BlindPassConfig
 
-__all__ = ["PGPOSection", "PLUGIN_DEFAULTS", "VERL_BLIND_MODES", "VERL_OWNED_FIELDS",
-           "section_defaults", "parse_section"]
+__all__ = ["ALGORITHMS", "PGPOSection", "PLUGIN_DEFAULTS", "VERL_BLIND_MODES",
+           "VERL_OWNED_FIELDS", "VPPO_FIELDS", "section_defaults", "parse_section"]
 
 VERL_BLIND_MODES = ("drop",)
 """Blind passes the plugin runs: ``drop`` (visual tokens removed, original mRoPE ids kept;
 the same logits as the paper's masked attention, without the vision tower)."""
 
-PLUGIN_DEFAULTS: dict[str, Any] = dict(enable=True)
-"""``enable``: reshape the advantages (``False``: stock verl, no blind pass)."""
+PLUGIN_DEFAULTS: dict[str, Any] = dict(enable=True, algorithm="pgpo")
+"""``enable``: reshape the advantages (``False``: stock verl, no blind pass);
+``algorithm``: one of :data:`ALGORITHMS`."""
+
+ALGORITHMS = ("pgpo", "vppo")
+"""How the dependency becomes token advantages (see the module docstring)."""
+
+VPPO_FIELDS = tuple(f.name for f in dataclasses.fields(VPPOHyperparameters))
+"""The ``pgpo.vppo`` subsection: VPPO's advantage fields (``top_p``, ``scale_min``, ...)."""
+
+_WEIGHTING_FIELDS = tuple(PGPOConfig().weight_kwargs())
 
 VERL_OWNED_FIELDS = tuple(PGPOConfig().loss_kwargs()) + ("temperature",)
 """``PGPOConfig`` fields verl's own config decides (see the module docstring)."""
@@ -41,6 +61,10 @@ class PGPOSection:
     enable: bool
     blind: BlindPassConfig
     core: PGPOConfig
+    algorithm: str = "pgpo"
+    vppo: VPPOConfig | None = None
+    """VPPO's settings when ``algorithm == "vppo"`` (its advantage fields from the
+    section; the dependency's are ``core``'s), else None."""
 
 
 def _core_fields() -> tuple[str, ...]:
@@ -51,7 +75,9 @@ def _core_fields() -> tuple[str, ...]:
 def section_defaults() -> dict[str, Any]:
     """The section with every default, for Hydra (``main_pgpo`` registers it)."""
     core = dataclasses.asdict(PGPOConfig())
+    vppo = dataclasses.asdict(VPPOConfig())
     return {**PLUGIN_DEFAULTS, "blind": dataclasses.asdict(BlindPassConfig()),
+            "vppo": {name: vppo[name] for name in VPPO_FIELDS},
             **{name: core[name] for name in _core_fields()}}
 
 
@@ -74,7 +100,7 @@ def parse_section(section: Mapping[str, Any] | None) -> PGPOSection:
             "actor_rollout_ref.actor.clip_ratio_low/clip_ratio_high; aggregation: "
             "actor_rollout_ref.actor.loss_agg_mode; temperature: "
             "actor_rollout_ref.rollout.temperature)")
-    known = set(PLUGIN_DEFAULTS) | {"blind"} | set(_core_fields())
+    known = set(PLUGIN_DEFAULTS) | {"blind", "vppo"} | set(_core_fields())
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"pgpo.{unknown[0]}: unknown field; the section takes "
@@ -82,12 +108,42 @@ def parse_section(section: Mapping[str, Any] | None) -> PGPOSection:
     enable = values.pop("enable", PLUGIN_DEFAULTS["enable"])
     if not isinstance(enable, bool):
         raise TypeError(f"pgpo.enable: expected a bool, got {enable!r}")
+    algorithm = values.pop("algorithm", PLUGIN_DEFAULTS["algorithm"])
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"pgpo.algorithm: must be one of {ALGORITHMS}, got {algorithm!r}")
     blind = _blind(values.pop("blind", {}))
+    vppo_values = values.pop("vppo", {})
     try:
         core = PGPOConfig(**values)
     except (TypeError, ValueError) as err:
         raise type(err)(f"pgpo.{err}") from err
-    return PGPOSection(enable=enable, blind=blind, core=core)
+    vppo = _vppo(vppo_values, core) if algorithm == "vppo" else None
+    return PGPOSection(enable=enable, blind=blind, core=core, algorithm=algorithm, vppo=vppo)
+
+
+def _vppo(value: Any, core: PGPOConfig) -> VPPOConfig:
+    """``pgpo.vppo`` as a :class:`VPPOConfig` whose dependency fields are ``core``'s;
+    checks that PGPO's weighting is left at its defaults and the estimate is sampled."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"pgpo.vppo: expected a mapping of {list(VPPO_FIELDS)}, got {value!r}")
+    unknown = sorted(set(value) - set(VPPO_FIELDS))
+    if unknown:
+        raise ValueError(f"pgpo.vppo.{unknown[0]}: unknown field; the subsection takes "
+                         f"{list(VPPO_FIELDS)} (the dependency's estimator and clamp are "
+                         "pgpo.estimator and pgpo.estimate_clip)")
+    default = PGPOConfig()
+    for name in _WEIGHTING_FIELDS:
+        if getattr(core, name) != getattr(default, name):
+            raise ValueError(f"pgpo.{name}: PGPO's token weighting, unused with "
+                             f"pgpo.algorithm=vppo; leave it at its default "
+                             f"({getattr(default, name)!r})")
+    if core.estimator == "exact":
+        raise ValueError("pgpo.estimator: pgpo.algorithm=vppo takes a sampled estimate "
+                         "(VPPO's recipe: pgpo.estimator=k3 pgpo.estimate_clip=10)")
+    try:
+        return VPPOConfig(**value, estimator=core.estimator, estimate_clip=core.estimate_clip)
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"pgpo.vppo.{err}") from err
 
 
 def _blind(value: Any) -> BlindPassConfig:

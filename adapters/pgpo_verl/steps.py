@@ -10,7 +10,9 @@ move data; every piece of PGPO's work is here, once:
 - :func:`sampled_dependency`: ``S`` from the visual and blind log-probs (``k1``/``k2``/``k3``);
 - :func:`exact_dependency_via`: ``S`` over the full vocabulary, inside the actor workers;
 - :func:`reshape`: ``A~ = A * w~`` (:func:`pgpo_core.reshape_advantages`) and the
-  ``pgpo/*`` metrics (:func:`pgpo_core.weight_diagnostics`).
+  ``pgpo/*`` metrics (:func:`pgpo_core.weight_diagnostics`); with ``pgpo.algorithm=vppo``
+  VPPO's advantages (:func:`pgpo_core.vppo_advantages`) and ``vppo/*`` metrics
+  (:func:`pgpo_core.vppo_diagnostics`) instead.
 """
 
 from __future__ import annotations
@@ -116,8 +118,18 @@ def exact_dependency_via(worker_group, visual: DataProto, blind: DataProto,
 
 def reshape(advantages: torch.Tensor, dependency: torch.Tensor, mask: torch.Tensor,
             section: PGPOSection) -> tuple[torch.Tensor, dict[str, float]]:
-    """``A * w~`` in the advantages' dtype, and the step's ``pgpo/*`` metrics."""
+    """``A * w~`` in the advantages' dtype, and the step's ``pgpo/*`` metrics; with
+    ``section.algorithm == "vppo"`` VPPO's ``f_i * A_i * [t in K_i]`` over the whole batch
+    and the ``vppo/*`` metrics. verl's advantages are ``(B, T)`` (the response's ``A_i``
+    on each of its tokens), which both core calls take as they are."""
     mask = mask.bool()
+    if section.algorithm == "vppo":
+        shaped = pgpo_core.vppo_advantages(advantages, dependency, mask,
+                                           **section.vppo.advantage_kwargs())
+        stats = pgpo_core.vppo_diagnostics(dependency, mask, scale=shaped.scale,
+                                           token_mask=shaped.token_mask)
+        return (shaped.advantages.to(advantages.dtype),
+                {f"vppo/{name}": float(value) for name, value in stats.items()})
     kwargs = section.core.weight_kwargs()
     reshaped = pgpo_core.reshape_advantages(advantages, dependency, mask, **kwargs)
     stats = pgpo_core.weight_diagnostics(dependency, mask, **kwargs)

@@ -209,3 +209,66 @@ def test_config_section_is_validated(tiny, verl_worker):
     trainer.processor = None
     with pytest.raises(ValueError, match="processor"):
         trainer._init_pgpo()
+
+
+# ---------------------------------------------------------------------------- VPPO
+
+
+VPPO = dict(algorithm="vppo", estimator="k3", estimate_clip=10.0)  # VPPO's recipe
+
+
+def test_update_actor_receives_vppo_advantages(tiny, verl_worker, rollout):
+    """pgpo.algorithm=vppo: the same dependency hook, then pgpo_core.vppo_advantages of
+    verl's advantages over the whole batch (trajectory factors, top-p token filter)."""
+    trainer = _trainer(tiny, verl_worker, **VPPO, vppo={"top_p": 0.4})
+    batch = _after_old_log_prob(trainer, rollout["data"])
+    dependency = batch.batch["pgpo_dependency"].clone()
+    rmask = rollout["rmask"]
+    # The dependency is VPPO's k3 estimate between the two passes, clamped at 10.
+    expected_dep = pgpo_core.sampled_token_dependency(
+        rollout["visual_logp"], rollout["blind_logp"], rmask, estimator="k3", clip=10.0)
+    torch.testing.assert_close(dependency, torch.where(rmask, expected_dep, 0.0),
+                               rtol=2e-4, atol=2e-6)
+    stock = _stock_advantages(batch, True)
+    output = trainer._update_actor(batch)
+    sent = trainer.actor_rollout_wg.updates[-1]["advantages"]
+    expected = pgpo_core.vppo_advantages(stock, dependency, rmask, top_p=0.4, scale_min=0.9)
+    torch.testing.assert_close(sent, expected.advantages.to(sent.dtype), rtol=0, atol=0)
+    lengths = rmask.sum(-1)
+    assert torch.equal(expected.token_mask.sum(-1), torch.ceil(0.4 * lengths - 1e-6).long())
+    filtered = rmask & ~expected.token_mask
+    assert bool(filtered.any()) and bool((sent[filtered] == 0).all())
+    assert float(expected.scale[lengths > 0].mean()) == pytest.approx(1.0, abs=1e-6)
+    metrics = output.meta_info["metrics"]
+    stats = pgpo_core.vppo_diagnostics(dependency, rmask, scale=expected.scale,
+                                       token_mask=expected.token_mask)
+    for name, value in stats.items():
+        assert metrics[f"vppo/{name}"] == pytest.approx(float(value), rel=1e-6), name
+    assert not any(k.startswith("pgpo/") for k in metrics)  # PGPO's weights did not act
+    assert metrics["timing_s/pgpo_blind_pass"] > 0
+
+
+def test_vppo_section_is_validated():
+    section = parse_section({**VPPO, "vppo": {"top_p": 0.3, "scale_min": 0.8}})
+    assert section.algorithm == "vppo"
+    assert section.vppo == pgpo_core.VPPOConfig(top_p=0.3, scale_min=0.8)
+    assert parse_section({}).algorithm == "pgpo" and parse_section({}).vppo is None
+    # The Hydra defaults hold every field; PGPO ignores the vppo subsection.
+    from pgpo_verl.config import section_defaults
+
+    defaults = section_defaults()
+    assert defaults["algorithm"] == "pgpo" and defaults["vppo"]["top_p"] == 0.4
+    assert parse_section(defaults).core == pgpo_core.PGPOConfig()
+    assert parse_section({**defaults, **VPPO}).vppo == pgpo_core.VPPOConfig()
+    for given, error, match in (
+            ({"algorithm": "ppo"}, ValueError, r"^pgpo\.algorithm: must be one of"),
+            ({**VPPO, "tau": 0.3}, ValueError,
+             r"^pgpo\.tau: PGPO's token weighting, unused with pgpo\.algorithm=vppo"),
+            ({"algorithm": "vppo"}, ValueError,
+             r"^pgpo\.estimator: pgpo\.algorithm=vppo takes a sampled estimate"),
+            ({**VPPO, "vppo": {"top_p": 0.0}}, ValueError, r"^pgpo\.vppo\.top_p"),
+            ({**VPPO, "vppo": {"patch_drop_prob": 0.5}}, ValueError,
+             r"^pgpo\.vppo\.patch_drop_prob: unknown field"),
+            ({**VPPO, "vppo": 0.4}, TypeError, r"^pgpo\.vppo: expected a mapping")):
+        with pytest.raises(error, match=match):
+            parse_section(given)

@@ -234,3 +234,28 @@ def test_v1_task_runner_refuses_a_mode_without_pgpo():
     config = OmegaConf.create({"trainer": {"v1": {"trainer_mode": "sync"}}})
     with pytest.raises(RuntimeError, match="PPOTrainerSync, not PGPO's"):
         runner.run(config)  # before TransferQueue or any worker starts
+
+
+def test_v1_vppo_matches_the_legacy_trainer(tiny, verl_worker, rollout, monkeypatch):
+    """pgpo.algorithm=vppo through the v1 stages: the advantages TransferQueue hands the
+    actor are the legacy trainer's VPPO advantages (the same steps.reshape), and vppo/*
+    metrics replace pgpo/*."""
+    vppo = dict(algorithm="vppo", estimator="k3", estimate_clip=10.0)
+    data, rmask = rollout["data"], rollout["rmask"]
+    legacy = _trainer(tiny, verl_worker, **vppo)
+    batch = _after_old_log_prob(legacy, data)
+    dependency = batch.batch["pgpo_dependency"].clone()
+    stock = _stock_advantages(batch, True)
+    batch.batch["advantages"] = stock.clone()
+    legacy._pgpo_reshape_advantages(batch)
+
+    trainer, fake = _v1_trainer(tiny, verl_worker, monkeypatch, **vppo)
+    got, metrics, _ = _v1_step(trainer, fake, data)
+    width = rmask.shape[1]
+    advantages = _padded(got["advantages"], width)
+    torch.testing.assert_close(advantages, batch.batch["advantages"], rtol=1e-5, atol=1e-6)
+    expected = pgpo_core.vppo_advantages(stock, dependency, rmask)
+    assert bool((advantages[rmask & ~expected.token_mask] == 0).all())
+    assert metrics["vppo/kept_frac"] == pytest.approx(
+        float(expected.token_mask.sum() / rmask.sum()))
+    assert not any(k.startswith("pgpo/") for k in metrics)
