@@ -19,6 +19,7 @@ position ids in ``model.model.get_rope_index`` only when ``mm_token_type_ids`` (
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 
@@ -191,11 +192,15 @@ def build_tiny_config(processor=None, *, hidden_size: int = 64, num_layers: int 
                       num_heads: int = 4, num_kv_heads: int = 2, intermediate_size: int = 128,
                       vision_hidden_size: int = 32, vision_depth: int = 2,
                       vision_heads: int = 2, vocab_size: int | None = None,
-                      tie_word_embeddings: bool = False):
+                      tie_word_embeddings: bool = False, rope_theta: float = 10000.0,
+                      mrope_section: Sequence[int] | None = None):
     """A tiny ``Qwen2_5_VLConfig`` whose token ids match ``processor``'s tokenizer.
 
-    ``mrope_section`` splits the rotary half-dimension ``head_dim / 2`` into
-    (temporal, height, width) sections in Qwen2.5-VL's 1 : 1.5 : 1.5 proportion.
+    ``mrope_section`` splits the rotary half-dimension ``head_dim / 2`` (its frequencies
+    ``rope_theta ** (-2 i / head_dim)``, fastest first) into (temporal, height, width)
+    sections; None gives Qwen2.5-VL's 1 : 1.5 : 1.5 proportion. Three ints >= 0 summing
+    to ``head_dim / 2`` choose another (e.g. ``[0, 4, 4]`` at head size 16: no temporal
+    section, which a still image does not use, and the fastest frequencies to its rows).
     """
     from transformers import Qwen2_5_VLConfig
 
@@ -219,9 +224,20 @@ def build_tiny_config(processor=None, *, hidden_size: int = 64, num_layers: int 
     if vision_hidden_size % vision_heads or (vision_hidden_size // vision_heads) % 4:
         raise ValueError("vision_hidden_size: vision head dim must be a multiple of 4")
     half = head_dim // 2
-    temporal = half // 4
-    height = (half - temporal) // 2
-    mrope_section = [temporal, height, half - temporal - height]
+    if isinstance(rope_theta, bool) or not isinstance(rope_theta, (int, float)) \
+            or not rope_theta > 1:
+        raise ValueError(f"rope_theta: must be a number > 1, got {rope_theta!r}")
+    if mrope_section is None:
+        temporal = half // 4
+        height = (half - temporal) // 2
+        mrope_section = [temporal, height, half - temporal - height]
+    else:
+        mrope_section = list(mrope_section)
+        if len(mrope_section) != 3 or any(isinstance(v, bool) or not isinstance(v, int)
+                                          or v < 0 for v in mrope_section) \
+                or sum(mrope_section) != half:
+            raise ValueError(f"mrope_section: three ints >= 0 summing to head_dim / 2 = "
+                             f"{half}, got {mrope_section!r}")
     n_tokens = len(tok)
     vocab_size = n_tokens if vocab_size is None else vocab_size
     if vocab_size < n_tokens:
@@ -233,7 +249,7 @@ def build_tiny_config(processor=None, *, hidden_size: int = 64, num_layers: int 
         vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=intermediate_size,
         num_hidden_layers=num_layers, num_attention_heads=num_heads,
         num_key_value_heads=num_kv_heads, max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+        rope_parameters={"rope_type": "default", "rope_theta": float(rope_theta),
                          "mrope_section": mrope_section},
         bos_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,

@@ -84,12 +84,13 @@ class Config:
             raise ConfigError("train.total_steps: 0 runs only the warm-up, but "
                               "model.sft_warmup_steps is 0")
         if self.data.opening_steps:
-            if (self.data.source, self.data.synthetic_task) != ("synthetic", "bars"):
+            if (self.data.source != "synthetic"
+                    or self.data.synthetic_task not in ("bars", "region")):
                 raise ConfigError(
-                    "data.opening_steps: only the synthetic bars task has an opening "
-                    f"question (data.source='synthetic', data.synthetic_task='bars'), got "
-                    f"data.source={self.data.source!r}, data.synthetic_task="
-                    f"{self.data.synthetic_task!r}")
+                    "data.opening_steps: only the synthetic bars and region tasks have an "
+                    "opening question (data.source='synthetic', data.synthetic_task='bars' "
+                    f"or 'region'), got data.source={self.data.source!r}, "
+                    f"data.synthetic_task={self.data.synthetic_task!r}")
             if self.data.opening_steps > self.model.sft_warmup_steps:
                 raise ConfigError(
                     f"data.opening_steps: the opening is part of the warm-up, so at most "

@@ -104,19 +104,20 @@ class DataConfig(Section):
               "(synthetic: a disjoint seed).")
     eval_size: int = option(256, "Number of held-out prompts.")
     shuffle: bool = option(True, "Shuffle the training prompts every epoch (seeded).")
-    synthetic_task: Literal["chain", "spatial", "rows", "bars", "simple"] = option(
+    synthetic_task: Literal["chain", "spatial", "rows", "bars", "region", "simple"] = option(
         "chain", "Synthetic task: 'chain' (count squares of 2-3 colours, then add: perception "
                  "steps inside a reasoning chain, reference_impl/data/chains.py), 'spatial' "
                  "(the row and column of a coloured square, then its cell number), 'rows' "
                  "(the rows of two of four squares, one per row, then subtract), 'bars' "
-                 "(read two bar heights, then subtract; these three reference_impl/data/"
-                 "visual_tasks.py) or 'simple' (one-step count/colour/position/chart "
-                 "questions).")
+                 "(read two bar heights, then subtract), 'region' (count the squares in "
+                 "each half of the picture, then the asked half's; these four "
+                 "reference_impl/data/visual_tasks.py) or 'simple' (one-step count/colour/"
+                 "position/chart questions).")
     chain_facts: int = option(2, "Chain task: colours to count, i.e. perception steps (2-4).")
     chain_max_count: int = option(4, "Chain task: largest count of one colour.")
     chain_distractors: int = option(1, "Chain task: up to this many grey squares no question asks about.")
     chain_warmup_noise: float = option(
-        0.3, "Chain, spatial, rows and bars tasks: probability that a fact stated in a "
+        0.3, "Chain, spatial, rows, bars and region tasks: probability that a fact stated in a "
              "warm-up reference chain is wrong (the warm-up teaches the format, not the "
              "answers).")
     chain_filler: int = option(
@@ -125,11 +126,12 @@ class DataConfig(Section):
            "of a response (Thm. E.1's axis: PGPO should gain more the higher it is; at 8 "
            "it lost to DAPO over 8 seeds, docs/evidence.md).")
     opening_steps: int = option(
-        0, "Bars task: the first N warm-up steps ask each picture for the total height of "
-           "all its bars instead of a difference, then the task's own question. The total "
-           "is how much colour the picture holds, a way into the image that a difference "
-           "lacks: without it the tiny model's warm-up never looks at the bars "
-           "(docs/evidence.md). At most model.sft_warmup_steps.")
+        0, "Bars and region tasks: the first N warm-up steps ask each picture for the total "
+           "(the height of all its bars, the number of all its squares) instead of the "
+           "task's own question, then that question. The total is how much colour the "
+           "picture holds, a way into the image that a difference or a half lacks: "
+           "without it the tiny model's warm-up never looks (docs/evidence.md). At most "
+           "model.sft_warmup_steps.")
     reference_column: Optional[str] = option(
         None, "File sources: column with a reference response or reasoning for the "
               "supervised warm-up (taught as <think>reasoning</think> \\boxed{answer}).")

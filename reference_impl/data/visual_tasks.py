@@ -1,4 +1,4 @@
-"""Three more synthetic tasks in the chain task's regime.
+"""Four more synthetic tasks in the chain task's regime.
 
 :class:`~reference_impl.data.chains.ChainCountTask` asks for a number of things (counting).
 The tasks here ask the image something of a different nature, with the same recipe:
@@ -13,6 +13,8 @@ at chance, ``1 / len(answer_set)``; the tests check both)::
       <think>Reading the rows. red: 1. the blue row is 3. So 3-1=2.</think> \\boxed{2}
     bars:    How much taller is the red bar than the blue bar? ...
       <think>red: 4. the blue bar is 1. So 4-1=3.</think> \\boxed{3}
+    region:  How many squares are in the top half of the picture? ...
+      <think>bottom: 3. the top count is 2. So the top half has 2.</think> \\boxed{2}
 
 * :class:`GridPlaceTask` (``data.synthetic_task=spatial``): *where* a mark is, absolutely.
   One square of the named colour and some squares of other colours sit in the cells of a
@@ -23,13 +25,16 @@ at chance, ``1 / len(answer_set)``; the tests check both)::
 * :class:`BarDifferenceTask` (``data.synthetic_task=bars``): *how tall* things are. Bars of
   different colours stand on the bottom edge with a faint line at every unit of height;
   the perception steps are the heights of the two named bars.
+* :class:`RegionCountTask` (``data.synthetic_task=region``): *where* marks are, by halves.
+  Squares of any colour in the two halves of a framed picture; the perception steps are
+  the two halves' counts.
 
 As in the chain task, the warm-up reference (:attr:`Example.reference`) states each fact
 wrongly with probability ``warmup_noise`` and the last step follows the stated facts; the
 true facts are :attr:`Example.facts` (``{"row": r, "column": c}`` or ``{colour: value}``),
 which :func:`reference_impl.data.chains.perception_accuracy` reads back from a response.
 
-All three export to files for the file loader with :mod:`reference_impl.data.export`
+All four export to files for the file loader with :mod:`reference_impl.data.export`
 (``python -m reference_impl.data.export OUT.jsonl --size N``).
 """
 
@@ -41,7 +46,7 @@ from PIL import Image, ImageDraw
 from reference_impl.data.examples import Example, ExampleSampler
 from reference_impl.data.synthetic import COLORS
 
-__all__ = ["TASKS", "BarDifferenceTask", "GridPlaceTask", "RowOrderTask"]
+__all__ = ["TASKS", "BarDifferenceTask", "GridPlaceTask", "RegionCountTask", "RowOrderTask"]
 
 _SPLITS = {"train": 0, "heldout": 1}
 _BACKGROUND = (255, 255, 255)
@@ -465,6 +470,140 @@ class BarDifferenceTask(_VisualTask):
     _SUM_PHRASES = ("So {expr}={total}.", "{expr}={total}.", "Together {expr}={total}.")
 
 
+class RegionCountTask(_VisualTask):
+    """How many squares are in the top (bottom) half of the picture? Count in one half.
+
+    The image is a ``grid x grid`` lattice of square cells inside a black frame; each half
+    (top and bottom, or left and right with ``axis="cols"``) holds ``1 .. max_count``
+    squares of random colours in random cells, the two counts drawn independently, so the
+    answer (the asked half's count) is uniform over ``1 .. max_count`` whichever half is
+    asked, and the question is drawn independently of the picture. At the default 112 px
+    and ``grid=4`` a cell is one of Qwen2.5-VL's 28-px image tokens. The reference chain
+    states both halves' counts (``top: 2. the bottom count is 3.``, each wrong with
+    probability ``warmup_noise``), then the asked one. The facts are ``{"top": a,
+    "bottom": b}`` (``{"left": .., "right": ..}``).
+    Example ``index`` of a split is a pure function of ``(seed, split, index)``.
+
+    **Where, not how many.** A model that counts all the squares and splits the total
+    is right at most 7 times in 16 without knowing where anything is; reading a half
+    needs the place of each square. The tiny model built from a config reads it only late
+    in a long warm-up opened with the total (docs/evidence.md).
+
+    **The opening**, as :class:`BarDifferenceTask`'s: with ``opening=N`` the first ``N``
+    examples that :meth:`sample` returns ask "How many squares are in the picture?" about
+    the same picture (:meth:`opening_example`; the chain states both halves' counts, then
+    adds). Asked only about a half, the tiny model never starts to look (no colour-blind
+    feature predicts a half's count exactly); the total, the picture's coloured area, is
+    the way in. The trainer sets ``N`` from ``data.opening_steps``.
+
+    Args:
+      seed: base seed.
+      grid: cells per side of the lattice (even, 2-8).
+      max_count: most squares in one half (1 .. ``grid * grid / 2``, at least 2).
+      axis: ``"rows"`` (top and bottom halves) or ``"cols"`` (left and right).
+      warmup_noise: probability that a stated count in the reference is wrong.
+      image_size: side of the square RGB image in pixels.
+      split: ``"train"`` or ``"heldout"``.
+      size: number of examples.
+      opening: how many examples at the start of the sampled stream ask the total (train
+        split only).
+    """
+
+    task = "region"
+    HALVES = {"rows": ("top", "bottom"), "cols": ("left", "right")}
+    FRAME = 3
+    """Width in pixels of the black frame drawn around the picture."""
+
+    def __init__(self, seed: int = 0, *, grid: int = 4, max_count: int = 4,
+                 axis: str = "rows", warmup_noise: float = 0.3, image_size: int = 112,
+                 split: str = "train", size: int = 100_000, opening: int = 0):
+        _check_int("grid", grid, 2, 8)
+        if grid % 2:
+            raise ValueError(f"grid: must be even (two equal halves), got {grid}")
+        _check_int("max_count", max_count, 2, grid * grid // 2)
+        if axis not in self.HALVES:
+            raise ValueError(f"axis: expected one of {tuple(self.HALVES)}, got {axis!r}")
+        _check_int("opening", opening, 0)
+        if opening and split != "train":
+            raise ValueError(f"opening: only the train split opens with the total, got "
+                             f"opening={opening} for split={split!r}")
+        self._setup(seed, warmup_noise, image_size, split, size, grid=grid,
+                    max_count=max_count, axis=axis)
+        self.opening = opening
+
+    @property
+    def answer_set(self) -> tuple[str, ...]:
+        """Every possible answer, each equally likely."""
+        return tuple(str(n) for n in range(1, self.max_count + 1))
+
+    def __getitem__(self, index: int) -> Example:
+        return self._example(index, ask_total=False)
+
+    def opening_example(self, index: int) -> Example:
+        """Example ``index``'s picture asked for the number of all its squares."""
+        return self._example(index, ask_total=True)
+
+    def _example_at(self, position: int, index: int) -> Example:
+        return self._example(index, ask_total=position < self.opening)
+
+    def _example(self, index: int, *, ask_total: bool) -> Example:
+        index = _index(index, self.size)
+        rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 19])
+        halves = self.HALVES[self.axis]
+        facts = {h: int(rng.integers(1, self.max_count + 1)) for h in halves}
+        asked = halves[int(rng.integers(2))]
+        image = self._draw(rng, facts)
+        if ask_total:
+            question = "How many squares are in the picture? Answer with a number."
+            reference = _sum_chain(rng, facts, high=self.max_count, noise=self.warmup_noise,
+                                   openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
+                                   last_phrases=self._SUM_PHRASES)
+            answer = sum(facts.values())
+        else:
+            question = (f"How many squares are in the {asked} half of the picture? Answer "
+                        "with a number.")
+            stated, steps = _stated_facts(rng, facts, high=self.max_count,
+                                          noise=self.warmup_noise, phrases=self._FACT_PHRASES)
+            opener = self._OPENERS[int(rng.integers(len(self._OPENERS)))]
+            last = self._LAST_PHRASES[int(rng.integers(len(self._LAST_PHRASES)))].format(
+                h=asked, n=stated[asked])
+            reference = (f"<think>{opener}{' '.join(steps)} {last}</think> "
+                         f"\\boxed{{{stated[asked]}}}")
+            answer = facts[asked]
+        return Example(image=image, question=question, answer=str(answer), task=self.task,
+                       id=f"{self.task}-{self.split}-{self.seed}-{index}"
+                          + ("-total" if ask_total else ""),
+                       reference=reference, facts=facts)
+
+    def __repr__(self) -> str:
+        opening = f", opening={self.opening}" if self.opening else ""
+        return super().__repr__()[:-1] + opening + ")"
+
+    def _draw(self, rng: np.random.Generator, counts: dict[str, int]) -> Image.Image:
+        """``counts[h]`` squares (0.64 of a cell, random colours) in random cells of each
+        half, and the frame."""
+        s, g = self.image_size, self.grid
+        cell = s / g
+        image = Image.new("RGB", (s, s), _BACKGROUND)
+        draw = ImageDraw.Draw(image)
+        names = list(COLORS)
+        for k, h in enumerate(self.HALVES[self.axis]):
+            cells = [(row, col) for row in range(g) for col in range(g)
+                     if ((row if self.axis == "rows" else col) < g // 2) == (k == 0)]
+            for j in rng.permutation(len(cells))[:counts[h]]:
+                row, col = cells[int(j)]
+                cx, cy, half = (col + 0.5) * cell, (row + 0.5) * cell, 0.32 * cell
+                draw.rectangle([cx - half, cy - half, cx + half, cy + half],
+                               fill=COLORS[names[int(rng.integers(len(names)))]])
+        draw.rectangle([0, 0, s - 1, s - 1], outline=(0, 0, 0), width=self.FRAME)
+        return image
+
+    _OPENERS = ("", "Counting by halves. ", "I look at the picture. ", "Half by half. ")
+    _FACT_PHRASES = ("{c}: {n}.", "the {c} count is {n}.", "{c} squares: {n}.")
+    _LAST_PHRASES = ("So the {h} half has {n}.", "The {h} half: {n}.", "So {n} in the {h}.")
+    _SUM_PHRASES = ("So {expr}={total}.", "{expr}={total}.", "Together {expr}={total}.")
+
+
 TASKS: dict[str, type[_VisualTask]] = {
-    cls.task: cls for cls in (GridPlaceTask, RowOrderTask, BarDifferenceTask)}
+    cls.task: cls for cls in (GridPlaceTask, RowOrderTask, BarDifferenceTask, RegionCountTask)}
 """``data.synthetic_task`` name -> task class, for the tasks of this module."""

@@ -149,3 +149,22 @@ def test_build_tiny_qwen2_5_vl_and_bad_arguments():
         build_tiny_model(processor, vocab_size=10)
     with pytest.raises(ValueError, match="attn_implementation"):
         build_tiny_model(processor, attn_implementation="flash_attention_2")
+
+
+def test_tiny_rotary_layout_can_be_chosen():
+    """rope_theta and mrope_section reach the language model's rotary embedding; None
+    keeps Qwen2.5-VL's 1 : 1.5 : 1.5 split at base 1e4. Errors name the argument."""
+    from pgpo_torch.tiny import build_tiny_config
+
+    default = build_tiny_config().text_config.rope_parameters
+    assert default["mrope_section"] == [2, 3, 3] and default["rope_theta"] == 10000.0
+    model = build_tiny_model(seed=0, rope_theta=100.0, mrope_section=[0, 4, 4])
+    rotary = model.model.language_model.rotary_emb
+    assert list(rotary.mrope_section) == [0, 4, 4]
+    torch.testing.assert_close(rotary.inv_freq, 100.0 ** (-torch.arange(8) / 8.0))
+    for kwargs, match in ((dict(mrope_section=[1, 4, 4]), "mrope_section"),
+                          (dict(mrope_section=[-1, 5, 4]), "mrope_section"),
+                          (dict(mrope_section=[4, 4]), "mrope_section"),
+                          (dict(rope_theta=1.0), "rope_theta")):
+        with pytest.raises(ValueError, match=match):
+            build_tiny_config(**kwargs)

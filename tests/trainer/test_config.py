@@ -175,7 +175,7 @@ def test_override_and_from_dict():
     (["--eval.num_prompts", "257"], r"^eval\.num_prompts: must be <= data\.eval_size \(256\)"),
     (["--checkpoint.keep_last", "0"], r"^checkpoint\.keep_last: must lie in \[1, inf\)"),
     (["--data.format", "jsonl"], r"^data\.format: unknown config key"),  # removed: never read
-    (["--data.opening_steps", "100"], r"^data\.opening_steps: only the synthetic bars task .*"
+    (["--data.opening_steps", "100"], r"^data\.opening_steps: only the synthetic bars and region tasks .*"
                                       r"data\.synthetic_task='chain'"),
     (["--data.synthetic_task", "bars", "--data.opening_steps", "801"],
      r"^data\.opening_steps: .* at most model\.sft_warmup_steps \(800\), got 801"),
@@ -421,3 +421,4 @@ def test_help_lists_the_shortcuts(capsys):
         load_config(["--help"], check_environment=False)
     out = capsys.readouterr().out
     assert "--algo VALUE" in out and "Shortcut for --algo.name." in out
+

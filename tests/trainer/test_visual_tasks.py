@@ -19,13 +19,16 @@ from reference_impl.data.visual_tasks import (
     TASKS,
     BarDifferenceTask,
     GridPlaceTask,
+    RegionCountTask,
     RowOrderTask,
 )
 
 
 @pytest.mark.parametrize("kind,kwargs", [("spatial", {}), ("spatial", dict(grid=4)),
                                          ("rows", {}), ("rows", dict(grid=3)),
-                                         ("bars", {}), ("bars", dict(max_height=7))])
+                                         ("bars", {}), ("bars", dict(max_height=7)),
+                                         ("region", {}),
+                                         ("region", dict(axis="cols", max_count=3))])
 def test_answers_are_balanced(kind, kwargs):
     task = TASKS[kind](0, **kwargs)
     n = 500 * len(task.answer_set)
@@ -180,6 +183,11 @@ def test_examples_are_a_pure_function_of_seed_split_index():
     (BarDifferenceTask, dict(image_size=40), "image_size"),
     (BarDifferenceTask, dict(opening=-1), "opening"),
     (BarDifferenceTask, dict(opening=8, split="heldout"), "opening"),
+    (RegionCountTask, dict(grid=3), "grid"), (RegionCountTask, dict(grid=10), "grid"),
+    (RegionCountTask, dict(max_count=9), "max_count"),
+    (RegionCountTask, dict(max_count=1), "max_count"),
+    (RegionCountTask, dict(axis="diagonal"), "axis"),
+    (RegionCountTask, dict(opening=4, split="heldout"), "opening"),
 ])
 def test_bad_settings_name_the_argument(cls, kwargs, field):
     with pytest.raises(ValueError, match=field):
@@ -226,19 +234,21 @@ def test_clean_opening_references_are_correct():
 
 
 @pytest.mark.parametrize("world", [1, 2])
-def test_opening_steps_count_every_process_draw(world):
+@pytest.mark.parametrize("kind", ["bars", "region"])
+def test_opening_steps_count_every_process_draw(world, kind):
     from reference_impl.config import load_config
     from reference_impl.data.datasets import build_datasets
 
-    cfg = load_config(["data.synthetic_task=bars", "data.opening_steps=3"],
+    cfg = load_config([f"data.synthetic_task={kind}", "data.opening_steps=3"],
                       check_environment=False)
     train, heldout = build_datasets(cfg, world_size=world)
     assert train.opening == 3 * 8 * 4 * world and getattr(heldout, "opening", 0) == 0
 
 
 @pytest.mark.parametrize("task", [GridPlaceTask(4), RowOrderTask(4), BarDifferenceTask(4),
-                                  ChainCountTask(4), SyntheticVisualTask(4, image_size=56)],
-                         ids=["spatial", "rows", "bars", "chain", "simple"])
+                                  RegionCountTask(4, opening=5), ChainCountTask(4),
+                                  SyntheticVisualTask(4, image_size=56)],
+                         ids=["spatial", "rows", "bars", "region", "chain", "simple"])
 def test_export_then_file_loader_gives_the_same_examples(task, tmp_path):
     path = tmp_path / "data" / "export.jsonl"
     path.parent.mkdir()
@@ -289,3 +299,64 @@ def test_a_malformed_facts_column_skips_the_row(tmp_path):
     loaded = LocalFileDataset(path, shuffle=False)
     assert loaded.skipped == {"unreadable_row": 1}
     assert [e.facts for e in loaded] == [GridPlaceTask(0)[0].facts, None]
+
+
+def _squares_by_half(image, grid=4):
+    """Coloured 28-px cells (their centres) in the first and the second half of the rows
+    and of the columns."""
+    a = np.asarray(image).astype(int)
+    cell = a.shape[0] // grid
+    centre = [[a[r * cell + cell // 2, c * cell + cell // 2] for c in range(grid)]
+              for r in range(grid)]
+    filled = [[int(np.ptp(px) > 40) for px in row] for row in centre]  # not white, not grey
+    rows = (sum(map(sum, filled[:grid // 2])), sum(map(sum, filled[grid // 2:])))
+    cols = (sum(row[c] for row in filled for c in range(grid // 2)),
+            sum(row[c] for row in filled for c in range(grid // 2, grid)))
+    return rows, cols
+
+
+@pytest.mark.parametrize("axis", ["rows", "cols"])
+def test_region_image_holds_each_halfs_count_inside_a_frame(axis):
+    task = RegionCountTask(6, axis=axis)
+    first, second = RegionCountTask.HALVES[axis]
+    for i in range(60):
+        e = task[i]
+        rows, cols = _squares_by_half(e.image)
+        assert (rows if axis == "rows" else cols) == (e.facts[first], e.facts[second])
+        asked = first if f"the {first} half" in e.question else second
+        assert f"the {asked} half" in e.question and e.answer == str(e.facts[asked])
+        a = np.asarray(e.image)
+        assert (a[:3] == 0).all() and (a[:, -3:] == 0).all()  # the black frame
+        assert a[5:-5, 5:-5].max() == 255  # a white background inside it
+
+
+def test_the_region_opening_asks_all_the_squares_first_then_a_half():
+    task, plain = RegionCountTask(3, opening=7), RegionCountTask(3)
+    for i, e in enumerate(task.sample(12)):
+        same = plain[i]
+        assert np.array_equal(np.asarray(e.image), np.asarray(same.image))
+        assert e.facts == same.facts
+        if i < 7:
+            rows, _ = _squares_by_half(e.image)
+            assert e.answer == str(sum(e.facts.values())) == str(sum(rows))
+            assert e.question == "How many squares are in the picture? Answer with a number."
+            assert e.id == same.id + "-total"
+        else:
+            assert (e.question, e.answer, e.reference, e.id) == \
+                (same.question, same.answer, same.reference, same.id)
+    clean = RegionCountTask(0, warmup_noise=0.0, opening=50)
+    for e in clean.sample(50):
+        assert perception_accuracy(e.reference, e.facts) == 1.0
+        assert verifiable_reward(e.reference, e.answer).reward == pytest.approx(1.0)
+
+
+def test_a_count_of_all_the_squares_does_not_answer_a_half():
+    """The total predicts a half's count only partly: the best guess from the total alone
+    (the likeliest half count given it) is right about 7 times in 16."""
+    task = RegionCountTask(4)
+    pairs = [(sum(task[i].facts.values()), task[i].answer) for i in range(4000)]
+    by_total = collections.defaultdict(collections.Counter)
+    for total, answer in pairs:
+        by_total[total][answer] += 1
+    best = sum(c.most_common(1)[0][1] for c in by_total.values()) / len(pairs)
+    assert 0.38 < best < 0.50

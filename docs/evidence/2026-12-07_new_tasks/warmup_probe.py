@@ -13,7 +13,8 @@ probability of the true digit). Writes ``NAME.json`` in the working directory.
 Options (key=value): task (chain/spatial/bars/rows), steps, every, lr, vlr, seed, image, bs,
 theta (the language model's rotary base), grid, bars, maxh, frame (draw the grid and its
 frame, line width in px), maxpix, oldlayout (bars: the layout before commit 3228af7),
-m_<field> (a TINY_MODEL size). An evidence script with monkeypatches, not a tool.
+m_<field> (a TINY_MODEL size), msec (the language model's mRoPE sections, e.g. ``0,4,4``;
+2026-12-07, fifth sitting). An evidence script with monkeypatches, not a tool.
 The "one token per unit" row of the table was measured before that commit with a patch
 drawing the geometry that is now ``BarDifferenceTask``'s own (``task=bars maxh=4``); the
 columns were drawn by another random stream. ``blocks=1`` draws each unit of a bar's height as
@@ -63,7 +64,7 @@ from reference_impl.rollout.batch import teacher_forced_batch
 name = sys.argv[1]
 a = dict(task="spatial", steps=800, every=200, lr=3e-3, vlr=3e-4, seed=0, image=112,
          bs=32, theta=10000.0, grid=3, bars=3, maxh=5, frame=0, maxpix=50176, oldlayout=0,
-         blocks=0, mix=0.0, scatter=0, chaindiff=0, barsum=0.0, sumsteps=0, mixsteps=0, opening=0, probeopen=0, axis="rows", regionmax=4, ropen=0)
+         blocks=0, mix=0.0, scatter=0, chaindiff=0, barsum=0.0, sumsteps=0, mixsteps=0, opening=0, probeopen=0, axis="rows", regionmax=4, ropen=0, msec="")
 for kv in sys.argv[2:]:
     k, v = kv.split("=", 1)
     a[k] = type(a[k])(v) if k in a else v
@@ -77,6 +78,10 @@ orig = tiny.build_tiny_config
 def patched(*args, **kw):
     c = orig(*args, **kw)
     c.text_config.rope_parameters["rope_theta"] = a["theta"]
+    if a["msec"]:  # e.g. msec=0,4,4: no temporal section, the fastest frequencies to rows
+        sec = [int(v) for v in a["msec"].split(",")]
+        assert sum(sec) == sum(c.text_config.rope_parameters["mrope_section"]), sec
+        c.text_config.rope_parameters["mrope_section"] = sec
     return c
 tiny.build_tiny_config = patched
 proc = build_tiny_processor(min_pixels=3136, max_pixels=a["maxpix"])
