@@ -7,6 +7,8 @@ process; it acts in the task runner, where the trainer runs. Two records per ste
 - ``reshape_<k>.pt`` (the k-th call of ``pgpo_core.reshape_advantages``, i.e. PGPO's
   hook): its inputs (verl's advantages, the dependency, the response mask, the weighting
   keyword arguments) and its output;
+- ``vppo_<k>.pt`` (the k-th call of ``pgpo_core.vppo_advantages``, the hook with
+  ``pgpo.algorithm=vppo``): its inputs and its output's advantages and token mask;
 - ``update_<k>.pt`` (the k-th call of verl's ``RayPPOTrainer._update_actor``, i.e. what the
   trainer sends to the actor worker group): the batch's ``advantages`` and
   ``response_mask``.
@@ -20,7 +22,7 @@ import functools
 import os
 from pathlib import Path
 
-_calls = {"reshape": 0, "update": 0}
+_calls = {"reshape": 0, "vppo": 0, "update": 0}
 
 
 def _save(kind: str, record: dict) -> None:
@@ -55,7 +57,8 @@ def _trace_update_actor() -> None:
 
 
 def install() -> None:
-    """Wrap ``pgpo_core.reshape_advantages`` (and, on its first call, verl's
+    """Wrap ``pgpo_core.reshape_advantages`` and ``vppo_advantages`` (and, on the first
+    call of either, verl's
     ``RayPPOTrainer._update_actor``: verl is fully imported by then)."""
     import pgpo_core
 
@@ -73,3 +76,16 @@ def install() -> None:
 
     reshape_advantages._pgpo_traced = True
     pgpo_core.reshape_advantages = reshape_advantages
+
+    vppo = pgpo_core.vppo_advantages
+
+    @functools.wraps(vppo)
+    def vppo_advantages(advantages, dependency, mask, **kwargs):
+        _trace_update_actor()
+        out = vppo(advantages, dependency, mask, **kwargs)
+        _save("vppo", {"advantages": _cpu(advantages), "dependency": _cpu(dependency),
+                       "mask": _cpu(mask), "kwargs": dict(kwargs), "out": _cpu(out.advantages),
+                       "token_mask": _cpu(out.token_mask), "scale": _cpu(out.scale)})
+        return out
+
+    pgpo_core.vppo_advantages = vppo_advantages
