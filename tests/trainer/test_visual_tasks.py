@@ -277,12 +277,13 @@ def test_export_command_line_writes_the_configured_task(tmp_path, capsys):
         export_jsonl([], tmp_path / "x.json")
 
 
-def test_export_writes_the_opening_first_for_the_file_loader(tmp_path):
-    out = tmp_path / "bars.jsonl"  # one warm-up step of 8 x 4 opening examples, then the task
-    assert main([str(out), "--size", "40", "data.synthetic_task=bars", "train.seed=3",
+@pytest.mark.parametrize("kind", ["bars", "region"])
+def test_export_writes_the_opening_first_for_the_file_loader(tmp_path, kind):
+    out = tmp_path / f"{kind}.jsonl"  # one warm-up step of 8 x 4 opening examples, then the task
+    assert main([str(out), "--size", "40", f"data.synthetic_task={kind}", "train.seed=3",
                  "data.opening_steps=1"]) == 0
     loaded = LocalFileDataset(out, shuffle=False)
-    opened, plain = BarDifferenceTask(3, opening=32), BarDifferenceTask(3)
+    opened, plain = TASKS[kind](3, opening=32), TASKS[kind](3)
     assert [e.question for e in loaded] == [opened.opening_example(i).question
                                             for i in range(32)] \
         + [plain[i].question for i in range(32, 40)]
