@@ -61,7 +61,8 @@ Refused, with a ``ValueError``/``TypeError`` at construction:
   1.16 applies it, works.
 - a text-only setup: a tokenizer instead of a processor, or a training dataset without an
   ``"image"``/``"images"`` column. PGPO needs images. (A batch that happens to hold no
-  image at all gets the base algorithm's advantages, ``S = 0``, with a warning.)
+  image at all gets the base algorithm's advantages, TRL's ``A_i`` on every token, and
+  ``S = 0``, with a warning; VPPO's too, rather than a filter of tied zeros.)
 - a model other than Qwen2.5-VL (the blind-pass builders are written for its mRoPE and
   ``mm_token_type_ids``), ``args`` that are a plain ``GRPOConfig``, and
   ``blind_pass`` mode ``"mask"`` with flash attention (no 4-D masks; ``"drop"`` gives the same
@@ -118,14 +119,16 @@ class _VisualCreditConfig(trl.GRPOConfig):
 
     # TRL fields whose defaults follow the paper (DAPO recipe, no KL term).
     loss_type: str = field(default="dapo", metadata=_help(
-        "TRL's loss type; PGPO (the paper) uses 'dapo': clipped ratio, token-level mean over "
-        "the batch. All of TRL's loss types accept PGPO's (B, T) advantages."))
-    epsilon: float = field(default=0.2, metadata=_help("Lower clip range (DAPO, PGPO: 0.2)."))
+        "TRL's loss type; PGPO and VPPO (their papers) use 'dapo': clipped ratio, "
+        "token-level mean over the batch. All of TRL's loss types accept (B, T) token "
+        "advantages."))
+    epsilon: float = field(default=0.2, metadata=_help(
+        "Lower clip range (DAPO, PGPO, VPPO: 0.2)."))
     epsilon_high: float | None = field(default=0.28, metadata=_help(
-        "Upper clip range (DAPO, PGPO: 0.28). For loss_type='cispo' set it yourself "
+        "Upper clip range (DAPO, PGPO, VPPO: 0.28). For loss_type='cispo' set it yourself "
         "(ScaleRL recommends 5.0)."))
     beta: float = field(default=0.0, metadata=_help(
-        "KL coefficient against a reference model; PGPO uses none (0.0)."))
+        "KL coefficient against a reference model; PGPO and VPPO use none (0.0)."))
 
     blind_pass: BlindPassConfig | str | dict | None = field(default=None, metadata=_help(
         "The blind pass: a pgpo_torch.BlindPassConfig, a dict or a JSON string of its fields "
@@ -135,8 +138,8 @@ class _VisualCreditConfig(trl.GRPOConfig):
 
     # Refused: kept so that configs written for older TRL fail with a clear message.
     use_liger_loss: bool = field(default=False, metadata=_help(
-        "Not supported by PGPO: Liger's fused GRPO loss takes one advantage per sequence, "
-        "PGPO's are per token. Must stay False."))
+        "Not supported: Liger's fused GRPO loss takes one advantage per sequence, PGPO's "
+        "and VPPO's are per token. Must stay False."))
 
     #: The method's name in messages.
     _method = "PGPO"
@@ -221,6 +224,11 @@ class VPPOConfig(_VisualCreditConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.delta is not None and self.loss_type not in _LOSSES_WITH_DELTA:
+            raise ValueError(
+                f"delta: TRL's loss_type {self.loss_type!r} does not apply it, so VPPO's dual "
+                f"clip (delta={self.delta}) would not act; use one of {_LOSSES_WITH_DELTA} "
+                "(the recipe: 'dapo'), or set delta=None to drop the dual clip")
         vppo = _nested("vppo", pgpo_core.VPPOConfig, self.vppo)
         self.vppo = _with_trl_settings(vppo, self, trl_names=_VPPO_FROM_TRL)
         if self.blind_pass is None:
@@ -278,6 +286,8 @@ def _nested(name: str, cls: type, value: Any) -> Any:
 _FROM_TRL = {"temperature": "temperature", "clip_low": "epsilon", "clip_high": "epsilon_high"}
 # pgpo_core.VPPOConfig's (it has no temperature: the dependency is taken at TRL's).
 _VPPO_FROM_TRL = {"clip_low": "epsilon", "clip_high": "epsilon_high", "dual_clip": "delta"}
+# TRL 1.16's loss types that clamp the ratio at ``delta`` (GRPOTrainer._compute_loss).
+_LOSSES_WITH_DELTA = ("dapo", "grpo", "bnpo", "dr_grpo", "luspo")
 # pgpo_core.PGPOConfig / VPPOConfig loss fields TRL's loss has no use for.
 _LOSS_ONLY = ("dual_clip", "aggregation")
 
@@ -391,10 +401,12 @@ class _VisualCreditTrainer(trl.GRPOTrainer):
     # ------------------------------------------------------------------ rollout side
 
     def _token_advantages(self, advantages: torch.Tensor, dependency: torch.Tensor,
-                          response_mask: torch.Tensor
+                          response_mask: torch.Tensor, *, has_images: bool
                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
         """``(B, T)`` token advantages from TRL's ``(B,)`` ones, extra ``(B, ...)`` batch
-        entries, and the step's statistics to log (0-d tensors)."""
+        entries, and the step's statistics to log (0-d tensors). ``has_images`` False: the
+        batch holds no image (``dependency`` is 0), and TRL's advantages must come back
+        on every token."""
         raise NotImplementedError
 
     def _generate_and_score_completions(self, inputs):
@@ -407,8 +419,10 @@ class _VisualCreditTrainer(trl.GRPOTrainer):
         with profiling_context(self, "pgpo_token_visual_dependency"):
             dependency = self._pgpo_token_visual_dependency(output, response_mask, mode)
         sequence_advantages = output["advantages"]
+        has_images = (output.get("pixel_values") is not None
+                      and output.get("mm_token_type_ids") is not None)
         token_advantages, extra, stats = self._token_advantages(
-            sequence_advantages, dependency, response_mask)
+            sequence_advantages, dependency, response_mask, has_images=has_images)
         self._pgpo_log(stats, mode)
         return {**output,
                 "advantages": token_advantages.to(sequence_advantages.dtype),
@@ -510,8 +524,9 @@ class PGPOTrainer(_VisualCreditTrainer):
     def _dependency_config(self) -> pgpo_core.PGPOConfig:
         return self.pgpo_config
 
-    def _token_advantages(self, advantages, dependency, response_mask):
-        """``A~ = A * w~`` (Eq. 8) and :func:`pgpo_core.weight_diagnostics`."""
+    def _token_advantages(self, advantages, dependency, response_mask, *, has_images):
+        """``A~ = A * w~`` (Eq. 8) and :func:`pgpo_core.weight_diagnostics` (with ``S = 0``
+        every weight is 1: TRL's advantages)."""
         weight_kwargs = self.pgpo_config.weight_kwargs()
         token_advantages = pgpo_core.reshape_advantages(advantages, dependency, response_mask,
                                                         **weight_kwargs)
@@ -557,10 +572,14 @@ class VPPOTrainer(_VisualCreditTrainer):
     def _dependency_config(self) -> pgpo_core.PGPOConfig:
         return self.args.dependency_config()
 
-    def _token_advantages(self, advantages, dependency, response_mask):
-        """:func:`pgpo_core.vppo_advantages` and :func:`pgpo_core.vppo_diagnostics`."""
-        shaped = pgpo_core.vppo_advantages(advantages, dependency, response_mask,
-                                           **self.vppo_config.advantage_kwargs())
+    def _token_advantages(self, advantages, dependency, response_mask, *, has_images):
+        """:func:`pgpo_core.vppo_advantages` and :func:`pgpo_core.vppo_diagnostics`; a batch
+        without images gets TRL's advantages on every token (VPPO's filter would keep
+        each response's first tokens, the ties of ``S = 0``)."""
+        kwargs = self.vppo_config.advantage_kwargs()
+        if not has_images:
+            kwargs.update(trajectory_shaping=False, token_filtering=False)
+        shaped = pgpo_core.vppo_advantages(advantages, dependency, response_mask, **kwargs)
         stats = pgpo_core.vppo_diagnostics(dependency, response_mask, scale=shaped.scale,
                                            token_mask=shaped.token_mask)
         return (shaped.advantages,

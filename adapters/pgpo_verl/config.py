@@ -16,8 +16,11 @@ Eqs. 4-8) or ``vppo`` (:func:`pgpo_core.vppo_advantages`, VPPO's trajectory fact
 top-``p`` token filter, with the ``pgpo.vppo`` subsection: the fields of
 :class:`pgpo_core.hyperparameters.VPPOHyperparameters`). With ``vppo`` PGPO's weighting
 fields must stay at their defaults (they would act on nothing) and the dependency must be
-a sampled estimate (VPPO's recipe: ``estimator=k3``, ``estimate_clip=10``); its loss is
-verl's (``clip_ratio_c``, verl's dual clip, is 3.0 by default, VPPO's value). verl's blind
+a sampled estimate, clamped (VPPO's recipe: ``estimator=k3``, ``estimate_clip=10``); with
+``pgpo`` the ``vppo`` subsection must hold its defaults. The loss is verl's: VPPO's recipe
+is ``clip_ratio_low=0.2``, ``clip_ratio_high=0.28`` (the paper configs' values),
+``clip_ratio_c=3.0`` (verl's dual clip, its default) and ``loss_agg_mode=token-mean``.
+verl's blind
 pass stays ``drop`` (the image removed): VPPO's own perturbation, random patches blacked
 out, is not built for verl.
 """
@@ -117,8 +120,25 @@ def parse_section(section: Mapping[str, Any] | None) -> PGPOSection:
         core = PGPOConfig(**values)
     except (TypeError, ValueError) as err:
         raise type(err)(f"pgpo.{err}") from err
-    vppo = _vppo(vppo_values, core) if algorithm == "vppo" else None
+    if algorithm == "vppo":
+        vppo = _vppo(vppo_values, core)
+    else:
+        _unused_vppo(vppo_values)
+        vppo = None
     return PGPOSection(enable=enable, blind=blind, core=core, algorithm=algorithm, vppo=vppo)
+
+
+def _unused_vppo(value: Any) -> None:
+    """With ``pgpo.algorithm=pgpo`` the ``vppo`` subsection must hold its defaults (the
+    Hydra defaults put them there); a changed field would silently do nothing."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"pgpo.vppo: expected a mapping of {list(VPPO_FIELDS)}, got {value!r}")
+    default = VPPOConfig()
+    for name, given in value.items():
+        if name in VPPO_FIELDS and given != getattr(default, name):
+            raise ValueError(f"pgpo.vppo.{name}: only used with pgpo.algorithm=vppo (the "
+                             f"section runs {PLUGIN_DEFAULTS['algorithm']!r}); set "
+                             "pgpo.algorithm=vppo or leave it at its default")
 
 
 def _vppo(value: Any, core: PGPOConfig) -> VPPOConfig:
@@ -140,6 +160,10 @@ def _vppo(value: Any, core: PGPOConfig) -> VPPOConfig:
     if core.estimator == "exact":
         raise ValueError("pgpo.estimator: pgpo.algorithm=vppo takes a sampled estimate "
                          "(VPPO's recipe: pgpo.estimator=k3 pgpo.estimate_clip=10)")
+    if core.estimate_clip is None:
+        raise ValueError("pgpo.estimate_clip: VPPO clamps its dependency estimate (the "
+                         "recipe: 10); an unclamped k3 estimate can reach any size. Set "
+                         "pgpo.estimate_clip")
     try:
         return VPPOConfig(**value, estimator=core.estimator, estimate_clip=core.estimate_clip)
     except (TypeError, ValueError) as err:

@@ -1,7 +1,7 @@
 """Export a synthetic task as a JSONL file with PNG images, for the file loader.
 
 :func:`export_jsonl` writes any synthetic sampler (the simple task, the chain task, the
-spatial and bars tasks) as a JSONL file with PNG images beside it, in the Hugging Face
+spatial, rows, bars and region tasks) as a JSONL file with PNG images beside it, in the Hugging Face
 layout that :class:`reference_impl.data.sources.LocalFileDataset` reads back as the same
 examples (``data.source=<file>.jsonl``). From the command line::
 
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m reference_impl.data.export OUT.jsonl --size N [--heldout] [overrides]``:
     export the synthetic task that the trainer configuration (``data.synthetic_task``,
     ``train.seed``, ``data.*``) builds, in the order its sampler draws them (with
-    ``data.opening_steps`` the bars task's opening questions come first)."""
+    ``data.opening_steps`` the bars or region task's opening questions come first)."""
     import argparse
 
     parser = argparse.ArgumentParser(

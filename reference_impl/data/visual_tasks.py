@@ -485,7 +485,7 @@ class RegionCountTask(_VisualTask):
     Example ``index`` of a split is a pure function of ``(seed, split, index)``.
 
     **Where, not how many.** A model that counts all the squares and splits the total
-    is right at most 7 times in 16 without knowing where anything is; reading a half
+    is right at most 7 times in 16 (at ``max_count=4``) without knowing where anything is; reading a half
     needs the place of each square. The tiny model built from a config reads it only late
     in a long warm-up opened with the total (docs/evidence.md).
 
@@ -499,7 +499,7 @@ class RegionCountTask(_VisualTask):
     Args:
       seed: base seed.
       grid: cells per side of the lattice (even, 2-8).
-      max_count: most squares in one half (1 .. ``grid * grid / 2``, at least 2).
+      max_count: most squares in one half (2 .. ``grid * grid / 2``).
       axis: ``"rows"`` (top and bottom halves) or ``"cols"`` (left and right).
       warmup_noise: probability that a stated count in the reference is wrong.
       image_size: side of the square RGB image in pixels.

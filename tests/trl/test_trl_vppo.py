@@ -92,6 +92,8 @@ def test_nested_vppo_config_takes_objects_dicts_json_and_trl_settings(tmp_path):
     (dict(blind_pass={"mode": "blacken", "blacken_probability": 0.6}), ValueError,
      r"^blind_pass\.blacken_probability: VPPO blackens patches with vppo\.patch_drop_prob"),
     (dict(use_liger_loss=True), ValueError, r"^use_liger_loss: VPPO cannot run"),
+    (dict(loss_type="cispo", epsilon_high=5.0), ValueError,
+     r"^delta: TRL's loss_type 'cispo' does not apply it"),
 ])
 def test_config_errors_name_the_field(tmp_path, settings, error, match):
     with pytest.raises(error, match=match):
@@ -114,6 +116,24 @@ def test_trainer_refuses_other_configs_text_data_and_other_patch_sizes(tmp_path,
                     train_dataset=_dataset(), processing_class=processor)
     assert not isinstance(_args(tmp_path), VPPOConfig)
     assert not isinstance(_args(tmp_path, config_class=VPPOConfig), PGPOConfig)
+
+
+def test_a_batch_without_images_gets_trls_advantages_on_every_token(tmp_path, processor):
+    """S = 0 everywhere (no image): VPPO's filter would keep each response's first
+    ceil(0.4 |o|) tokens (ties go to the earlier token); the trainer gives every token
+    TRL's advantage instead, as PGPO's unit weights do."""
+    trainer = VPPOTrainer(model=_model(processor), reward_funcs=_reward,
+                          args=_args(tmp_path, config_class=VPPOConfig),
+                          train_dataset=_dataset(), processing_class=processor)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    adv = torch.tensor([1.0, -2.0])
+    zeros = torch.zeros(mask.shape)
+    token_adv, extra, stats = trainer._token_advantages(adv, zeros, mask, has_images=False)
+    torch.testing.assert_close(token_adv, torch.where(mask, adv[:, None], 0.0))
+    assert torch.equal(extra["vppo_token_mask"], mask) and bool((extra["vppo_scale"] == 1).all())
+    assert float(stats["kept_frac"]) == 1.0
+    filtered, _, _ = trainer._token_advantages(adv, zeros, mask, has_images=True)
+    assert int((filtered != 0).sum()) == 2 + 2  # what the filter alone would have done
 
 
 # ---------------------------------------------------------------------------- end to end

@@ -253,7 +253,7 @@ def test_vppo_section_is_validated():
     assert section.algorithm == "vppo"
     assert section.vppo == pgpo_core.VPPOConfig(top_p=0.3, scale_min=0.8)
     assert parse_section({}).algorithm == "pgpo" and parse_section({}).vppo is None
-    # The Hydra defaults hold every field; PGPO ignores the vppo subsection.
+    # The Hydra defaults hold every field; PGPO accepts the vppo subsection at its defaults.
     from pgpo_verl.config import section_defaults
 
     defaults = section_defaults()
@@ -269,6 +269,10 @@ def test_vppo_section_is_validated():
             ({**VPPO, "vppo": {"top_p": 0.0}}, ValueError, r"^pgpo\.vppo\.top_p"),
             ({**VPPO, "vppo": {"patch_drop_prob": 0.5}}, ValueError,
              r"^pgpo\.vppo\.patch_drop_prob: unknown field"),
-            ({**VPPO, "vppo": 0.4}, TypeError, r"^pgpo\.vppo: expected a mapping")):
+            ({**VPPO, "vppo": 0.4}, TypeError, r"^pgpo\.vppo: expected a mapping"),
+            ({**VPPO, "estimate_clip": None}, ValueError,
+             r"^pgpo\.estimate_clip: VPPO clamps its dependency estimate"),
+            ({"vppo": {"top_p": 0.3}}, ValueError,
+             r"^pgpo\.vppo\.top_p: only used with pgpo\.algorithm=vppo")):
         with pytest.raises(error, match=match):
             parse_section(given)

@@ -10,7 +10,7 @@ probability of the true digit). Writes ``NAME.json`` in the working directory.
     python docs/evidence/2026-12-07_new_tasks/warmup_probe.py sp_base task=spatial
     python docs/evidence/2026-12-07_new_tasks/warmup_probe.py ba_long task=bars maxh=5 steps=2400 every=400
 
-Options (key=value): task (chain/spatial/bars/rows), steps, every, lr, vlr, seed, image, bs,
+Options (key=value): task (chain/spatial/bars/rows/region), steps, every, lr, vlr, seed, image, bs,
 theta (the language model's rotary base), grid, bars, maxh, frame (draw the grid and its
 frame, line width in px), maxpix, oldlayout (bars: the layout before commit 3228af7),
 m_<field> (a TINY_MODEL size), msec (the language model's mRoPE sections, e.g. ``0,4,4``;
