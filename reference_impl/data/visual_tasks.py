@@ -171,6 +171,37 @@ class _VisualTask(ExampleSampler):
                 f"warmup_noise={self.warmup_noise}, split={self.split!r}, size={self.size})")
 
 
+class _OpeningTask(_VisualTask):
+    """A task whose train stream may open with ``opening`` examples asking a total about
+    the same pictures (:class:`BarDifferenceTask`, :class:`RegionCountTask`): positions in
+    the sampled stream, so a resumed run continues the same curriculum; ``self[i]`` and
+    the held-out split never open. A subclass writes ``_example(index, *, opening)``."""
+
+    def _setup_opening(self, opening: int, split: str) -> None:
+        _check_int("opening", opening, 0)
+        if opening and split != "train":
+            raise ValueError(f"opening: only the train split opens with the total, got "
+                             f"opening={opening} for split={split!r}")
+        self.opening = opening
+
+    def __getitem__(self, index: int) -> Example:
+        return self._example(index, opening=False)
+
+    def opening_example(self, index: int) -> Example:
+        """Example ``index``'s picture asked the opening's question (the total)."""
+        return self._example(index, opening=True)
+
+    def _example_at(self, position: int, index: int) -> Example:
+        return self._example(index, opening=position < self.opening)
+
+    def _example(self, index: int, *, opening: bool) -> Example:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        opening = f", opening={self.opening}" if self.opening else ""
+        return super().__repr__()[:-1] + opening + ")"
+
+
 class GridPlaceTask(_VisualTask):
     """Where is the square of the named colour? Answer its cell number (row-major, 1-based).
 
@@ -332,7 +363,7 @@ class RowOrderTask(_VisualTask):
     _LAST_PHRASES = ("So {a}-{b}={d}.", "{a}-{b}={d}.", "Difference {a}-{b}={d}.")
 
 
-class BarDifferenceTask(_VisualTask):
+class BarDifferenceTask(_OpeningTask):
     """How much taller is one named bar than another? Read two heights, subtract.
 
     The image is a ``max_height x max_height`` lattice of square cells: ``bars`` bars of
@@ -382,34 +413,21 @@ class BarDifferenceTask(_VisualTask):
                  size: int = 100_000, opening: int = 0):
         _check_int("bars", bars, 2, len(COLORS))
         _check_int("max_height", max_height, 3, 9)
-        _check_int("opening", opening, 0)
         if bars > max_height:
             raise ValueError(f"bars: at most max_height={max_height} bars fit side by side, "
                              f"got {bars}")
-        if opening and split != "train":
-            raise ValueError(f"opening: only the train split opens with sums, got "
-                             f"opening={opening} for split={split!r}")
         self._setup(seed, warmup_noise, image_size, split, size, bars=bars,
                     max_height=max_height)
-        self.opening = opening
+        self._setup_opening(opening, split)
 
     @property
     def answer_set(self) -> tuple[str, ...]:
         """Every possible answer, each equally likely."""
         return tuple(str(d) for d in _signed_differences(self.max_height))
 
-    def __getitem__(self, index: int) -> Example:
-        return self._example(index, ask_sum=False)
-
-    def opening_example(self, index: int) -> Example:
-        """Example ``index``'s picture asked for the total height of all its bars (the facts
-        are every bar's height; the reference chain states each, then adds them)."""
-        return self._example(index, ask_sum=True)
-
-    def _example_at(self, position: int, index: int) -> Example:
-        return self._example(index, ask_sum=position < self.opening)
-
-    def _example(self, index: int, *, ask_sum: bool) -> Example:
+    def _example(self, index: int, *, opening: bool) -> Example:
+        """The opening asks the total height of all the bars (the facts are every bar's
+        height; the reference chain states each, then adds them)."""
         index = _index(index, self.size)
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 13])
         names = list(COLORS)
@@ -423,7 +441,7 @@ class BarDifferenceTask(_VisualTask):
         columns = sorted(rng.permutation(h)[:self.bars].tolist())
         slots = [colours[i] for i in rng.permutation(self.bars)]  # left-to-right order
         image = self._draw(dict(zip(slots, columns)), heights)
-        if ask_sum:  # every bar: the picture's whole coloured area is the answer
+        if opening:  # every bar: the picture's whole coloured area is the answer
             facts = {c: heights[c] for c in colours}
             named = ", ".join(f"the {c}" for c in colours[:-1]) + f" and the {colours[-1]}"
             question = f"How tall are {named} bars together? Answer with a number."
@@ -442,12 +460,8 @@ class BarDifferenceTask(_VisualTask):
             answer = diff
         return Example(image=image, question=question, answer=str(answer), task=self.task,
                        id=f"{self.task}-{self.split}-{self.seed}-{index}"
-                          + ("-sum" if ask_sum else ""),
+                          + ("-sum" if opening else ""),
                        reference=reference, facts=facts)
-
-    def __repr__(self) -> str:
-        opening = f", opening={self.opening}" if self.opening else ""
-        return super().__repr__()[:-1] + opening + ")"
 
     def _draw(self, columns: dict[str, int], heights: dict[str, int]) -> Image.Image:
         """Each bar (colour -> lattice column) from the bottom edge up ``height`` cells,
@@ -470,7 +484,7 @@ class BarDifferenceTask(_VisualTask):
     _SUM_PHRASES = ("So {expr}={total}.", "{expr}={total}.", "Together {expr}={total}.")
 
 
-class RegionCountTask(_VisualTask):
+class RegionCountTask(_OpeningTask):
     """How many squares are in the top (bottom) half of the picture? Count in one half.
 
     The image is a ``grid x grid`` lattice of square cells inside a black frame; each half
@@ -523,37 +537,24 @@ class RegionCountTask(_VisualTask):
         _check_int("max_count", max_count, 2, grid * grid // 2)
         if axis not in self.HALVES:
             raise ValueError(f"axis: expected one of {tuple(self.HALVES)}, got {axis!r}")
-        _check_int("opening", opening, 0)
-        if opening and split != "train":
-            raise ValueError(f"opening: only the train split opens with the total, got "
-                             f"opening={opening} for split={split!r}")
         self._setup(seed, warmup_noise, image_size, split, size, grid=grid,
                     max_count=max_count, axis=axis)
-        self.opening = opening
+        self._setup_opening(opening, split)
 
     @property
     def answer_set(self) -> tuple[str, ...]:
         """Every possible answer, each equally likely."""
         return tuple(str(n) for n in range(1, self.max_count + 1))
 
-    def __getitem__(self, index: int) -> Example:
-        return self._example(index, ask_total=False)
-
-    def opening_example(self, index: int) -> Example:
-        """Example ``index``'s picture asked for the number of all its squares."""
-        return self._example(index, ask_total=True)
-
-    def _example_at(self, position: int, index: int) -> Example:
-        return self._example(index, ask_total=position < self.opening)
-
-    def _example(self, index: int, *, ask_total: bool) -> Example:
+    def _example(self, index: int, *, opening: bool) -> Example:
+        """The opening asks the number of all the squares."""
         index = _index(index, self.size)
         rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 19])
         halves = self.HALVES[self.axis]
         facts = {h: int(rng.integers(1, self.max_count + 1)) for h in halves}
         asked = halves[int(rng.integers(2))]
         image = self._draw(rng, facts)
-        if ask_total:
+        if opening:
             question = "How many squares are in the picture? Answer with a number."
             reference = _sum_chain(rng, facts, high=self.max_count, noise=self.warmup_noise,
                                    openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
@@ -572,12 +573,8 @@ class RegionCountTask(_VisualTask):
             answer = facts[asked]
         return Example(image=image, question=question, answer=str(answer), task=self.task,
                        id=f"{self.task}-{self.split}-{self.seed}-{index}"
-                          + ("-total" if ask_total else ""),
+                          + ("-total" if opening else ""),
                        reference=reference, facts=facts)
-
-    def __repr__(self) -> str:
-        opening = f", opening={self.opening}" if self.opening else ""
-        return super().__repr__()[:-1] + opening + ")"
 
     def _draw(self, rng: np.random.Generator, counts: dict[str, int]) -> Image.Image:
         """``counts[h]`` squares (0.64 of a cell, random colours) in random cells of each
