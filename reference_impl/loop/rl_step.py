@@ -27,7 +27,7 @@ import pgpo_core
 from reference_impl.config import ConfigError
 from reference_impl.data.rewards import verifiable_rewards
 from reference_impl.loop.timing import Timer, no_timer, phase_timer, timing_metrics
-from reference_impl.policy.distributed import all_reduce, any_process
+from reference_impl.policy.distributed import all_reduce, any_process, reduce_metrics
 from reference_impl.rollout import engines
 from reference_impl.rollout.batch import (RolloutBatch, concat_batches, end_of_turn_id,
                                           prompts_that_fit, response_logprobs)
@@ -393,13 +393,14 @@ class RLStepPhases:
         return out
 
     def rl_step(self) -> dict[str, float]:
-        """One RL step: collect, score, update. Returns metrics averaged over processes,
+        """One RL step: collect, score, update. Returns metrics over all processes
+        (means; ``*_max`` / ``*_min`` the extremes, :func:`reduce_metrics`),
         with the wall time of each phase as ``timing_s/<phase>`` (:mod:`.timing`)."""
         timing: dict[str, float] = {}
         timer = phase_timer(timing, self.device)
         with timer("step"):
             metrics = self._rl_step(timer)
-        return self._mean_over_ranks({**metrics, **timing_metrics(timing)})
+        return reduce_metrics({**metrics, **timing_metrics(timing)}, self.env, self.device)
 
     def _rl_step(self, timer: Timer) -> dict[str, float]:
         updates = 0
@@ -436,15 +437,6 @@ class RLStepPhases:
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
             warnings.filterwarnings("ignore", message="Seems like `optimizer.step")
             self.scheduler.step()
-
-    def _mean_over_ranks(self, metrics: dict[str, float]) -> dict[str, float]:
-        if not self.env.distributed:
-            return metrics
-        keys = sorted(metrics)
-        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64,
-                              device=self.device)
-        values = all_reduce(values) / self.env.world_size
-        return dict(zip(keys, values.tolist()))
 
 
 __all__ = ["Collected", "RLStepPhases", "Scored"]

@@ -377,6 +377,27 @@ def gather_objects(obj: Any, env: DistEnv) -> list[Any]:
     return gathered
 
 
+def reduce_metrics(metrics: dict[str, float], env: DistEnv,
+                   device: torch.device) -> dict[str, float]:
+    """Per-process metrics made one value each for the whole run: a name ending in
+    ``_max`` is the maximum over processes, one ending in ``_min`` the minimum, every
+    other the mean over processes (each process's own averages weigh alike). The
+    identity in a one-process run."""
+    if not env.distributed:
+        return dict(metrics)
+    out: dict[str, float] = {}
+    for op, keys in (("max", [k for k in metrics if k.endswith("_max")]),
+                     ("min", [k for k in metrics if k.endswith("_min")]),
+                     ("sum", [k for k in metrics if not k.endswith(("_max", "_min"))])):
+        keys = sorted(keys)  # the same order on every process
+        values = all_reduce(torch.tensor([float(metrics[k]) for k in keys],
+                                         dtype=torch.float64, device=device), op)
+        if op == "sum":
+            values = values / env.world_size
+        out.update(zip(keys, values.tolist()))
+    return out
+
+
 def any_process(flag: bool, device: torch.device) -> bool:
     """True if ``flag`` is True on any process (e.g. a SIGTERM seen by one rank)."""
     return bool(all_reduce(torch.tensor([float(flag)], device=device), "max").item() > 0)
@@ -385,4 +406,4 @@ def any_process(flag: bool, device: torch.device) -> bool:
 __all__ = ["DataParallel", "DistEnv", "FullyShardedDataParallel", "ParallelStrategy",
            "PeerProcessError", "peer_failure",
            "SingleProcess", "all_reduce", "any_process", "gather_objects", "init_distributed",
-           "launched_by_torchrun", "parallel_strategy", "shutdown", "uses_fsdp"]
+           "launched_by_torchrun", "parallel_strategy", "reduce_metrics", "shutdown", "uses_fsdp"]

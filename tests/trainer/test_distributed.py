@@ -113,3 +113,56 @@ def test_fsdp2_checkpoints_are_sharded_and_resume_exactly(tmp_path):
             return comparable_rows(map(json.loads, f))
 
     assert rows(straight) == rows(split)
+
+
+def _reduce_worker(rank, port, queue):
+    """One of two gloo processes: reduce per-rank metrics, put the result on ``queue``."""
+    import torch.distributed as dist
+
+    from reference_impl.policy.distributed import DistEnv, reduce_metrics
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    try:
+        # Per-rank values; rank 1 lists its keys in another order (the reduction sorts).
+        mine = {"reward": [0.25, 0.75][rank], "weight_max": [3.0, 5.5][rank],
+                "scale_min": [0.4, 0.1][rank], "scale_max": [1.0, 0.9][rank],
+                "kept_tokens": [10.0, 20.0][rank]}
+        if rank == 1:
+            mine = dict(reversed(list(mine.items())))
+        queue.put((rank, reduce_metrics(mine, DistEnv(rank=rank, world_size=2),
+                                        torch.device("cpu"))))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_metrics_over_processes_keep_extremes_as_extremes():
+    """A per-process maximum or minimum (PGPO's ``weight_max``, VPPO's ``scale_min`` /
+    ``scale_max``) is the maximum / minimum over processes, not their mean; every other
+    metric is the mean of the processes' values. Checked by hand on two gloo processes."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_reduce_worker, args=(r, port, queue)) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    expected = {"reward": 0.5, "weight_max": 5.5, "scale_min": 0.1, "scale_max": 1.0,
+                "kept_tokens": 15.0}
+    assert results[0] == expected and results[1] == expected
+
+
+def test_one_process_metrics_are_returned_as_they_are():
+    from reference_impl.policy.distributed import DistEnv, reduce_metrics
+
+    m = {"reward": 0.25, "weight_max": 3.0}
+    assert reduce_metrics(m, DistEnv(), torch.device("cpu")) == m
