@@ -44,6 +44,7 @@ __all__ = [
     "mask_visual_attention",
     "drop_visual_tokens",
     "blacken_patches",
+    "blacken_generator",
     "blind_inputs",
     "visual_inputs",
     "response_outputs",
@@ -273,6 +274,23 @@ def _pad_id(model) -> int:
     text = getattr(model.config, "text_config", model.config)
     pad = getattr(text, "pad_token_id", None)
     return 0 if pad is None else int(pad)
+
+
+def blacken_generator(seed: int, step: int, process_index: int = 0, *,
+                      device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator for :func:`blacken_patches` whose masks are a pure function of
+    ``(seed, step, process_index)``: the same on a rerun or resume of a step, and
+    different on each process of a data-parallel run (each process blackens its own
+    images independently, as if one process drew them all) and on each step.
+
+    Seeded with ``seed * 1_000_003 + step * 7919 + process_index`` (distinct for every
+    ``process_index < 7919``)."""
+    for name, value in (("seed", seed), ("step", step), ("process_index", process_index)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed * 1_000_003 + step * 7919 + process_index)
+    return generator
 
 
 def blacken_patches(pixel_values: torch.Tensor, *, p: float = 0.5,

@@ -100,7 +100,7 @@ from trl.models.utils import disable_gradient_checkpointing
 
 import pgpo_core
 from pgpo_torch.advantages import batch_visual_dependency
-from pgpo_torch.blind_pass import BlindPassConfig
+from pgpo_torch.blind_pass import BlindPassConfig, blacken_generator
 
 __all__ = ["PGPOConfig", "PGPOTrainer", "SUPPORTED_MODEL_TYPES", "VPPOConfig", "VPPOTrainer"]
 
@@ -470,8 +470,9 @@ class _VisualCreditTrainer(trl.GRPOTrainer):
         config = self._dependency_config()
         generator = None
         if self.args.blind_pass.mode == "blacken":
-            generator = torch.Generator(device=completion_ids.device)
-            generator.manual_seed(int(self.args.seed) * 1_000_003 + int(self.state.global_step))
+            generator = blacken_generator(int(self.args.seed), int(self.state.global_step),
+                                          int(self.accelerator.process_index),
+                                          device=completion_ids.device)
         parts = []
         with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
                 _eval_mode(self.model):

@@ -11,6 +11,7 @@ from pgpo_torch.blind_pass import (
     OPENAI_CLIP_MEAN,
     OPENAI_CLIP_STD,
     BlindPassConfig,
+    blacken_generator,
     blacken_patches,
     blind_inputs,
     drop_visual_tokens,
@@ -180,6 +181,30 @@ def test_blacken_patches_values():
         blacken_patches(pixels, p=1.5)
     with pytest.raises(TypeError, match="pixel_values"):
         blacken_patches(pixels.long(), p=0.5)
+
+
+def test_blacken_generator_draws_per_step_and_per_process():
+    """The masks of a data-parallel run: a pure function of (seed, step, process), so a
+    rerun repeats them, while two processes (or two steps) blacken different patches:
+    with p = 0.5 over 400 patches, equal masks would have probability 2**-400."""
+    pixels = torch.randn(400, 3 * 2 * 14 * 14, generator=torch.Generator().manual_seed(0))
+
+    def mask(seed, step, process):
+        out = blacken_patches(pixels, p=0.5, generator=blacken_generator(seed, step, process))
+        return (out != pixels).any(1)
+
+    assert torch.equal(mask(3, 5, 1), mask(3, 5, 1))
+    assert not torch.equal(mask(3, 5, 0), mask(3, 5, 1))
+    assert not torch.equal(mask(3, 5, 0), mask(3, 6, 0))
+    assert not torch.equal(mask(3, 5, 0), mask(4, 5, 0))
+    # The documented seed: seed * 1_000_003 + step * 7919 + process_index.
+    assert torch.equal(mask(3, 5, 1), (blacken_patches(
+        pixels, p=0.5, generator=torch.Generator().manual_seed(3 * 1_000_003 + 5 * 7919 + 1))
+        != pixels).any(1))
+    for name, args in (("seed", (-1, 0, 0)), ("step", (0, 1.5, 0)),
+                       ("process_index", (0, 0, True))):
+        with pytest.raises(ValueError, match=f"^{name}:"):
+            blacken_generator(*args)
 
 
 def test_blacken_pass_changes_logits_but_keeps_layout(tiny_model, rollout):

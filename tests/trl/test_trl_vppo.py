@@ -211,9 +211,16 @@ def test_the_default_perturbation_blackens_about_half_the_patches(tmp_path, monk
     """The recipe's pass (each patch black with probability 0.5): a dependency in
     [0, 10], between none and the all-black pass's, and a step that trains."""
     rec = VPPORecorder(monkeypatch)
+    import pgpo_torch.trl as trl_module
+
+    seeds = []  # the masks' generator: (seed, step, process) of each scoring pass
+    real = trl_module.blacken_generator
+    monkeypatch.setattr(trl_module, "blacken_generator",
+                        lambda *a, **k: seeds.append(a) or real(*a, **k))
     args = _args(tmp_path, config_class=VPPOConfig, max_steps=1)
     trainer = _train(VPPOTrainer, _model(processor), processor, args)
     assert trainer.state.global_step == 1
+    assert seeds and seeds[0] == (args.seed, 0, 0)  # each process its own masks
     out, raw = rec.pgpo_outputs[0], rec.trl_outputs[0]
     mask = raw["completion_mask"].bool()
     dep = out["pgpo_dependency"]
