@@ -7,7 +7,8 @@
 - :class:`PGPOTrainerSync`: the same in verl's v1 trainer (``trainer.use_v1=true``),
   registered as ``trainer.v1.trainer_mode=pgpo_sync`` (``pgpo_verl.trainer_v1``). Both
   trainers run the steps of :mod:`pgpo_verl.steps`.
-- :func:`blind_batch`: the blind-pass ``DataProto`` of a rollout batch (a pure function).
+- :func:`blind_batch`: the blind-pass ``DataProto`` of a rollout batch (a pure function);
+  :func:`blackened_batch`: VPPO's perturbation of it (random patches blacked out).
 - :class:`PGPOActorRolloutRefWorker`: verl's actor worker with the exact-KL method and the
   workaround for verl 0.9.1's no-image bug (:func:`apply_no_image_workaround`); the
   trainer applies the one for its equal-length bug (:func:`apply_position_ids_workaround`).
@@ -21,7 +22,7 @@ from pgpo_verl._version import TESTED_VERL, check_verl_version
 
 check_verl_version()
 
-from pgpo_verl.blind import blind_batch  # noqa: E402
+from pgpo_verl.blind import blackened_batch, blind_batch  # noqa: E402
 from pgpo_verl.config import PGPOSection, parse_section, section_defaults  # noqa: E402
 from pgpo_verl.trainer import PGPORayTrainer  # noqa: E402
 from pgpo_verl.trainer_v1 import PGPOTrainerSync  # noqa: E402
@@ -37,6 +38,7 @@ __all__ = [
     "PGPOSection",
     "apply_no_image_workaround",
     "apply_position_ids_workaround",
+    "blackened_batch",
     "blind_batch",
     "check_verl_version",
     "exact_dependency",

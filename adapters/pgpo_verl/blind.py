@@ -1,4 +1,6 @@
-"""PGPO's blind pass as a verl ``DataProto``: the rollout batch with its images taken out.
+"""The blind pass as a verl ``DataProto``: the rollout batch with its images taken out
+(:func:`blind_batch`, PGPO's pass) or with random patches blacked out
+(:func:`blackened_batch`, VPPO's perturbation).
 
 PGPO (Ye et al., 2026, arXiv 2604.01840, Eq. 1) compares each response token's next-token
 distribution with the image, ``pi_I``, to the one without it, ``pi_0``. The paper masks
@@ -23,9 +25,9 @@ import numpy as np
 import torch
 from verl import DataProto
 
-from pgpo_torch.blind_pass import drop_visual_tokens
+from pgpo_torch.blind_pass import blacken_patches, drop_visual_tokens
 
-__all__ = ["blind_batch", "BLIND_BATCH_KEYS"]
+__all__ = ["blind_batch", "blackened_batch", "BLIND_BATCH_KEYS"]
 
 BLIND_BATCH_KEYS = ("prompts", "responses", "input_ids", "attention_mask", "position_ids",
                     "response_mask")
@@ -110,3 +112,35 @@ def blind_batch(data: DataProto, *, image_token_id: int, pad_token_id: int,
     if "uid" in data.non_tensor_batch:
         non_tensors["uid"] = np.asarray(data.non_tensor_batch["uid"], dtype=object)
     return DataProto.from_dict(tensors=tensors, non_tensors=non_tensors, meta_info=meta)
+
+
+def blackened_batch(data: DataProto, *, probability: float, generator: torch.Generator,
+                    image_mean: tuple[float, ...], image_std: tuple[float, ...]) -> DataProto:
+    """The rollout batch with each 14 x 14 image patch blacked out with probability
+    ``probability`` (VPPO's perturbation, :func:`pgpo_torch.blacken_patches`).
+
+    Every token, position id and mask is the visual pass's (:data:`BLIND_BATCH_KEYS`, as
+    they are); only ``non_tensor_batch["multi_modal_inputs"][i]["pixel_values"]`` changes,
+    sample after sample from one ``generator`` (so a seeded generator gives the same masks
+    again). ``image_mean``/``image_std`` are the processor's normalisation (a black pixel is
+    ``-mean / std`` after it). ``uid`` and ``meta_info`` are carried over as they are.
+    """
+    _check(data)
+    inputs = data.non_tensor_batch.get("multi_modal_inputs")
+    if inputs is None or len(inputs) != len(data):
+        raise ValueError("data.non_tensor_batch['multi_modal_inputs']: VPPO's blackened "
+                         "pass needs each sample's pixel_values (a multimodal rollout batch)")
+    blackened = np.empty(len(inputs), dtype=object)
+    for i, sample in enumerate(inputs):
+        if not isinstance(sample, dict) or "pixel_values" not in sample:
+            raise ValueError(f"data.non_tensor_batch['multi_modal_inputs'][{i}]: no "
+                             "pixel_values to blacken")
+        blackened[i] = {**sample, "pixel_values": blacken_patches(
+            sample["pixel_values"], p=probability, generator=generator,
+            image_mean=tuple(image_mean), image_std=tuple(image_std))}
+    tensors = {k: data.batch[k] for k in BLIND_BATCH_KEYS}
+    non_tensors = {"multi_modal_inputs": blackened}
+    if "uid" in data.non_tensor_batch:
+        non_tensors["uid"] = np.asarray(data.non_tensor_batch["uid"], dtype=object)
+    return DataProto.from_dict(tensors=tensors, non_tensors=non_tensors,
+                               meta_info=dict(data.meta_info))

@@ -20,9 +20,11 @@ a sampled estimate, clamped (VPPO's recipe: ``estimator=k3``, ``estimate_clip=10
 ``pgpo`` the ``vppo`` subsection must hold its defaults. The loss is verl's: VPPO's recipe
 is ``clip_ratio_low=0.2``, ``clip_ratio_high=0.28`` (the paper configs' values),
 ``clip_ratio_c=3.0`` (verl's dual clip, its default) and ``loss_agg_mode=token-mean``.
-verl's blind
-pass stays ``drop`` (the image removed): VPPO's own perturbation, random patches blacked
-out, is not built for verl.
+The blind pass is ``pgpo.blind.mode``: ``drop`` (the image removed, the default: PGPO's
+pass) or ``blacken`` (each 14 x 14 patch blacked out with probability
+``pgpo.blind.blacken_probability``, 0.5: VPPO's perturbation; with
+``pgpo.algorithm=vppo`` it is VPPO's ``patch_drop_prob``, declared there once). ``blacken``
+takes a sampled estimate (the exact KL's worker pass runs without images).
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ from pgpo_torch.blind_pass import BlindPassConfig
 __all__ = ["ALGORITHMS", "PGPOSection", "PLUGIN_DEFAULTS", "VERL_BLIND_MODES",
            "VERL_OWNED_FIELDS", "VPPO_FIELDS", "section_defaults", "parse_section"]
 
-VERL_BLIND_MODES = ("drop",)
+VERL_BLIND_MODES = ("drop", "blacken")
 """Blind passes the plugin runs: ``drop`` (visual tokens removed, original mRoPE ids kept;
-the same logits as the paper's masked attention, without the vision tower)."""
+the same logits as the paper's masked attention, without the vision tower) and
+``blacken`` (random patches blacked out, VPPO's perturbation: :func:`pgpo_verl.blackened_batch`)."""
 
 PLUGIN_DEFAULTS: dict[str, Any] = dict(enable=True, algorithm="pgpo")
 """``enable``: reshape the advantages (``False``: stock verl, no blind pass);
@@ -120,8 +123,11 @@ def parse_section(section: Mapping[str, Any] | None) -> PGPOSection:
         core = PGPOConfig(**values)
     except (TypeError, ValueError) as err:
         raise type(err)(f"pgpo.{err}") from err
+    if blind.mode == "blacken" and core.estimator == "exact":
+        raise ValueError("pgpo.blind.mode: blacken takes a sampled estimate (pgpo.estimator="
+                         "k1/k2/k3); the exact KL's worker pass drops the image")
     if algorithm == "vppo":
-        vppo = _vppo(vppo_values, core)
+        vppo = _vppo(vppo_values, core, blind)
     else:
         _unused_vppo(vppo_values)
         vppo = None
@@ -141,9 +147,10 @@ def _unused_vppo(value: Any) -> None:
                              "pgpo.algorithm=vppo or leave it at its default")
 
 
-def _vppo(value: Any, core: PGPOConfig) -> VPPOConfig:
-    """``pgpo.vppo`` as a :class:`VPPOConfig` whose dependency fields are ``core``'s;
-    checks that PGPO's weighting is left at its defaults and the estimate is sampled."""
+def _vppo(value: Any, core: PGPOConfig, blind: BlindPassConfig) -> VPPOConfig:
+    """``pgpo.vppo`` as a :class:`VPPOConfig` whose dependency fields are ``core``'s (and
+    whose ``patch_drop_prob`` is ``pgpo.blind.blacken_probability``); checks that PGPO's
+    weighting is left at its defaults and the estimate is sampled."""
     if not isinstance(value, Mapping):
         raise TypeError(f"pgpo.vppo: expected a mapping of {list(VPPO_FIELDS)}, got {value!r}")
     unknown = sorted(set(value) - set(VPPO_FIELDS))
@@ -165,7 +172,8 @@ def _vppo(value: Any, core: PGPOConfig) -> VPPOConfig:
                          "recipe: 10); an unclamped k3 estimate can reach any size. Set "
                          "pgpo.estimate_clip")
     try:
-        return VPPOConfig(**value, estimator=core.estimator, estimate_clip=core.estimate_clip)
+        return VPPOConfig(**value, estimator=core.estimator, estimate_clip=core.estimate_clip,
+                          patch_drop_prob=blind.blacken_probability)
     except (TypeError, ValueError) as err:
         raise type(err)(f"pgpo.vppo.{err}") from err
 

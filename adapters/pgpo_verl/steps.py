@@ -6,7 +6,9 @@ handles to data in TransferQueue, :class:`pgpo_verl.PGPOTrainerSync`). Both trai
 move data; every piece of PGPO's work is here, once:
 
 - :func:`init_section`: the validated ``pgpo`` section and the token ids of the blind pass;
-- :func:`make_blind_batch`: the blind-pass ``DataProto`` (:func:`pgpo_verl.blind_batch`);
+- :func:`make_blind_batch`: the blind-pass ``DataProto`` (:func:`pgpo_verl.blind_batch`,
+  or :func:`pgpo_verl.blackened_batch` with ``pgpo.blind.mode=blacken``);
+- :func:`blind_pass_metrics`: how much of the images VPPO's blackened pass changed;
 - :func:`sampled_dependency`: ``S`` from the visual and blind log-probs (``k1``/``k2``/``k3``);
 - :func:`exact_dependency_via`: ``S`` over the full vocabulary, inside the actor workers;
 - :func:`reshape`: ``A~ = A * w~`` (:func:`pgpo_core.reshape_advantages`) and the
@@ -24,11 +26,13 @@ from verl import DataProto
 from verl.utils import tensordict_utils as tu
 
 import pgpo_core
-from pgpo_verl.blind import blind_batch
+from pgpo_torch.blind_pass import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, blacken_generator
+from pgpo_verl.blind import blackened_batch, blind_batch
 from pgpo_verl.config import PGPOSection, parse_section
 
-__all__ = ["DEPENDENCY_KEY", "BLIND_TIMER", "pgpo_token_ids", "init_section",
-           "make_blind_batch", "sampled_dependency", "exact_dependency_via", "reshape"]
+__all__ = ["DEPENDENCY_KEY", "BLIND_TIMER", "pgpo_token_ids", "init_section", "data_seed",
+           "make_blind_batch", "blind_pass_metrics", "sampled_dependency",
+           "exact_dependency_via", "reshape"]
 
 DEPENDENCY_KEY = "pgpo_dependency"
 """Batch key of the ``(B, T)`` token visual dependency between the two hooks."""
@@ -38,7 +42,9 @@ BLIND_TIMER = "pgpo_blind_pass"
 
 
 def pgpo_token_ids(processor, tokenizer) -> dict[str, Any]:
-    """The token ids :func:`blind_batch` needs, read from verl's processor and tokenizer."""
+    """What the blind pass needs from verl's processor and tokenizer: the token ids
+    :func:`blind_batch` drops, and the image normalisation :func:`blackened_batch` blackens
+    in (``image_mean``, ``image_std``; Qwen2-VL's when the processor has none)."""
     if processor is None:
         raise ValueError("actor_rollout_ref.model.path: PGPO needs a vision-language model "
                          "with a processor (Qwen2-VL / Qwen2.5-VL); verl loaded none")
@@ -51,7 +57,11 @@ def pgpo_token_ids(processor, tokenizer) -> dict[str, Any]:
         raise ValueError("tokenizer: no pad_token_id")
     markers = tuple(tokenizer.convert_tokens_to_ids(t)
                     for t in ("<|vision_start|>", "<|vision_end|>"))
+    image_processor = getattr(processor, "image_processor", None)
     return dict(image_token_id=int(image), pad_token_id=int(pad),
+                image_mean=tuple(getattr(image_processor, "image_mean", None)
+                                 or OPENAI_CLIP_MEAN),
+                image_std=tuple(getattr(image_processor, "image_std", None) or OPENAI_CLIP_STD),
                 video_token_id=getattr(processor, "video_token_id", None),
                 marker_ids=markers)
 
@@ -70,9 +80,25 @@ def init_section(config, processor, tokenizer) -> tuple[PGPOSection, dict[str, A
     return section, pgpo_token_ids(processor, tokenizer)
 
 
+def data_seed(config) -> int:
+    """verl's ``data.seed`` (0 when unset): the seed of VPPO's blackened patches."""
+    data = config.get("data", None) or {}
+    return int(data.get("seed", None) or 0)
+
+
 def make_blind_batch(batch: DataProto, section: PGPOSection, ids: dict[str, Any], *,
-                     temperature: float) -> DataProto:
-    """The blind-pass batch of a padded rollout batch, at the rollout temperature."""
+                     temperature: float, step: int = 0, seed: int = 0) -> DataProto:
+    """The blind-pass batch of a padded rollout batch, at the rollout temperature.
+
+    ``pgpo.blind.mode=blacken``: the patches blacked out are drawn from
+    :func:`pgpo_torch.blacken_generator` ``(seed, step)`` (the driver builds the whole
+    batch, so one draw for all processes; a rerun of the step repeats it)."""
+    if section.blind.mode == "blacken":
+        blind = blackened_batch(batch, probability=section.blind.blacken_probability,
+                                generator=blacken_generator(int(seed), int(step)),
+                                image_mean=ids["image_mean"], image_std=ids["image_std"])
+        blind.meta_info.setdefault("temperature", temperature)
+        return blind
     blind = blind_batch(batch, image_token_id=ids["image_token_id"],
                         pad_token_id=ids["pad_token_id"],
                         video_token_id=ids["video_token_id"],
@@ -80,6 +106,22 @@ def make_blind_batch(batch: DataProto, section: PGPOSection, ids: dict[str, Any]
                         marker_ids=ids["marker_ids"])
     blind.meta_info.setdefault("temperature", temperature)
     return blind
+
+
+def blind_pass_metrics(visual: DataProto, blind: DataProto,
+                       section: PGPOSection) -> dict[str, float]:
+    """With ``pgpo.blind.mode=blacken``: ``<algorithm>/blackened_patch_frac``, the share of
+    the batch's image patches the blind pass changed (about
+    ``pgpo.blind.blacken_probability``: the perturbation is in effect, at its rate);
+    nothing for the drop pass."""
+    if section.blind.mode != "blacken":
+        return {}
+    changed = total = 0
+    for before, after in zip(visual.non_tensor_batch["multi_modal_inputs"],
+                             blind.non_tensor_batch["multi_modal_inputs"], strict=True):
+        rows = (after["pixel_values"] != before["pixel_values"]).flatten(1).any(-1)
+        changed, total = changed + int(rows.sum()), total + rows.numel()
+    return {f"{section.algorithm}/blackened_patch_frac": changed / max(total, 1)}
 
 
 def _masked(dependency: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

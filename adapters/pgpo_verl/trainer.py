@@ -68,25 +68,32 @@ class PGPORayTrainer(RayPPOTrainer):
         old_log_prob, mfu = super()._compute_old_log_prob(batch)
         if self.pgpo.enable:
             start = time.perf_counter()
-            dependency = self._pgpo_dependency(batch, old_log_prob.batch["old_log_probs"])
+            dependency, blind_metrics = self._pgpo_dependency(
+                batch, old_log_prob.batch["old_log_probs"])
             old_log_prob.batch[DEPENDENCY_KEY] = dependency
-            self._pgpo_metrics = {f"timing_s/{steps.BLIND_TIMER}": time.perf_counter() - start}
+            self._pgpo_metrics = {f"timing_s/{steps.BLIND_TIMER}": time.perf_counter() - start,
+                                  **blind_metrics}
         return old_log_prob, mfu
 
     def _pgpo_blind_batch(self, batch: DataProto) -> DataProto:
         return steps.make_blind_batch(
             batch, self.pgpo, self._pgpo_ids,
-            temperature=self.config.actor_rollout_ref.rollout.temperature)
+            temperature=self.config.actor_rollout_ref.rollout.temperature,
+            step=self.global_steps, seed=steps.data_seed(self.config))
 
-    def _pgpo_dependency(self, batch: DataProto, visual_log_probs: torch.Tensor) -> torch.Tensor:
-        """``(B, T)`` token visual dependency of the batch (0 on padding)."""
+    def _pgpo_dependency(self, batch: DataProto, visual_log_probs: torch.Tensor
+                         ) -> tuple[torch.Tensor, dict[str, float]]:
+        """``(B, T)`` token visual dependency of the batch (0 on padding), and the blind
+        pass's metrics (:func:`pgpo_verl.steps.blind_pass_metrics`)."""
         blind = self._pgpo_blind_batch(batch)
+        metrics = steps.blind_pass_metrics(batch, blind, self.pgpo)
         if self.pgpo.core.estimator == "exact":
-            return steps.exact_dependency_via(self.actor_rollout_wg, batch, blind, self.pgpo)
+            return (steps.exact_dependency_via(self.actor_rollout_wg, batch, blind, self.pgpo),
+                    metrics)
         # The stock old-log-prob path, on the blind batch.
         blind_log_probs, _ = super()._compute_old_log_prob(blind)
         return steps.sampled_dependency(visual_log_probs, blind_log_probs.batch["old_log_probs"],
-                                        batch.batch["response_mask"], self.pgpo)
+                                        batch.batch["response_mask"], self.pgpo), metrics
 
     # -- hook 2: advantages reshaped before the actor update ----------------------------------
     def _pgpo_reshape_advantages(self, batch: DataProto) -> dict[str, float]:

@@ -11,7 +11,8 @@ extended, and the actor role run by :class:`pgpo_verl.PGPOActorRolloutRefWorker`
 
 1. ``_compute_old_log_prob``: after verl's visual pass, the rollout batch is read from
    TransferQueue and padded (:func:`padded_rollout`); the blind batch
-   (:func:`pgpo_verl.steps.make_blind_batch`) is put back under keys of its own
+   (:func:`pgpo_verl.steps.make_blind_batch`; with ``pgpo.blind.mode=blacken`` the
+   rollout's images with patches blacked out) is put back under keys of its own
    (``<key>/pgpo_blind``), the stock ``compute_log_prob`` of the actor worker group runs on
    them, and the dependency (:func:`pgpo_verl.steps.sampled_dependency`) is written as the
    field ``pgpo_dependency``; the blind keys are cleared. ``pgpo.estimator=exact`` sends
@@ -112,10 +113,12 @@ def padded_rollout(data: TensorDict, *, pad_token_id: int) -> DataProto:
 
 
 def unpadded_fields(batch: DataProto) -> TensorDict:
-    """The inverse of :func:`padded_rollout` (without images): per-sample fields in the
-    agent loop's layout, for ``tq.kv_batch_put``."""
+    """The inverse of :func:`padded_rollout`: per-sample fields in the agent loop's layout,
+    for ``tq.kv_batch_put`` (``multi_modal_inputs`` too when the batch carries it, as
+    VPPO's blackened pass does)."""
     tensors = batch.batch
     width_p = tensors["prompts"].shape[1]
+    images = batch.non_tensor_batch.get("multi_modal_inputs")
     samples = []
     for i in range(len(batch)):
         keep = tensors["attention_mask"][i].bool()
@@ -128,6 +131,8 @@ def unpadded_fields(batch: DataProto) -> TensorDict:
             attention_mask=torch.ones(int(keep.sum()), dtype=torch.int64),
             position_ids=tensors["position_ids"][i][..., keep],
             response_mask=response_mask, loss_mask=response_mask))
+        if images is not None:
+            samples[-1]["multi_modal_inputs"] = images[i]
     return list_of_dict_to_tensordict(samples)
 
 
@@ -181,30 +186,36 @@ class PGPOTrainerSync(PPOTrainerSync):
             with marked_timer(steps.BLIND_TIMER, self.timing_raw, color="purple"):
                 mask = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
                                        select_fields=["response_mask"])["response_mask"]
-                dependency = self._pgpo_dependency(batch)
+                dependency, blind_metrics = self._pgpo_dependency(batch)
+                metrics.update(blind_metrics)
                 batch = tq.kv_batch_put(
                     keys=batch.keys, partition_id=batch.partition_id,
                     fields=TensorDict({DEPENDENCY_KEY: _nested(dependency, mask)},
                                       batch_size=len(batch)))
         return batch
 
-    def _pgpo_dependency(self, batch: KVBatchMeta) -> torch.Tensor:
-        """``(B, T)`` token visual dependency of the batch (0 on padding)."""
+    def _pgpo_dependency(self, batch: KVBatchMeta) -> tuple[torch.Tensor, dict[str, float]]:
+        """``(B, T)`` token visual dependency of the batch (0 on padding), and the blind
+        pass's metrics (:func:`pgpo_verl.steps.blind_pass_metrics`)."""
         exact = self.pgpo.core.estimator == "exact"
-        fields = [*ROLLOUT_FIELDS, "old_log_probs"] + (["multi_modal_inputs"] if exact else [])
+        images = exact or self.pgpo.blind.mode == "blacken"  # the pass reads the pixels
+        fields = [*ROLLOUT_FIELDS, "old_log_probs"] + (["multi_modal_inputs"] if images else [])
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
                                select_fields=fields)
         visual = padded_rollout(data, pad_token_id=self._pgpo_ids["pad_token_id"])
         temperature = self.config.actor_rollout_ref.rollout.temperature
         blind = steps.make_blind_batch(visual, self.pgpo, self._pgpo_ids,
-                                       temperature=temperature)
+                                       temperature=temperature, step=self.global_steps,
+                                       seed=steps.data_seed(self.config))
+        metrics = steps.blind_pass_metrics(visual, blind, self.pgpo)
         if exact:
             visual.meta_info["temperature"] = temperature
-            return steps.exact_dependency_via(self.actor_rollout_wg, visual, blind, self.pgpo)
+            return (steps.exact_dependency_via(self.actor_rollout_wg, visual, blind, self.pgpo),
+                    metrics)
         visual_log_probs = _padded(data["old_log_probs"], visual.batch["response_mask"])
         blind_log_probs = self._blind_log_probs(batch, blind)
         return steps.sampled_dependency(visual_log_probs, blind_log_probs,
-                                        visual.batch["response_mask"], self.pgpo)
+                                        visual.batch["response_mask"], self.pgpo), metrics
 
     def _blind_log_probs(self, batch: KVBatchMeta, blind: DataProto) -> torch.Tensor:
         """The stock ``compute_log_prob`` of the actor worker group on the blind batch,

@@ -10,7 +10,8 @@ Four runs of the tiny Qwen2.5-VL on the colour task (``make_assets.py``), each a
 - ``stock``: verl's own ``main_ppo`` (GRPO), 3 steps, same seed;
 - ``v1``: PGPO in verl's v1 loop (``trainer.use_v1=true``, ``PGPOTrainerSync``), 3 steps,
   the reshaping traced;
-- ``vppo``: ``pgpo.algorithm=vppo`` (k3 clamped at 10), 2 steps, traced.
+- ``vppo``: ``pgpo.algorithm=vppo`` with VPPO's recipe (k3 clamped at 10, against the
+  images with each patch blacked out with probability 0.5), 2 steps, traced.
 
 What is asserted is in each test's docstring.
 """
@@ -185,23 +186,26 @@ def test_v1_loop_logs_pgpo_metrics_and_reshapes_every_step(v1):
 def vppo(assets, tmp_path_factory):
     out = tmp_path_factory.mktemp("vppo")
     rows = run("pgpo_verl.main_pgpo", assets, out, "pgpo.algorithm=vppo",
-               "pgpo.estimator=k3", "pgpo.estimate_clip=10", trace=True, steps=2)
+               "pgpo.estimator=k3", "pgpo.estimate_clip=10", "pgpo.blind.mode=blacken",
+               trace=True, steps=2)
     return out, rows
 
 
 def test_vppo_in_the_real_loop_logs_vppo_metrics_and_sends_vppos_advantages(vppo):
     """``pgpo.algorithm=vppo``: every step logs ``vppo/*`` (not ``pgpo/*``, not nothing),
-    and the actor receives ``pgpo_core.vppo_advantages`` of verl's GRPO advantages: each
-    response keeps ``ceil(0.4 |o|)`` tokens, the others get 0, the factors average 1."""
+    the blackened pass changed about half of the images' patches, and the actor receives
+    ``pgpo_core.vppo_advantages`` of verl's GRPO advantages: each response keeps
+    ``ceil(0.4 |o|)`` tokens, the others get 0, the factors average 1."""
     out, rows = vppo
     steps = _steps(rows)
     assert sorted(steps) == [1, 2]
     for step, data in steps.items():
         for key in ("vppo/kept_frac", "vppo/kept_dependency_frac", "vppo/scale_max",
-                    "timing_s/pgpo_blind_pass"):
+                    "vppo/blackened_patch_frac", "timing_s/pgpo_blind_pass"):
             assert key in data, f"vppo step {step}: no {key}"
         assert not any(key.startswith("pgpo/") for key in data)
         assert 0.4 <= data["vppo/kept_frac"] < 0.7
+        assert 0.3 < data["vppo/blackened_patch_frac"] < 0.7
     records, updates = _trace(out / "trace", "vppo"), _trace(out / "trace", "update")
     assert len(records) == len(updates) == 2
     assert not list((out / "trace").glob("reshape_*.pt"))  # PGPO's reshaping never ran

@@ -94,3 +94,66 @@ def test_blind_batch_rejects_bad_input(tiny):
         blind_batch(no_mask, image_token_id=ids["image_token_id"],
                     pad_token_id=ids["pad_token_id"])
 
+
+
+# ------------------------------------------------------------- VPPO's blackened pass
+
+
+def _black_row(ids):
+    """A blackened patch row: in every channel the normalised value of a black pixel."""
+    mean, std = torch.tensor(ids["image_mean"]), torch.tensor(ids["image_std"])
+    return (-mean / std).repeat_interleave(2 * 14 * 14)  # C x (T_p = 2) x 14 x 14
+
+
+def test_blackened_batch_blackens_patches_and_keeps_everything_else(tiny):
+    """Each sample's patches are either untouched or black (about half of them at 0.5);
+    the tokens, positions and masks are the visual pass's; a seeded generator repeats the
+    masks; probability 0 and 1 give the image and an all-black image."""
+    from pgpo_torch.blind_pass import blacken_generator
+    from pgpo_verl import blackened_batch
+
+    model, processor, _ = tiny
+    _, data, _, _ = build_rollout(model, processor, (3, 2, 4, 1, 2, 3))
+    ids = _ids(processor)
+
+    def blacken(p, seed=0):
+        return blackened_batch(data, probability=p, generator=blacken_generator(seed, 1),
+                               image_mean=ids["image_mean"], image_std=ids["image_std"])
+
+    out = blacken(0.5)
+    for key in ("prompts", "responses", "input_ids", "attention_mask", "position_ids",
+                "response_mask"):
+        assert torch.equal(out.batch[key], data.batch[key]), key
+    assert list(out.non_tensor_batch["uid"]) == list(data.non_tensor_batch["uid"])
+    black = _black_row(ids)
+    blackened = total = 0
+    for before, after in zip(data.non_tensor_batch["multi_modal_inputs"],
+                             out.non_tensor_batch["multi_modal_inputs"], strict=True):
+        assert torch.equal(after["image_grid_thw"], before["image_grid_thw"])
+        changed = (after["pixel_values"] != before["pixel_values"]).any(1)
+        assert torch.equal(after["pixel_values"][~changed], before["pixel_values"][~changed])
+        torch.testing.assert_close(after["pixel_values"][changed],
+                                   black.expand(int(changed.sum()), -1), rtol=0, atol=1e-6)
+        blackened, total = blackened + int(changed.sum()), total + len(changed)
+    # 6 images of 16-48 patches each (168 in all): Binomial(168, 0.5), 4.5 sd either side.
+    assert total == 168 and 84 - 28 <= blackened <= 84 + 28
+    again = blacken(0.5)
+    other = blacken(0.5, seed=1)
+    pairs = list(zip(out.non_tensor_batch["multi_modal_inputs"],
+                     again.non_tensor_batch["multi_modal_inputs"],
+                     other.non_tensor_batch["multi_modal_inputs"]))
+    assert all(torch.equal(a["pixel_values"], b["pixel_values"]) for a, b, _ in pairs)
+    assert not all(torch.equal(a["pixel_values"], c["pixel_values"]) for a, _, c in pairs)
+    for p, expect_black in ((0.0, False), (1.0, True)):
+        for before, after in zip(data.non_tensor_batch["multi_modal_inputs"],
+                                 blacken(p).non_tensor_batch["multi_modal_inputs"]):
+            want = black.expand_as(before["pixel_values"]) if expect_black \
+                else before["pixel_values"]
+            torch.testing.assert_close(after["pixel_values"], want, rtol=0, atol=1e-6)
+    # The input batch itself is left as it was.
+    assert not any(torch.equal(m["pixel_values"], black.expand_as(m["pixel_values"]))
+                   for m in data.non_tensor_batch["multi_modal_inputs"])
+    no_images = data.select(batch_keys=list(data.batch.keys()), non_tensor_batch_keys=["uid"])
+    with pytest.raises(ValueError, match=r"multi_modal_inputs.*pixel_values"):
+        blackened_batch(no_images, probability=0.5, generator=blacken_generator(0, 1),
+                        image_mean=ids["image_mean"], image_std=ids["image_std"])

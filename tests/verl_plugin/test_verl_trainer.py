@@ -76,6 +76,7 @@ def _trainer(tiny, verl_worker, **pgpo):
     trainer.config = _config(**pgpo)
     trainer.processor, trainer.tokenizer = processor, processor.tokenizer
     trainer.actor_rollout_wg = LocalActorGroup(verl_worker)
+    trainer.global_steps = 3  # what fit() counts; seeds VPPO's blackened patches
     trainer._init_pgpo()
     return trainer
 
@@ -276,3 +277,54 @@ def test_vppo_section_is_validated():
              r"^pgpo\.vppo\.top_p: only used with pgpo\.algorithm=vppo")):
         with pytest.raises(error, match=match):
             parse_section(given)
+
+
+def test_vppo_blackened_pass_matches_the_independent_route(tiny, verl_worker, rollout):
+    """pgpo.blind.mode=blacken (VPPO's perturbation): verl's stock log-prob pass on the
+    rollout with patches blacked out, drawn from blacken_generator(data.seed, global
+    step), gives VPPO's dependency: k3 between the Hugging Face model's log-probs on the
+    images and on the same images blackened patch by patch with that generator (sample
+    by sample), clamped at 10. It differs from the drop pass's."""
+    from pgpo_torch.blind_pass import blacken_generator, blacken_patches, response_outputs
+    from verl_rollout import build_rollout
+
+    model, processor, _ = tiny
+    trainer = _trainer(tiny, verl_worker, **VPPO, blind={"mode": "blacken"})
+    assert trainer.pgpo.vppo.patch_drop_prob == 0.5 == trainer.pgpo.blind.blacken_probability
+    batch = _after_old_log_prob(trainer, rollout["data"])
+    rmask = rollout["rmask"]
+    hf, data, T, _ = build_rollout(model, processor, LENGTHS, seed=5, groups=GROUPS)
+    generator = blacken_generator(0, 3)  # data.seed unset -> 0; trainer.global_steps = 3
+    ids = trainer._pgpo_ids
+    pixels = torch.cat([blacken_patches(m["pixel_values"], p=0.5, generator=generator,
+                                        image_mean=ids["image_mean"],
+                                        image_std=ids["image_std"])
+                        for m in data.non_tensor_batch["multi_modal_inputs"]])
+    assert not torch.equal(pixels, hf["pixel_values"])
+    with torch.no_grad():
+        blackened = response_outputs(model, {**hf, "pixel_values": pixels}, response_length=T)
+    expected = pgpo_core.sampled_token_dependency(
+        rollout["visual_logp"], token_log_probs(blackened, data.batch["responses"]), rmask,
+        estimator="k3", clip=10.0)
+    got = batch.batch["pgpo_dependency"]
+    torch.testing.assert_close(got, torch.where(rmask, expected, 0.0), rtol=2e-4, atol=2e-6)
+    dropped = pgpo_core.sampled_token_dependency(
+        rollout["visual_logp"], rollout["blind_logp"], rmask, estimator="k3", clip=10.0)
+    assert (got - dropped)[rmask].abs().max() > 1e-3
+    batch.batch["advantages"] = _stock_advantages(batch, True)
+    output = trainer._update_actor(batch)
+    metrics = output.meta_info["metrics"]
+    assert metrics["vppo/kept_frac"] > 0
+    # The share of patches blackened (168 in the batch; Binomial(168, 0.5)).
+    changed = int((pixels != hf["pixel_values"]).any(-1).sum())
+    assert metrics["vppo/blackened_patch_frac"] == pytest.approx(changed / 168)
+    assert 0.3 < changed / 168 < 0.7
+
+
+def test_blacken_blind_pass_is_validated():
+    section = parse_section({**VPPO, "blind": {"mode": "blacken", "blacken_probability": 0.6}})
+    assert section.blind == BlindPassConfig(mode="blacken", blacken_probability=0.6)
+    assert section.vppo.patch_drop_prob == 0.6  # declared once, in pgpo.blind
+    assert parse_section({"blind": "blacken", "estimator": "k3"}).blind.mode == "blacken"
+    with pytest.raises(ValueError, match=r"^pgpo\.blind\.mode: blacken takes a sampled"):
+        parse_section({"blind": "blacken", "estimator": "exact"})

@@ -113,6 +113,7 @@ def _v1_trainer(tiny, verl_worker, monkeypatch, **pgpo):
                                                          processor.tokenizer)
     trainer.actor_rollout_wg = LocalActorGroupV1(verl_worker, fake)
     trainer.timing_raw = {}
+    trainer.global_steps = 3  # as the legacy trainer's in test_verl_trainer
     return trainer, fake
 
 
@@ -236,11 +237,13 @@ def test_v1_task_runner_refuses_a_mode_without_pgpo():
         runner.run(config)  # before TransferQueue or any worker starts
 
 
-def test_v1_vppo_matches_the_legacy_trainer(tiny, verl_worker, rollout, monkeypatch):
+@pytest.mark.parametrize("blind", ["drop", "blacken"])
+def test_v1_vppo_matches_the_legacy_trainer(tiny, verl_worker, rollout, monkeypatch, blind):
     """pgpo.algorithm=vppo through the v1 stages: the advantages TransferQueue hands the
     actor are the legacy trainer's VPPO advantages (the same steps.reshape), and vppo/*
-    metrics replace pgpo/*."""
-    vppo = dict(algorithm="vppo", estimator="k3", estimate_clip=10.0)
+    metrics replace pgpo/*. With VPPO's blackened patches the blind keys carry the
+    rollout's images, blackened as the legacy trainer blackens them (same seed and step)."""
+    vppo = dict(algorithm="vppo", estimator="k3", estimate_clip=10.0, blind=blind)
     data, rmask = rollout["data"], rollout["rmask"]
     legacy = _trainer(tiny, verl_worker, **vppo)
     batch = _after_old_log_prob(legacy, data)
@@ -252,6 +255,8 @@ def test_v1_vppo_matches_the_legacy_trainer(tiny, verl_worker, rollout, monkeypa
     trainer, fake = _v1_trainer(tiny, verl_worker, monkeypatch, **vppo)
     got, metrics, _ = _v1_step(trainer, fake, data)
     width = rmask.shape[1]
+    torch.testing.assert_close(_padded(got["pgpo_dependency"], width), dependency,
+                               rtol=1e-5, atol=1e-6)
     advantages = _padded(got["advantages"], width)
     torch.testing.assert_close(advantages, batch.batch["advantages"], rtol=1e-5, atol=1e-6)
     expected = pgpo_core.vppo_advantages(stock, dependency, rmask)
@@ -259,3 +264,7 @@ def test_v1_vppo_matches_the_legacy_trainer(tiny, verl_worker, rollout, monkeypa
     assert metrics["vppo/kept_frac"] == pytest.approx(
         float(expected.token_mask.sum() / rmask.sum()))
     assert not any(k.startswith("pgpo/") for k in metrics)
+    assert ("vppo/blackened_patch_frac" in metrics) == (blind == "blacken")
+    if blind == "blacken":  # the legacy trainer's count (the same patches)
+        assert metrics["vppo/blackened_patch_frac"] == legacy._pgpo_metrics[
+            "vppo/blackened_patch_frac"]
