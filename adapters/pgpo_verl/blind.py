@@ -122,8 +122,11 @@ def blackened_batch(data: DataProto, *, probability: float, generator: torch.Gen
     Every token, position id and mask is the visual pass's (:data:`BLIND_BATCH_KEYS`, as
     they are); only ``non_tensor_batch["multi_modal_inputs"][i]["pixel_values"]`` changes,
     sample after sample from one ``generator`` (so a seeded generator gives the same masks
-    again). ``image_mean``/``image_std`` are the processor's normalisation (a black pixel is
-    ``-mean / std`` after it). ``uid`` and ``meta_info`` are carried over as they are.
+    again). A sample without an image (verl's ``{}``) is carried over as it is: its blind
+    pass is its visual pass, as under the drop pass. Video inputs are refused (only images
+    are blackened). ``image_mean``/``image_std`` are the processor's normalisation (a black
+    pixel is ``-mean / std`` after it). ``uid`` and ``meta_info`` are carried over as they
+    are.
     """
     _check(data)
     inputs = data.non_tensor_batch.get("multi_modal_inputs")
@@ -132,9 +135,16 @@ def blackened_batch(data: DataProto, *, probability: float, generator: torch.Gen
                          "pass needs each sample's pixel_values (a multimodal rollout batch)")
     blackened = np.empty(len(inputs), dtype=object)
     for i, sample in enumerate(inputs):
-        if not isinstance(sample, dict) or "pixel_values" not in sample:
-            raise ValueError(f"data.non_tensor_batch['multi_modal_inputs'][{i}]: no "
-                             "pixel_values to blacken")
+        if not isinstance(sample, dict):
+            raise ValueError(f"data.non_tensor_batch['multi_modal_inputs'][{i}]: expected a "
+                             f"dict of model inputs, got {type(sample).__name__}")
+        if "pixel_values_videos" in sample:
+            raise ValueError(f"data.non_tensor_batch['multi_modal_inputs'][{i}]: a video; "
+                             "pgpo.blind.mode=blacken blackens images only (use the drop "
+                             "pass for video)")
+        if "pixel_values" not in sample:
+            blackened[i] = sample  # no image: nothing to hide
+            continue
         blackened[i] = {**sample, "pixel_values": blacken_patches(
             sample["pixel_values"], p=probability, generator=generator,
             image_mean=tuple(image_mean), image_std=tuple(image_std))}

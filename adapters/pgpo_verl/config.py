@@ -148,9 +148,10 @@ def _unused_vppo(value: Any) -> None:
 
 
 def _vppo(value: Any, core: PGPOConfig, blind: BlindPassConfig) -> VPPOConfig:
-    """``pgpo.vppo`` as a :class:`VPPOConfig` whose dependency fields are ``core``'s (and
-    whose ``patch_drop_prob`` is ``pgpo.blind.blacken_probability``); checks that PGPO's
-    weighting is left at its defaults and the estimate is sampled."""
+    """``pgpo.vppo`` as a :class:`VPPOConfig` whose dependency fields are ``core``'s (and,
+    under the blackened pass, whose ``patch_drop_prob`` is
+    ``pgpo.blind.blacken_probability``); checks that PGPO's weighting is left at its
+    defaults and the estimate is sampled."""
     if not isinstance(value, Mapping):
         raise TypeError(f"pgpo.vppo: expected a mapping of {list(VPPO_FIELDS)}, got {value!r}")
     unknown = sorted(set(value) - set(VPPO_FIELDS))
@@ -173,7 +174,8 @@ def _vppo(value: Any, core: PGPOConfig, blind: BlindPassConfig) -> VPPOConfig:
                          "pgpo.estimate_clip")
     try:
         return VPPOConfig(**value, estimator=core.estimator, estimate_clip=core.estimate_clip,
-                          patch_drop_prob=blind.blacken_probability)
+                          **({"patch_drop_prob": blind.blacken_probability}
+                             if blind.mode == "blacken" else {}))
     except (TypeError, ValueError) as err:
         raise type(err)(f"pgpo.vppo.{err}") from err
 
@@ -196,6 +198,14 @@ def _blind(value: Any) -> BlindPassConfig:
     if blind.mode not in VERL_BLIND_MODES:
         raise ValueError(f"pgpo.blind.mode: must be one of {VERL_BLIND_MODES} with verl, got "
                          f"{blind.mode!r}")
+    # A setting of the other pass would silently do nothing.
+    default = BlindPassConfig()
+    if blind.mode != "blacken" and blind.blacken_probability != default.blacken_probability:
+        raise ValueError(f"pgpo.blind.blacken_probability: only used with "
+                         f"pgpo.blind.mode=blacken (the blind pass is {blind.mode!r})")
+    if blind.mode == "blacken" and blind.include_markers:
+        raise ValueError("pgpo.blind.include_markers: the blackened pass keeps every token "
+                         "(only drop removes the vision markers); leave it false")
     return blind
 
 

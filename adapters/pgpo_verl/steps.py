@@ -77,13 +77,22 @@ def init_section(config, processor, tokenizer) -> tuple[PGPOSection, dict[str, A
         raise ValueError("algorithm.rollout_correction.bypass_mode: PGPO computes the "
                          "dependency next to the recomputed old log-probs; bypass mode "
                          "skips them. Set it to false.")
+    if section.blind.mode == "blacken":
+        data_seed(config)  # checked before any rollout
     return section, pgpo_token_ids(processor, tokenizer)
 
 
 def data_seed(config) -> int:
-    """verl's ``data.seed`` (0 when unset): the seed of VPPO's blackened patches."""
+    """verl's ``data.seed`` (0 when unset): the seed of VPPO's blackened patches. Raises
+    ``ValueError`` naming ``data.seed`` for anything but a non-negative int."""
     data = config.get("data", None) or {}
-    return int(data.get("seed", None) or 0)
+    seed = data.get("seed", None)
+    if seed is None:
+        return 0
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"data.seed: pgpo.blind.mode=blacken seeds its patches with it; "
+                         f"expected a non-negative int or null, got {seed!r}")
+    return seed
 
 
 def make_blind_batch(batch: DataProto, section: PGPOSection, ids: dict[str, Any], *,
@@ -112,13 +121,15 @@ def blind_pass_metrics(visual: DataProto, blind: DataProto,
                        section: PGPOSection) -> dict[str, float]:
     """With ``pgpo.blind.mode=blacken``: ``<algorithm>/blackened_patch_frac``, the share of
     the batch's image patches the blind pass changed (about
-    ``pgpo.blind.blacken_probability``: the perturbation is in effect, at its rate);
-    nothing for the drop pass."""
+    ``pgpo.blind.blacken_probability``: the perturbation is in effect, at its rate; a patch
+    that was black already does not count); nothing for the drop pass."""
     if section.blind.mode != "blacken":
         return {}
     changed = total = 0
     for before, after in zip(visual.non_tensor_batch["multi_modal_inputs"],
                              blind.non_tensor_batch["multi_modal_inputs"], strict=True):
+        if "pixel_values" not in before:
+            continue  # a sample without an image
         rows = (after["pixel_values"] != before["pixel_values"]).flatten(1).any(-1)
         changed, total = changed + int(rows.sum()), total + rows.numel()
     return {f"{section.algorithm}/blackened_patch_frac": changed / max(total, 1)}

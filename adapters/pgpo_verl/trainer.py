@@ -3,7 +3,8 @@
 verl's ``fit()`` is used as it is. Two of its hook methods are extended:
 
 1. ``_compute_old_log_prob`` (the old log-probs, with the rollout policy's weights): after
-   verl's own visual pass, the blind pass (:func:`pgpo_verl.blind_batch`) goes through the
+   verl's own visual pass, the blind pass (:func:`pgpo_verl.blind_batch`, or
+   :func:`pgpo_verl.blackened_batch` with ``pgpo.blind.mode=blacken``) goes through the
    same actor worker group, and the token visual dependency ``S`` (PGPO Eq. 1) is stored in
    the batch as ``pgpo_dependency``. Estimators ``k1``/``k2``/``k3`` (the paper's) use the
    stock ``compute_log_prob`` for the blind pass and

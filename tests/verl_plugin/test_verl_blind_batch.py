@@ -153,6 +153,21 @@ def test_blackened_batch_blackens_patches_and_keeps_everything_else(tiny):
     # The input batch itself is left as it was.
     assert not any(torch.equal(m["pixel_values"], black.expand_as(m["pixel_values"]))
                    for m in data.non_tensor_batch["multi_modal_inputs"])
+    # A sample without an image (verl's {}) passes through; a video is refused.
+    mixed = data.select(batch_keys=list(data.batch.keys()),
+                        non_tensor_batch_keys=["uid", "multi_modal_inputs"])
+    mixed.non_tensor_batch["multi_modal_inputs"] = mixed.non_tensor_batch[
+        "multi_modal_inputs"].copy()
+    mixed.non_tensor_batch["multi_modal_inputs"][1] = {}
+    out = blackened_batch(mixed, probability=1.0, generator=blacken_generator(0, 1),
+                          image_mean=ids["image_mean"], image_std=ids["image_std"])
+    assert out.non_tensor_batch["multi_modal_inputs"][1] == {}
+    first = out.non_tensor_batch["multi_modal_inputs"][0]["pixel_values"]
+    torch.testing.assert_close(first, black.expand_as(first), rtol=0, atol=1e-6)
+    mixed.non_tensor_batch["multi_modal_inputs"][1] = {"pixel_values_videos": first}
+    with pytest.raises(ValueError, match=r"\[1\]: a video"):
+        blackened_batch(mixed, probability=0.5, generator=blacken_generator(0, 1),
+                        image_mean=ids["image_mean"], image_std=ids["image_std"])
     no_images = data.select(batch_keys=list(data.batch.keys()), non_tensor_batch_keys=["uid"])
     with pytest.raises(ValueError, match=r"multi_modal_inputs.*pixel_values"):
         blackened_batch(no_images, probability=0.5, generator=blacken_generator(0, 1),

@@ -279,7 +279,9 @@ def test_vppo_section_is_validated():
             parse_section(given)
 
 
-def test_vppo_blackened_pass_matches_the_independent_route(tiny, verl_worker, rollout):
+@pytest.mark.parametrize("data_seed", [None, 7])
+def test_vppo_blackened_pass_matches_the_independent_route(tiny, verl_worker, rollout,
+                                                           data_seed):
     """pgpo.blind.mode=blacken (VPPO's perturbation): verl's stock log-prob pass on the
     rollout with patches blacked out, drawn from blacken_generator(data.seed, global
     step), gives VPPO's dependency: k3 between the Hugging Face model's log-probs on the
@@ -290,11 +292,12 @@ def test_vppo_blackened_pass_matches_the_independent_route(tiny, verl_worker, ro
 
     model, processor, _ = tiny
     trainer = _trainer(tiny, verl_worker, **VPPO, blind={"mode": "blacken"})
+    trainer.config.data = {"seed": data_seed}
     assert trainer.pgpo.vppo.patch_drop_prob == 0.5 == trainer.pgpo.blind.blacken_probability
     batch = _after_old_log_prob(trainer, rollout["data"])
     rmask = rollout["rmask"]
     hf, data, T, _ = build_rollout(model, processor, LENGTHS, seed=5, groups=GROUPS)
-    generator = blacken_generator(0, 3)  # data.seed unset -> 0; trainer.global_steps = 3
+    generator = blacken_generator(data_seed or 0, 3)  # unset -> 0; global_steps = 3
     ids = trainer._pgpo_ids
     pixels = torch.cat([blacken_patches(m["pixel_values"], p=0.5, generator=generator,
                                         image_mean=ids["image_mean"],
@@ -328,3 +331,19 @@ def test_blacken_blind_pass_is_validated():
     assert parse_section({"blind": "blacken", "estimator": "k3"}).blind.mode == "blacken"
     with pytest.raises(ValueError, match=r"^pgpo\.blind\.mode: blacken takes a sampled"):
         parse_section({"blind": "blacken", "estimator": "exact"})
+    # A setting of the other pass is refused, not ignored.
+    with pytest.raises(ValueError, match=r"^pgpo\.blind\.blacken_probability: only used"):
+        parse_section({**VPPO, "blind": {"blacken_probability": 0.9}})
+    with pytest.raises(ValueError, match=r"^pgpo\.blind\.include_markers: the blackened"):
+        parse_section({**VPPO, "blind": {"mode": "blacken", "include_markers": True}})
+    assert parse_section(VPPO).vppo.patch_drop_prob == 0.5  # the drop pass: the default
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "7"])
+def test_blacken_refuses_a_data_seed_it_cannot_use(tiny, verl_worker, seed):
+    trainer = PGPORayTrainer.__new__(PGPORayTrainer)
+    trainer.config = _config(**VPPO, blind="blacken")
+    trainer.config.data = {"seed": seed}
+    trainer.processor, trainer.tokenizer = tiny[1], tiny[1].tokenizer
+    with pytest.raises(ValueError, match=r"^data\.seed: pgpo\.blind\.mode=blacken"):
+        trainer._init_pgpo()
