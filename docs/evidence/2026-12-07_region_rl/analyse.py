@@ -1,11 +1,12 @@
 """Tables of the region-task RL runs (protocol_region_rl_2026-12-07.md) with the compare
 study's own summaries and paired intervals (reference_impl.experiments.tables).
 
-    python docs/evidence/2026-12-07_region_rl/analyse.py RUNS_DIR [WARMUPS_DIR]
+    python docs/evidence/2026-12-07_region_rl/analyse.py RUNS_DIR [WARMUPS_DIR [NAME]]
 
 RUNS_DIR holds ``<algo>-seed<S>/metrics.jsonl``; WARMUPS_DIR ``seed<S>/summary.json`` (the
 registered warm-ups, for the held-out accuracy each RL run starts from). Writes
-``region_rl.md`` and ``region_rl.json`` beside this file."""
+``NAME.md`` and ``NAME.json`` beside this file (NAME: ``region_rl``; the runs without
+gradient clipping: ``region_rl_noclip``)."""
 
 import json
 import os
@@ -17,7 +18,7 @@ from reference_impl.experiments.tables import summarize, write_tables  # noqa: E
 ALGOS = ("pgpo", "dapo", "grpo", "vppo")
 
 
-def main(runs: str, warmups: str = "/work/runs/region") -> None:
+def main(runs: str, warmups: str = "/work/runs/region", name: str = "region_rl") -> None:
     results = {}
     for algo in ALGOS:
         for seed in range(10):
@@ -34,10 +35,10 @@ def main(runs: str, warmups: str = "/work/runs/region") -> None:
                 rows, before_rl=warm["accuracy_avg@4"],
                 perception_before=warm["perception_accuracy"])
     here = os.path.dirname(os.path.abspath(__file__))
-    text = write_tables(results, os.path.join(here, "region_rl.md"),
-                        header="# RL on the region task from the registered warm-ups "
-                               "(protocol_region_rl_2026-12-07.md)")
-    with open(os.path.join(here, "region_rl.json"), "w") as f:
+    text = write_tables(results, os.path.join(here, f"{name}.md"),
+                        header=f"# RL on the region task from the registered warm-ups "
+                               f"({name}; protocols in docs/)")
+    with open(os.path.join(here, f"{name}.json"), "w") as f:
         json.dump(results, f, indent=1, sort_keys=True)
     print(text)
 
