@@ -106,13 +106,12 @@ def make_blind_batch(batch: DataProto, section: PGPOSection, ids: dict[str, Any]
         blind = blackened_batch(batch, probability=section.blind.blacken_probability,
                                 generator=blacken_generator(int(seed), int(step)),
                                 image_mean=ids["image_mean"], image_std=ids["image_std"])
-        blind.meta_info.setdefault("temperature", temperature)
-        return blind
-    blind = blind_batch(batch, image_token_id=ids["image_token_id"],
-                        pad_token_id=ids["pad_token_id"],
-                        video_token_id=ids["video_token_id"],
-                        include_markers=section.blind.include_markers,
-                        marker_ids=ids["marker_ids"])
+    else:
+        blind = blind_batch(batch, image_token_id=ids["image_token_id"],
+                            pad_token_id=ids["pad_token_id"],
+                            video_token_id=ids["video_token_id"],
+                            include_markers=section.blind.include_markers,
+                            marker_ids=ids["marker_ids"])
     blind.meta_info.setdefault("temperature", temperature)
     return blind
 
