@@ -28,7 +28,7 @@ def build_datasets(cfg: Config, *, world_size: int = 1):
     if d.source == "synthetic" and d.synthetic_task in visual_tasks.TASKS:
         cls = visual_tasks.TASKS[d.synthetic_task]
         opening = {}
-        if d.opening_steps:  # Config allows it for the bars and region tasks only
+        if d.opening_steps:  # Config allows it for the tasks with an opening only
             r = cfg.rollout
             opening["opening"] = d.opening_steps * r.prompts_per_step * r.samples_per_prompt \
                 * world_size

@@ -1,9 +1,9 @@
 """Export a synthetic task as a JSONL file with PNG images, for the file loader.
 
 :func:`export_jsonl` writes any synthetic sampler (the simple task, the chain task, the
-spatial, rows, bars and region tasks) as a JSONL file with PNG images beside it, in the Hugging Face
-layout that :class:`reference_impl.data.sources.LocalFileDataset` reads back as the same
-examples (``data.source=<file>.jsonl``). From the command line::
+spatial, rows, bars, region and lengths tasks) as a JSONL file with PNG images beside it,
+in the Hugging Face layout that :class:`reference_impl.data.sources.LocalFileDataset`
+reads back as the same examples (``data.source=<file>.jsonl``). From the command line::
 
     python -m reference_impl.data.export OUT.jsonl --size 2000 [--heldout] \\
         [data.synthetic_task=spatial train.seed=0 ...]
@@ -56,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m reference_impl.data.export OUT.jsonl --size N [--heldout] [overrides]``:
     export the synthetic task that the trainer configuration (``data.synthetic_task``,
     ``train.seed``, ``data.*``) builds, in the order its sampler draws them (with
-    ``data.opening_steps`` the bars or region task's opening questions come first)."""
+    ``data.opening_steps`` the opening questions of the bars, region or lengths task come
+    first)."""
     import argparse
 
     parser = argparse.ArgumentParser(

@@ -175,8 +175,9 @@ def test_override_and_from_dict():
     (["--eval.num_prompts", "257"], r"^eval\.num_prompts: must be <= data\.eval_size \(256\)"),
     (["--checkpoint.keep_last", "0"], r"^checkpoint\.keep_last: must lie in \[1, inf\)"),
     (["--data.format", "jsonl"], r"^data\.format: unknown config key"),  # removed: never read
-    (["--data.opening_steps", "100"], r"^data\.opening_steps: only the synthetic bars and region tasks .*"
-                                      r"data\.synthetic_task='chain'"),
+    (["--data.opening_steps", "100"],
+     r"^data\.opening_steps: only the synthetic bars, region and lengths tasks .*"
+     r"data\.synthetic_task='chain'"),
     (["--data.synthetic_task", "bars", "--data.opening_steps", "801"],
      r"^data\.opening_steps: .* at most model\.sft_warmup_steps \(800\), got 801"),
     (["--data.opening_steps", "-1"], r"^data\.opening_steps: must lie in \[0, inf\)"),

@@ -1,4 +1,4 @@
-"""The spatial, row-order and bar tasks (reference_impl/data/visual_tasks.py): balanced
+"""The spatial, row-order, bar, region and bar-length tasks (reference_impl/data/visual_tasks.py): balanced
 answers, text alone at chance, the facts drawn on the image, noisy consistent references,
 and the export to JSONL + PNG that the file loader reads back as the same examples."""
 
@@ -18,6 +18,7 @@ from reference_impl.data.synthetic import COLORS, SyntheticVisualTask
 from reference_impl.data.visual_tasks import (
     TASKS,
     BarDifferenceTask,
+    BarLengthTask,
     GridPlaceTask,
     RegionCountTask,
     RowOrderTask,
@@ -28,7 +29,8 @@ from reference_impl.data.visual_tasks import (
                                          ("rows", {}), ("rows", dict(grid=3)),
                                          ("bars", {}), ("bars", dict(max_height=7)),
                                          ("region", {}),
-                                         ("region", dict(axis="cols", max_count=3))])
+                                         ("region", dict(axis="cols", max_count=3)),
+                                         ("lengths", {}), ("lengths", dict(max_length=6))])
 def test_answers_are_balanced(kind, kwargs):
     task = TASKS[kind](0, **kwargs)
     n = 500 * len(task.answer_set)
@@ -56,7 +58,7 @@ def test_text_only_policy_is_at_chance(kind):
     assert abs(np.mean(hits) - chance) < 4 * sigma
 
 
-@pytest.mark.parametrize("kind", ["rows", "bars"])
+@pytest.mark.parametrize("kind", ["rows", "bars", "lengths"])
 def test_the_question_does_not_tell_which_named_thing_is_larger(kind):
     """The signed difference: the first named thing is the larger one half of the time, and
     its value has the same distribution as the second's (so a policy that reads only the
@@ -188,6 +190,10 @@ def test_examples_are_a_pure_function_of_seed_split_index():
     (RegionCountTask, dict(max_count=1), "max_count"),
     (RegionCountTask, dict(axis="diagonal"), "axis"),
     (RegionCountTask, dict(opening=4, split="heldout"), "opening"),
+    (BarLengthTask, dict(max_length=2), "max_length"),
+    (BarLengthTask, dict(max_length=5), "max_length"),
+    (BarLengthTask, dict(max_length=10), "max_length"),
+    (BarLengthTask, dict(opening=3, split="heldout"), "opening"),
 ])
 def test_bad_settings_name_the_argument(cls, kwargs, field):
     with pytest.raises(ValueError, match=field):
@@ -234,7 +240,7 @@ def test_clean_opening_references_are_correct():
 
 
 @pytest.mark.parametrize("world", [1, 2])
-@pytest.mark.parametrize("kind", ["bars", "region"])
+@pytest.mark.parametrize("kind", ["bars", "region", "lengths"])
 def test_opening_steps_count_every_process_draw(world, kind):
     from reference_impl.config import load_config
     from reference_impl.data.datasets import build_datasets
@@ -246,9 +252,9 @@ def test_opening_steps_count_every_process_draw(world, kind):
 
 
 @pytest.mark.parametrize("task", [GridPlaceTask(4), RowOrderTask(4), BarDifferenceTask(4),
-                                  RegionCountTask(4, opening=5), ChainCountTask(4),
-                                  SyntheticVisualTask(4, image_size=56)],
-                         ids=["spatial", "rows", "bars", "region", "chain", "simple"])
+                                  RegionCountTask(4, opening=5), BarLengthTask(4),
+                                  ChainCountTask(4), SyntheticVisualTask(4, image_size=56)],
+                         ids=["spatial", "rows", "bars", "region", "lengths", "chain", "simple"])
 def test_export_then_file_loader_gives_the_same_examples(task, tmp_path):
     path = tmp_path / "data" / "export.jsonl"
     path.parent.mkdir()
@@ -277,7 +283,7 @@ def test_export_command_line_writes_the_configured_task(tmp_path, capsys):
         export_jsonl([], tmp_path / "x.json")
 
 
-@pytest.mark.parametrize("kind", ["bars", "region"])
+@pytest.mark.parametrize("kind", ["bars", "region", "lengths"])
 def test_export_writes_the_opening_first_for_the_file_loader(tmp_path, kind):
     out = tmp_path / f"{kind}.jsonl"  # one warm-up step of 8 x 4 opening examples, then the task
     assert main([str(out), "--size", "40", f"data.synthetic_task={kind}", "train.seed=3",
@@ -361,3 +367,109 @@ def test_a_count_of_all_the_squares_does_not_answer_a_half():
         by_total[total][answer] += 1
     best = sum(c.most_common(1)[0][1] for c in by_total.values()) / len(pairs)
     assert 0.38 < best < 0.50
+
+
+def _bars_by_row(image, cells):
+    """Each coloured bar in the pixels: ``{colour: (lattice row, length in cells, x range)}``
+    (a colour of :data:`COLORS` that fills part of exactly one row of the lattice)."""
+    a = np.asarray(image)
+    cell = a.shape[0] / cells
+    found = {}
+    for colour, rgb in COLORS.items():
+        ys, xs = np.nonzero(np.all(a == rgb, axis=-1))
+        if len(ys):
+            assert int(ys.min() // cell) == int(ys.max() // cell)  # inside one row
+            found[colour] = (int(ys.min() // cell), round((xs.max() + 1) / cell),
+                             (int(xs.min()), int(xs.max())))
+    return found
+
+
+@pytest.mark.parametrize("max_length", [4, 6])
+def test_lengths_image_shows_a_top_and_a_bottom_bar_of_the_stated_lengths(max_length):
+    """Measure both bars in the pixels: two colours, one bar in a row of the top half and
+    one in the bottom half, each from the left edge (under the frame) ``length`` cells
+    long; at 112 px and ``max_length=4`` exactly ``length`` 28-px image tokens. The answer
+    is the first named bar's length minus the second's; the black frame surrounds it."""
+    task = BarLengthTask(5, max_length=max_length)
+    half = max_length // 2
+    for i in range(60):
+        e = task[i]
+        bars = _bars_by_row(e.image, max_length)
+        assert len(bars) == 2
+        (top_row, top, top_x), (bottom_row, bottom, bottom_x) = sorted(bars.values())
+        assert top_row < half <= bottom_row
+        assert e.facts == {"top": top, "bottom": bottom} or \
+            e.facts == {"bottom": bottom, "top": top}
+        first, second = list(e.facts)
+        assert f"the {first} bar than the {second} bar" in e.question
+        assert int(e.answer) == e.facts[first] - e.facts[second] != 0
+        assert top_x[0] == bottom_x[0] == BarLengthTask.FRAME  # the frame covers x < 3
+        if max_length == 4:  # the frame also covers the last 3 px of a full-length bar
+            right = 112 - BarLengthTask.FRAME - 1
+            assert (top_x[1], bottom_x[1]) == (min(28 * top - 1, right),
+                                               min(28 * bottom - 1, right))
+        a = np.asarray(e.image)
+        assert (a[:3] == 0).all() and (a[:, -3:] == 0).all()
+
+
+def test_lengths_places_are_not_told_by_the_question_or_the_colours():
+    """Which bar is named first, the rows inside each half, and the colours are drawn
+    independently of the lengths: the first named is the top bar half of the time, each
+    row of a half carries a bar equally often, and the top bar's colour says nothing about
+    its length (chi-square, not rejected at 0.1 %)."""
+    task = BarLengthTask(8)
+    examples = [task[i] for i in range(3000)]
+    top_first = np.mean([list(e.facts)[0] == "top" for e in examples])
+    assert abs(top_first - 0.5) < 4 * math.sqrt(0.25 / len(examples))
+    rows = collections.Counter()
+    by_colour = collections.defaultdict(collections.Counter)
+    for e in examples:
+        bars = sorted(_bars_by_row(e.image, 4).items(), key=lambda kv: kv[1][0])
+        rows.update(r for _, (r, _, _) in bars)
+        by_colour[bars[0][0]][e.facts["top"]] += 1
+    assert stats.chisquare([rows[r] for r in range(4)]).pvalue > 1e-3
+    table = [[c[n] for n in range(1, 5)] for c in by_colour.values()]
+    assert stats.chi2_contingency(table).pvalue > 1e-3
+
+
+def test_the_lengths_opening_asks_the_total_first_then_the_difference():
+    task, plain = BarLengthTask(3, opening=7), BarLengthTask(3)
+    for i, e in enumerate(task.sample(12)):
+        same = plain[i]
+        assert np.array_equal(np.asarray(e.image), np.asarray(same.image))
+        assert e.facts == same.facts
+        if i < 7:
+            lengths = sorted(length for _, length, _ in _bars_by_row(e.image, 4).values())
+            assert e.answer == str(sum(e.facts.values())) == str(sum(lengths))
+            assert e.question == "How long are the two bars together? Answer with a number."
+            assert e.id == same.id + "-total"
+        else:
+            assert (e.question, e.answer, e.reference, e.id) == \
+                (same.question, same.answer, same.reference, same.id)
+    clean = BarLengthTask(0, warmup_noise=0.0, opening=50)
+    for e in clean.sample(50):
+        assert perception_accuracy(e.reference, e.facts) == 1.0
+        assert verifiable_reward(e.reference, e.answer).reward == pytest.approx(1.0)
+
+
+def test_what_a_model_that_does_not_know_which_bar_is_where_can_answer():
+    """Two ceilings for a model that does not read both bars by place (the registered
+    thresholds of docs/protocol_lengths_2026-12-07.md), computed as the best answer given
+    what it sees on 20,000 pictures: both lengths without their places (the magnitude of
+    the difference, its sign a coin) allow exactly half; the total length alone almost as
+    much, 0.45 (not 1/6: with two bars of 1-4 a total leaves at most two magnitudes, and
+    mostly one). Above 0.5 a model reads which bar is where."""
+    task = BarLengthTask(0)
+    total = collections.defaultdict(collections.Counter)
+    unplaced = collections.defaultdict(collections.Counter)
+    for i in range(20_000):
+        e = task[i]
+        a, b = e.facts.values()
+        total[(list(e.facts)[0], a + b)][e.answer] += 1
+        unplaced[(list(e.facts)[0], min(a, b), max(a, b))][e.answer] += 1
+
+    def best(table):
+        return sum(c.most_common(1)[0][1] for c in table.values()) / 20_000
+
+    assert 0.43 < best(total) < 0.47
+    assert abs(best(unplaced) - 0.5) < 0.01
