@@ -1,4 +1,4 @@
-"""Four more synthetic tasks in the chain task's regime.
+"""Five more synthetic tasks in the chain task's regime.
 
 :class:`~reference_impl.data.chains.ChainCountTask` asks for a number of things (counting).
 The tasks here ask the image something of a different nature, with the same recipe:
@@ -15,6 +15,8 @@ at chance, ``1 / len(answer_set)``; the tests check both)::
       <think>red: 4. the blue bar is 1. So 4-1=3.</think> \\boxed{3}
     region:  How many squares are in the top half of the picture? ...
       <think>bottom: 3. the top count is 2. So the top half has 2.</think> \\boxed{2}
+    lengths: How much longer is the top bar than the bottom bar? ...
+      <think>top: 3. the bottom bar is 1. So 3-1=2.</think> \\boxed{2}
 
 * :class:`GridPlaceTask` (``data.synthetic_task=spatial``): *where* a mark is, absolutely.
   One square of the named colour and some squares of other colours sit in the cells of a
@@ -28,13 +30,16 @@ at chance, ``1 / len(answer_set)``; the tests check both)::
 * :class:`RegionCountTask` (``data.synthetic_task=region``): *where* marks are, by halves.
   Squares of any colour in the two halves of a framed picture; the perception steps are
   the two halves' counts.
+* :class:`BarLengthTask` (``data.synthetic_task=lengths``): *how long* bars are, read by
+  place. A horizontal bar chart with a top and a bottom bar; the perception steps are
+  their lengths.
 
 As in the chain task, the warm-up reference (:attr:`Example.reference`) states each fact
 wrongly with probability ``warmup_noise`` and the last step follows the stated facts; the
 true facts are :attr:`Example.facts` (``{"row": r, "column": c}`` or ``{colour: value}``),
 which :func:`reference_impl.data.chains.perception_accuracy` reads back from a response.
 
-All four export to files for the file loader with :mod:`reference_impl.data.export`
+All five export to files for the file loader with :mod:`reference_impl.data.export`
 (``python -m reference_impl.data.export OUT.jsonl --size N``).
 """
 
@@ -144,7 +149,7 @@ def _index(index, size: int) -> int:
 
 
 class _VisualTask(ExampleSampler):
-    """What the three tasks share: a seed, a split, a size, the warm-up noise and the
+    """What the tasks of this module share: a seed, a split, a size, the warm-up noise and the
     image size, checked once; each task adds its own ``settings`` (its keyword arguments,
     which :meth:`heldout` and the repr pass on)."""
 
@@ -174,9 +179,9 @@ class _VisualTask(ExampleSampler):
 
 class _OpeningTask(_VisualTask):
     """A task whose train stream may open with ``opening`` examples asking a total about
-    the same pictures (:class:`BarDifferenceTask`, :class:`RegionCountTask`): positions in
-    the sampled stream, so a resumed run continues the same curriculum; ``self[i]`` and
-    the held-out split never open. A subclass writes ``_example(index, *, opening)``."""
+    the same pictures (:class:`BarDifferenceTask`, :class:`RegionCountTask`,
+    :class:`BarLengthTask`): positions in the sampled stream, so a resumed run continues
+    the same curriculum; ``self[i]`` and the held-out split never open. A subclass writes ``_example(index, *, opening)``."""
 
     def _setup_opening(self, opening: int, split: str) -> None:
         _check_int("opening", opening, 0)
