@@ -85,11 +85,11 @@ class Config:
                               "model.sft_warmup_steps is 0")
         if self.data.opening_steps:
             if (self.data.source != "synthetic"
-                    or self.data.synthetic_task not in ("bars", "region", "lengths")):
+                    or self.data.synthetic_task not in ("bars", "region", "lengths", "length")):
                 raise ConfigError(
-                    "data.opening_steps: only the synthetic bars, region and lengths tasks have "
-                    "an opening question (data.source='synthetic', data.synthetic_task="
-                    f"'bars', 'region' or 'lengths'), got data.source={self.data.source!r}, "
+                    "data.opening_steps: only the synthetic bars, region, lengths and length "
+                    "tasks have an opening question (data.source='synthetic', "
+                    "data.synthetic_task='bars', 'region', 'lengths' or 'length'), got data.source={self.data.source!r}, "
                     f"data.synthetic_task={self.data.synthetic_task!r}")
             if self.data.opening_steps > self.model.sft_warmup_steps:
                 raise ConfigError(

@@ -104,36 +104,36 @@ class DataConfig(Section):
               "(synthetic: a disjoint seed).")
     eval_size: int = option(256, "Number of held-out prompts.")
     shuffle: bool = option(True, "Shuffle the training prompts every epoch (seeded).")
-    synthetic_task: Literal["chain", "spatial", "rows", "bars", "region", "lengths",
+    synthetic_task: Literal["chain", "spatial", "rows", "bars", "region", "lengths", "length",
                             "simple"] = option(
         "chain", "Synthetic task: 'chain' (count squares of 2-3 colours, then add: perception "
                  "steps inside a reasoning chain, reference_impl/data/chains.py), 'spatial' "
                  "(the row and column of a coloured square, then its cell number), 'rows' "
                  "(the rows of two of four squares, one per row, then subtract), 'bars' "
                  "(read two bar heights, then subtract), 'region' (count the squares in "
-                 "each half of the picture, then the asked half's), 'lengths' (read the top and "
-                 "the bottom bar's lengths, then subtract; these five "
-                 "reference_impl/data/visual_tasks.py) or 'simple' (one-step count/colour/"
-                 "position/chart questions).")
+                 "each half of the picture, then the asked half's), 'lengths' (read the top "
+                 "and the bottom bar's lengths, then subtract), 'length' (the same chart, "
+                 "one bar's length asked; these six reference_impl/data/visual_tasks.py) or "
+                 "'simple' (one-step count/colour/position/chart questions).")
     chain_facts: int = option(2, "Chain task: colours to count, i.e. perception steps (2-4).")
     chain_max_count: int = option(4, "Chain task: largest count of one colour.")
     chain_distractors: int = option(1, "Chain task: up to this many grey squares no question asks about.")
     chain_warmup_noise: float = option(
-        0.3, "Chain, spatial, rows, bars, region and lengths tasks: probability that a fact "
-             "stated in a warm-up reference chain is wrong (the warm-up teaches the format, "
-             "not the answers).")
+        0.3, "Chain task and the tasks of reference_impl/data/visual_tasks.py: probability "
+             "that a fact stated in a warm-up reference chain is wrong (the warm-up teaches "
+             "the format, not the answers).")
     chain_filler: int = option(
         0, "Chain task: statements of pure language ('Okay.', 'Let me see.', ...) added to "
            "each warm-up chain at random places among its facts; raises the language share "
            "of a response (Thm. E.1's axis: PGPO should gain more the higher it is; at 8 "
            "it lost to DAPO over 8 seeds, docs/evidence.md).")
     opening_steps: int = option(
-        0, "Bars, region and lengths tasks: the first N warm-up steps ask each picture for "
-           "the total (the height of all its bars, the number of all its squares, the "
-           "length of both bars) instead of the task's own question, then that question. "
-           "The total is how much colour the picture holds, a way into the image that a difference or a half lacks: "
-           "without it the tiny model's warm-up never looks (docs/evidence.md). At most "
-           "model.sft_warmup_steps.")
+        0, "Bars, region, lengths and length tasks: the first N warm-up steps ask each "
+           "picture for the total (the height of all its bars, the number of all its "
+           "squares, the length of both bars) instead of the task's own question, then "
+           "that question. The total is how much colour the picture holds, a way into the "
+           "image that a difference or a half lacks: without it the tiny model's warm-up "
+           "never looks (docs/evidence.md). At most model.sft_warmup_steps.")
     reference_column: Optional[str] = option(
         None, "File sources: column with a reference response or reasoning for the "
               "supervised warm-up (taught as <think>reasoning</think> \\boxed{answer}).")

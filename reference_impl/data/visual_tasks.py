@@ -51,8 +51,8 @@ from PIL import Image, ImageDraw
 from reference_impl.data.examples import Example, ExampleSampler
 from reference_impl.data.synthetic import COLORS
 
-__all__ = ["TASKS", "BarDifferenceTask", "BarLengthTask", "GridPlaceTask", "RegionCountTask",
-           "RowOrderTask"]
+__all__ = ["TASKS", "BarDifferenceTask", "BarLengthTask", "GridPlaceTask", "OneBarLengthTask",
+           "RegionCountTask", "RowOrderTask"]
 
 _SPLITS = {"train": 0, "heldout": 1}
 _BACKGROUND = (255, 255, 255)
@@ -682,10 +682,7 @@ class BarLengthTask(_OpeningTask):
         first, second = self.PLACES if rng.random() < 0.5 else self.PLACES[::-1]
         diff, first_length, second_length = _pair_with_difference(rng, m)
         facts = {first: first_length, second: second_length}
-        rows = {"top": int(rng.integers(m // 2)), "bottom": m // 2 + int(rng.integers(m // 2))}
-        names = list(COLORS)
-        colours = dict(zip(self.PLACES, (names[i] for i in rng.permutation(len(names))[:2])))
-        image = self._draw({p: (rows[p], facts[p], colours[p]) for p in self.PLACES})
+        image = self._draw_chart(rng, facts)
         if opening:
             question = "How long are the two bars together? Answer with a number."
             reference = _sum_chain(rng, facts, high=m, noise=self.warmup_noise,
@@ -704,6 +701,15 @@ class BarLengthTask(_OpeningTask):
                        id=f"{self.task}-{self.split}-{self.seed}-{index}"
                           + ("-total" if opening else ""),
                        reference=reference, facts=facts)
+
+    def _draw_chart(self, rng: np.random.Generator, lengths: dict[str, int]) -> Image.Image:
+        """The chart of ``lengths`` (place -> length): each bar in a random row of its half,
+        the two in random distinct colours (:meth:`_draw`)."""
+        m = self.max_length
+        rows = {"top": int(rng.integers(m // 2)), "bottom": m // 2 + int(rng.integers(m // 2))}
+        names = list(COLORS)
+        colours = dict(zip(self.PLACES, (names[i] for i in rng.permutation(len(names))[:2])))
+        return self._draw({p: (rows[p], lengths[p], colours[p]) for p in self.PLACES})
 
     def _draw(self, bars: dict[str, tuple[int, int, str]]) -> Image.Image:
         """Each bar (place -> (lattice row, length, colour)) from the left edge ``length``
@@ -727,7 +733,70 @@ class BarLengthTask(_OpeningTask):
     _SUM_PHRASES = ("So {expr}={total}.", "{expr}={total}.", "Together {expr}={total}.")
 
 
+class OneBarLengthTask(BarLengthTask):
+    """How long is the top (bottom) bar? :class:`BarLengthTask`'s chart, one bar's length asked.
+
+    The same picture (a top and a bottom bar from the left edge, framed, unit lines), but
+    the two lengths are drawn independently and uniformly from ``1 .. max_length`` and the
+    question asks one bar's length, the top or the bottom bar drawn at random: "How long is
+    the top bar?" (answer uniform over ``1 .. max_length``, chance ``1 / max_length``). The
+    reference chain states both lengths in random order (``bottom: 2. the top bar is 3.``,
+    each wrong with probability ``warmup_noise``), then the asked one (``So the top one is
+    3.``). The facts are ``{"top": a, "bottom": b}``. The opening is
+    :class:`BarLengthTask`'s (the two bars' total length).
+
+    **Why this question besides the difference.** With the difference asked, the lengths
+    are drawn difference first, and a model that reads the two lengths without their places
+    already states the second fact of a chain from the first and the total: place then
+    decides only which of the two lengths comes first. The tiny model's warm-up there reads
+    the lengths and not their places (the mirrored image changes nothing;
+    docs/evidence.md). Here, as in :class:`RegionCountTask`, the lengths are independent, so
+    the total leaves each length uncertain and only place settles it: knowing the total alone
+    is right at most 7/16 of the time at ``max_length=4``, as for the region task (tested).
+    """
+
+    task = "length"
+
+    @property
+    def answer_set(self) -> tuple[str, ...]:
+        """Every possible answer, each equally likely."""
+        return tuple(str(n) for n in range(1, self.max_length + 1))
+
+    def _example(self, index: int, *, opening: bool) -> Example:
+        """The opening asks the total length of the two bars."""
+        index = _index(index, self.size)
+        rng = np.random.default_rng([self.seed, _SPLITS[self.split], index, 29])
+        m = self.max_length
+        facts = {p: int(rng.integers(1, m + 1)) for p in self.PLACES}
+        asked = self.PLACES[int(rng.integers(2))]
+        image = self._draw_chart(rng, facts)
+        if opening:
+            question = "How long are the two bars together? Answer with a number."
+            reference = _sum_chain(rng, facts, high=m, noise=self.warmup_noise,
+                                   openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
+                                   last_phrases=self._SUM_PHRASES)
+            answer = sum(facts.values())
+        else:
+            question = f"How long is the {asked} bar? Answer with a number."
+            stated, steps = _stated_facts(rng, facts, high=m, noise=self.warmup_noise,
+                                          phrases=self._FACT_PHRASES)
+            opener = self._OPENERS[int(rng.integers(len(self._OPENERS)))]
+            last = self._ASKED_PHRASES[int(rng.integers(len(self._ASKED_PHRASES)))].format(
+                p=asked, n=stated[asked])
+            reference = (f"<think>{opener}{' '.join(steps)} {last}</think> "
+                         f"\\boxed{{{stated[asked]}}}")
+            answer = facts[asked]
+        return Example(image=image, question=question, answer=str(answer), task=self.task,
+                       id=f"{self.task}-{self.split}-{self.seed}-{index}"
+                          + ("-total" if opening else ""),
+                       reference=reference, facts=facts)
+
+    _ASKED_PHRASES = ("So the {p} one is {n}.", "The {p} one: {n}.", "So {n} for the {p}.")
+    """The last step names the asked bar without a fact phrase's words (``the top bar is``),
+    so only the stated facts read as perception (:func:`~reference_impl.data.chains.chain_facts`)."""
+
+
 TASKS: dict[str, type[_VisualTask]] = {
     cls.task: cls for cls in (GridPlaceTask, RowOrderTask, BarDifferenceTask, RegionCountTask,
-                              BarLengthTask)}
+                              BarLengthTask, OneBarLengthTask)}
 """``data.synthetic_task`` name -> task class, for the tasks of this module."""

@@ -20,6 +20,7 @@ from reference_impl.data.visual_tasks import (
     BarDifferenceTask,
     BarLengthTask,
     GridPlaceTask,
+    OneBarLengthTask,
     RegionCountTask,
     RowOrderTask,
 )
@@ -30,7 +31,8 @@ from reference_impl.data.visual_tasks import (
                                          ("bars", {}), ("bars", dict(max_height=7)),
                                          ("region", {}),
                                          ("region", dict(axis="cols", max_count=3)),
-                                         ("lengths", {}), ("lengths", dict(max_length=6))])
+                                         ("lengths", {}), ("lengths", dict(max_length=6)),
+                                         ("length", {}), ("length", dict(max_length=6))])
 def test_answers_are_balanced(kind, kwargs):
     task = TASKS[kind](0, **kwargs)
     n = 500 * len(task.answer_set)
@@ -194,6 +196,8 @@ def test_examples_are_a_pure_function_of_seed_split_index():
     (BarLengthTask, dict(max_length=5), "max_length"),
     (BarLengthTask, dict(max_length=10), "max_length"),
     (BarLengthTask, dict(opening=3, split="heldout"), "opening"),
+    (OneBarLengthTask, dict(max_length=7), "max_length"),
+    (OneBarLengthTask, dict(opening=3, split="heldout"), "opening"),
 ])
 def test_bad_settings_name_the_argument(cls, kwargs, field):
     with pytest.raises(ValueError, match=field):
@@ -240,7 +244,7 @@ def test_clean_opening_references_are_correct():
 
 
 @pytest.mark.parametrize("world", [1, 2])
-@pytest.mark.parametrize("kind", ["bars", "region", "lengths"])
+@pytest.mark.parametrize("kind", ["bars", "region", "lengths", "length"])
 def test_opening_steps_count_every_process_draw(world, kind):
     from reference_impl.config import load_config
     from reference_impl.data.datasets import build_datasets
@@ -253,8 +257,10 @@ def test_opening_steps_count_every_process_draw(world, kind):
 
 @pytest.mark.parametrize("task", [GridPlaceTask(4), RowOrderTask(4), BarDifferenceTask(4),
                                   RegionCountTask(4, opening=5), BarLengthTask(4),
-                                  ChainCountTask(4), SyntheticVisualTask(4, image_size=56)],
-                         ids=["spatial", "rows", "bars", "region", "lengths", "chain", "simple"])
+                                  OneBarLengthTask(4, opening=3), ChainCountTask(4),
+                                  SyntheticVisualTask(4, image_size=56)],
+                         ids=["spatial", "rows", "bars", "region", "lengths", "length", "chain",
+                              "simple"])
 def test_export_then_file_loader_gives_the_same_examples(task, tmp_path):
     path = tmp_path / "data" / "export.jsonl"
     path.parent.mkdir()
@@ -283,7 +289,7 @@ def test_export_command_line_writes_the_configured_task(tmp_path, capsys):
         export_jsonl([], tmp_path / "x.json")
 
 
-@pytest.mark.parametrize("kind", ["bars", "region", "lengths"])
+@pytest.mark.parametrize("kind", ["bars", "region", "lengths", "length"])
 def test_export_writes_the_opening_first_for_the_file_loader(tmp_path, kind):
     out = tmp_path / f"{kind}.jsonl"  # one warm-up step of 8 x 4 opening examples, then the task
     assert main([str(out), "--size", "40", f"data.synthetic_task={kind}", "train.seed=3",
@@ -473,3 +479,42 @@ def test_what_a_model_that_does_not_know_which_bar_is_where_can_answer():
 
     assert 0.43 < best(total) < 0.47
     assert abs(best(unplaced) - 0.5) < 0.01
+
+
+@pytest.mark.parametrize("max_length", [4, 6])
+def test_one_bar_length_image_and_answer(max_length):
+    """The chart of :class:`BarLengthTask` (measured the same way), the asked bar named in
+    the question, its length the answer; the last step of a reference names the asked bar
+    without a fact phrase, so only the two stated lengths parse as facts."""
+    task = OneBarLengthTask(5, max_length=max_length)
+    for i in range(60):
+        e = task[i]
+        bars = _bars_by_row(e.image, max_length)
+        (top_row, top, _), (bottom_row, bottom, _) = sorted(bars.values())
+        assert top_row < max_length // 2 <= bottom_row
+        assert e.facts == {"top": top, "bottom": bottom}
+        asked = "top" if "the top bar" in e.question else "bottom"
+        assert e.question == f"How long is the {asked} bar? Answer with a number."
+        assert e.answer == str(e.facts[asked])
+        last = e.reference.split(".")[-2].lower()
+        assert f"the {asked}" in last and " bar" not in last
+        stated = chain_facts(e.reference, ["top", "bottom"])
+        assert e.reference.endswith(f"\\boxed{{{stated[asked]}}}")
+
+
+def test_one_bar_length_total_alone_is_right_at_most_7_in_16():
+    """Independent lengths: the total leaves each length uncertain, as in the region task
+    (the best answer given the total and which bar is asked: 7/16 = 0.4375 exactly; on
+    20,000 pictures within sampling error), and the asked place is independent of the
+    lengths."""
+    task = OneBarLengthTask(0)
+    by_total = collections.defaultdict(collections.Counter)
+    asked_top = 0
+    for i in range(20_000):
+        e = task[i]
+        top = "the top bar" in e.question
+        asked_top += top
+        by_total[(top, sum(e.facts.values()))][e.answer] += 1
+    best = sum(c.most_common(1)[0][1] for c in by_total.values()) / 20_000
+    assert abs(best - 7 / 16) < 4 * math.sqrt(0.25 / 20_000)
+    assert abs(asked_top / 20_000 - 0.5) < 4 * math.sqrt(0.25 / 20_000)
