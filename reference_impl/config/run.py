@@ -89,7 +89,8 @@ class Config:
                 raise ConfigError(
                     "data.opening_steps: only the synthetic bars, region, lengths and length "
                     "tasks have an opening question (data.source='synthetic', "
-                    "data.synthetic_task='bars', 'region', 'lengths' or 'length'), got data.source={self.data.source!r}, "
+                    "data.synthetic_task='bars', 'region', 'lengths' or 'length'), got "
+                    f"data.source={self.data.source!r}, "
                     f"data.synthetic_task={self.data.synthetic_task!r}")
             if self.data.opening_steps > self.model.sft_warmup_steps:
                 raise ConfigError(

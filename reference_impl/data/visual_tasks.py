@@ -1,4 +1,4 @@
-"""Five more synthetic tasks in the chain task's regime.
+"""Six more synthetic tasks in the chain task's regime.
 
 :class:`~reference_impl.data.chains.ChainCountTask` asks for a number of things (counting).
 The tasks here ask the image something of a different nature, with the same recipe:
@@ -17,6 +17,8 @@ at chance, ``1 / len(answer_set)``; the tests check both)::
       <think>bottom: 3. the top count is 2. So the top half has 2.</think> \\boxed{2}
     lengths: How much longer is the top bar than the bottom bar? ...
       <think>top: 3. the bottom bar is 1. So 3-1=2.</think> \\boxed{2}
+    length:  How long is the top bar? ...
+      <think>bottom: 1. the top bar is 3. So the top one is 3.</think> \\boxed{3}
 
 * :class:`GridPlaceTask` (``data.synthetic_task=spatial``): *where* a mark is, absolutely.
   One square of the named colour and some squares of other colours sit in the cells of a
@@ -32,14 +34,15 @@ at chance, ``1 / len(answer_set)``; the tests check both)::
   the two halves' counts.
 * :class:`BarLengthTask` (``data.synthetic_task=lengths``): *how long* bars are, read by
   place. A horizontal bar chart with a top and a bottom bar; the perception steps are
-  their lengths.
+  their lengths. :class:`OneBarLengthTask` (``data.synthetic_task=length``) asks the same
+  chart one bar's length, the lengths drawn independently.
 
 As in the chain task, the warm-up reference (:attr:`Example.reference`) states each fact
 wrongly with probability ``warmup_noise`` and the last step follows the stated facts; the
 true facts are :attr:`Example.facts` (``{"row": r, "column": c}`` or ``{colour: value}``),
 which :func:`reference_impl.data.chains.perception_accuracy` reads back from a response.
 
-All five export to files for the file loader with :mod:`reference_impl.data.export`
+All six export to files for the file loader with :mod:`reference_impl.data.export`
 (``python -m reference_impl.data.export OUT.jsonl --size N``).
 """
 
@@ -180,8 +183,9 @@ class _VisualTask(ExampleSampler):
 class _OpeningTask(_VisualTask):
     """A task whose train stream may open with ``opening`` examples asking a total about
     the same pictures (:class:`BarDifferenceTask`, :class:`RegionCountTask`,
-    :class:`BarLengthTask`): positions in the sampled stream, so a resumed run continues
-    the same curriculum; ``self[i]`` and the held-out split never open. A subclass writes ``_example(index, *, opening)``."""
+    :class:`BarLengthTask`, :class:`OneBarLengthTask`): positions in the sampled stream, so
+    a resumed run continues the same curriculum; ``self[i]`` and the held-out split never
+    open. A subclass writes ``_example(index, *, opening)``."""
 
     def _setup_opening(self, opening: int, split: str) -> None:
         _check_int("opening", opening, 0)
@@ -793,7 +797,8 @@ class OneBarLengthTask(BarLengthTask):
 
     _ASKED_PHRASES = ("So the {p} one is {n}.", "The {p} one: {n}.", "So {n} for the {p}.")
     """The last step names the asked bar without a fact phrase's words (``the top bar is``),
-    so only the stated facts read as perception (:func:`~reference_impl.data.chains.chain_facts`)."""
+    so only the stated facts read as perception
+    (:func:`~reference_impl.data.chains.chain_facts`)."""
 
 
 TASKS: dict[str, type[_VisualTask]] = {

@@ -177,7 +177,7 @@ def test_override_and_from_dict():
     (["--data.format", "jsonl"], r"^data\.format: unknown config key"),  # removed: never read
     (["--data.opening_steps", "100"],
      r"^data\.opening_steps: only the synthetic bars, region, lengths and length tasks .*"
-     r"data\.synthetic_task='chain'"),
+     r"got data\.source='synthetic', data\.synthetic_task='chain'$"),
     (["--data.synthetic_task", "bars", "--data.opening_steps", "801"],
      r"^data\.opening_steps: .* at most model\.sft_warmup_steps \(800\), got 801"),
     (["--data.opening_steps", "-1"], r"^data\.opening_steps: must lie in \[0, inf\)"),

@@ -1,6 +1,7 @@
-"""The spatial, row-order, bar, region and bar-length tasks (reference_impl/data/visual_tasks.py): balanced
-answers, text alone at chance, the facts drawn on the image, noisy consistent references,
-and the export to JSONL + PNG that the file loader reads back as the same examples."""
+"""The spatial, row-order, bar, region and bar-length tasks
+(reference_impl/data/visual_tasks.py): balanced answers, text alone at chance, the facts
+drawn on the image, noisy consistent references, and the export to JSONL + PNG that the
+file loader reads back as the same examples."""
 
 import collections
 import json
