@@ -6,8 +6,8 @@ study's own summaries and paired intervals (reference_impl.experiments.tables).
 RUNS_DIR holds ``<algo>-seed<S>/metrics.jsonl``; WARMUPS_DIR ``seed<S>/summary.json`` (the
 registered warm-ups, for the held-out accuracy each RL run starts from). Writes
 ``NAME.md`` and ``NAME.json`` into OUT (default: beside this file; NAME: ``region_rl``; the
-runs without gradient clipping: ``region_rl_noclip``; the lengths task's, ``lengths_rl``
-into ``docs/evidence/2026-12-07_lengths``). The task named in the header is NAME's first
+runs without gradient clipping: ``region_rl_noclip``; the lengths task's registered RL,
+not yet run: ``lengths_rl`` into ``docs/evidence/2026-12-07_lengths``). The task named in the header is NAME's first
 word."""
 
 import json
