@@ -142,6 +142,18 @@ def _sum_chain(rng: np.random.Generator, facts: dict[str, int], *, high: int, no
     return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{total}}}"
 
 
+def _asked_chain(rng: np.random.Generator, facts: dict[str, int], asked: str, *, high: int,
+                 noise: float, openers: tuple[str, ...], fact_phrases: tuple[str, ...],
+                 last_phrases: tuple[str, ...]) -> str:
+    """A reference chain that states every fact (:func:`_stated_facts`), then the stated
+    value of ``asked`` (``last_phrases`` take ``{asked}`` and ``{n}``), which it boxes."""
+    stated, steps = _stated_facts(rng, facts, high=high, noise=noise, phrases=fact_phrases)
+    opener = openers[int(rng.integers(len(openers)))]
+    n = stated[asked]
+    last = last_phrases[int(rng.integers(len(last_phrases)))].format(asked=asked, n=n)
+    return f"<think>{opener}{' '.join(steps)} {last}</think> \\boxed{{{n}}}"
+
+
 def _index(index, size: int) -> int:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
         raise TypeError(f"index: expected int, got {type(index).__name__}")
@@ -206,6 +218,24 @@ class _OpeningTask(_VisualTask):
 
     def _example(self, index: int, *, opening: bool) -> Example:
         raise NotImplementedError
+
+    _OPENING_ID = "-total"
+    """What an opening example's id adds to the id of the same picture's own question."""
+
+    def _opening_reference(self, rng: np.random.Generator, facts: dict[str, int], *,
+                           high: int) -> str:
+        """The opening's reference chain (:func:`_sum_chain` in the task's phrasing)."""
+        return _sum_chain(rng, facts, high=high, noise=self.warmup_noise,
+                          openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
+                          last_phrases=self._SUM_PHRASES)
+
+    def _build(self, index: int, *, opening: bool, image: Image.Image, question: str,
+               answer: int, reference: str, facts: dict[str, int]) -> Example:
+        """Example ``index`` (an opening one's id marked with :attr:`_OPENING_ID`)."""
+        return Example(image=image, question=question, answer=str(answer), task=self.task,
+                       id=f"{self.task}-{self.split}-{self.seed}-{index}"
+                          + (self._OPENING_ID if opening else ""),
+                       reference=reference, facts=facts)
 
     def __repr__(self) -> str:
         opening = f", opening={self.opening}" if self.opening else ""
@@ -457,9 +487,7 @@ class BarDifferenceTask(_OpeningTask):
             facts = {c: heights[c] for c in colours}
             named = ", ".join(f"the {c}" for c in colours[:-1]) + f" and the {colours[-1]}"
             question = f"How tall are {named} bars together? Answer with a number."
-            reference = _sum_chain(rng, facts, high=h, noise=self.warmup_noise,
-                                   openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
-                                   last_phrases=self._SUM_PHRASES)
+            reference = self._opening_reference(rng, facts, high=h)
             answer = sum(facts.values())
         else:
             facts = {first: first_height, second: second_height}
@@ -470,10 +498,8 @@ class BarDifferenceTask(_OpeningTask):
                 openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
                 last_phrases=self._LAST_PHRASES)
             answer = diff
-        return Example(image=image, question=question, answer=str(answer), task=self.task,
-                       id=f"{self.task}-{self.split}-{self.seed}-{index}"
-                          + ("-sum" if opening else ""),
-                       reference=reference, facts=facts)
+        return self._build(index, opening=opening, image=image, question=question,
+                           answer=answer, reference=reference, facts=facts)
 
     def _draw(self, columns: dict[str, int], heights: dict[str, int]) -> Image.Image:
         """Each bar (colour -> lattice column) from the bottom edge up ``height`` cells,
@@ -490,6 +516,7 @@ class BarDifferenceTask(_OpeningTask):
                            fill=COLORS[c])
         return image
 
+    _OPENING_ID = "-sum"
     _OPENERS = ("", "Reading the bars. ", "I look at the chart. ", "Comparing heights. ")
     _FACT_PHRASES = ("{c}: {n}.", "the {c} bar is {n}.", "{c} bar: {n}.")
     _LAST_PHRASES = ("So {a}-{b}={d}.", "{a}-{b}={d}.", "Difference {a}-{b}={d}.")
@@ -568,25 +595,18 @@ class RegionCountTask(_OpeningTask):
         image = self._draw(rng, facts)
         if opening:
             question = "How many squares are in the picture? Answer with a number."
-            reference = _sum_chain(rng, facts, high=self.max_count, noise=self.warmup_noise,
-                                   openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
-                                   last_phrases=self._SUM_PHRASES)
+            reference = self._opening_reference(rng, facts, high=self.max_count)
             answer = sum(facts.values())
         else:
             question = (f"How many squares are in the {asked} half of the picture? Answer "
                         "with a number.")
-            stated, steps = _stated_facts(rng, facts, high=self.max_count,
-                                          noise=self.warmup_noise, phrases=self._FACT_PHRASES)
-            opener = self._OPENERS[int(rng.integers(len(self._OPENERS)))]
-            last = self._LAST_PHRASES[int(rng.integers(len(self._LAST_PHRASES)))].format(
-                h=asked, n=stated[asked])
-            reference = (f"<think>{opener}{' '.join(steps)} {last}</think> "
-                         f"\\boxed{{{stated[asked]}}}")
+            reference = _asked_chain(rng, facts, asked, high=self.max_count,
+                                     noise=self.warmup_noise, openers=self._OPENERS,
+                                     fact_phrases=self._FACT_PHRASES,
+                                     last_phrases=self._LAST_PHRASES)
             answer = facts[asked]
-        return Example(image=image, question=question, answer=str(answer), task=self.task,
-                       id=f"{self.task}-{self.split}-{self.seed}-{index}"
-                          + ("-total" if opening else ""),
-                       reference=reference, facts=facts)
+        return self._build(index, opening=opening, image=image, question=question,
+                           answer=answer, reference=reference, facts=facts)
 
     def _draw(self, rng: np.random.Generator, counts: dict[str, int]) -> Image.Image:
         """``counts[h]`` squares (0.64 of a cell, random colours) in random cells of each
@@ -609,7 +629,8 @@ class RegionCountTask(_OpeningTask):
 
     _OPENERS = ("", "Counting by halves. ", "I look at the picture. ", "Half by half. ")
     _FACT_PHRASES = ("{c}: {n}.", "the {c} count is {n}.", "{c} squares: {n}.")
-    _LAST_PHRASES = ("So the {h} half has {n}.", "The {h} half: {n}.", "So {n} in the {h}.")
+    _LAST_PHRASES = ("So the {asked} half has {n}.", "The {asked} half: {n}.",
+                     "So {n} in the {asked}.")
     _SUM_PHRASES = ("So {expr}={total}.", "{expr}={total}.", "Together {expr}={total}.")
 
 
@@ -690,10 +711,8 @@ class BarLengthTask(_OpeningTask):
         facts = {first: first_length, second: second_length}
         image = self._draw_chart(rng, facts)
         if opening:
-            question = "How long are the two bars together? Answer with a number."
-            reference = _sum_chain(rng, facts, high=m, noise=self.warmup_noise,
-                                   openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
-                                   last_phrases=self._SUM_PHRASES)
+            question = self._OPENING_QUESTION
+            reference = self._opening_reference(rng, facts, high=m)
             answer = sum(facts.values())
         else:
             question = (f"How much longer is the {first} bar than the {second} bar? Answer "
@@ -703,10 +722,8 @@ class BarLengthTask(_OpeningTask):
                 openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
                 last_phrases=self._LAST_PHRASES)
             answer = diff
-        return Example(image=image, question=question, answer=str(answer), task=self.task,
-                       id=f"{self.task}-{self.split}-{self.seed}-{index}"
-                          + ("-total" if opening else ""),
-                       reference=reference, facts=facts)
+        return self._build(index, opening=opening, image=image, question=question,
+                           answer=answer, reference=reference, facts=facts)
 
     def _draw_chart(self, rng: np.random.Generator, lengths: dict[str, int]) -> Image.Image:
         """The chart of ``lengths`` (place -> length): each bar in a random row of its half,
@@ -733,6 +750,7 @@ class BarLengthTask(_OpeningTask):
         draw.rectangle([0, 0, s - 1, s - 1], outline=(0, 0, 0), width=self.FRAME)
         return image
 
+    _OPENING_QUESTION = "How long are the two bars together? Answer with a number."
     _OPENERS = ("", "Reading the bars. ", "I look at the chart. ", "Comparing lengths. ")
     _FACT_PHRASES = ("{c}: {n}.", "the {c} bar is {n}.", "{c} bar: {n}.")
     _LAST_PHRASES = ("So {a}-{b}={d}.", "{a}-{b}={d}.", "Difference {a}-{b}={d}.")
@@ -780,27 +798,20 @@ class OneBarLengthTask(BarLengthTask):
         asked = self.PLACES[int(rng.integers(2))]
         image = self._draw_chart(rng, facts)
         if opening:
-            question = "How long are the two bars together? Answer with a number."
-            reference = _sum_chain(rng, facts, high=m, noise=self.warmup_noise,
-                                   openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
-                                   last_phrases=self._SUM_PHRASES)
+            question = self._OPENING_QUESTION
+            reference = self._opening_reference(rng, facts, high=m)
             answer = sum(facts.values())
         else:
             question = f"How long is the {asked} bar? Answer with a number."
-            stated, steps = _stated_facts(rng, facts, high=m, noise=self.warmup_noise,
-                                          phrases=self._FACT_PHRASES)
-            opener = self._OPENERS[int(rng.integers(len(self._OPENERS)))]
-            last = self._ASKED_PHRASES[int(rng.integers(len(self._ASKED_PHRASES)))].format(
-                p=asked, n=stated[asked])
-            reference = (f"<think>{opener}{' '.join(steps)} {last}</think> "
-                         f"\\boxed{{{stated[asked]}}}")
+            reference = _asked_chain(rng, facts, asked, high=m, noise=self.warmup_noise,
+                                     openers=self._OPENERS, fact_phrases=self._FACT_PHRASES,
+                                     last_phrases=self._ASKED_PHRASES)
             answer = facts[asked]
-        return Example(image=image, question=question, answer=str(answer), task=self.task,
-                       id=f"{self.task}-{self.split}-{self.seed}-{index}"
-                          + ("-total" if opening else ""),
-                       reference=reference, facts=facts)
+        return self._build(index, opening=opening, image=image, question=question,
+                           answer=answer, reference=reference, facts=facts)
 
-    _ASKED_PHRASES = ("So the {p} one is {n}.", "The {p} one: {n}.", "So {n} for the {p}.")
+    _ASKED_PHRASES = ("So the {asked} one is {n}.", "The {asked} one: {n}.",
+                      "So {n} for the {asked}.")
     """The last step names the asked bar without a fact phrase's words (``the top bar is``),
     so only the stated facts read as perception
     (:func:`~reference_impl.data.chains.chain_facts`)."""
