@@ -315,6 +315,12 @@ def test_a_malformed_facts_column_skips_the_row(tmp_path):
     assert [e.facts for e in loaded] == [GridPlaceTask(0)[0].facts, None]
 
 
+def _best_guess_accuracy(table, n):
+    """How often the likeliest answer of each row of ``table`` (what a model sees -> a
+    Counter of the answers) is right, over ``n`` examples."""
+    return sum(c.most_common(1)[0][1] for c in table.values()) / n
+
+
 def _squares_by_half(image, grid=4):
     """Coloured 28-px cells (their centres) in the first and the second half of the rows
     and of the columns."""
@@ -344,26 +350,6 @@ def test_region_image_holds_each_halfs_count_inside_a_frame(axis):
         assert a[5:-5, 5:-5].max() == 255  # a white background inside it
 
 
-def test_the_region_opening_asks_all_the_squares_first_then_a_half():
-    task, plain = RegionCountTask(3, opening=7), RegionCountTask(3)
-    for i, e in enumerate(task.sample(12)):
-        same = plain[i]
-        assert np.array_equal(np.asarray(e.image), np.asarray(same.image))
-        assert e.facts == same.facts
-        if i < 7:
-            rows, _ = _squares_by_half(e.image)
-            assert e.answer == str(sum(e.facts.values())) == str(sum(rows))
-            assert e.question == "How many squares are in the picture? Answer with a number."
-            assert e.id == same.id + "-total"
-        else:
-            assert (e.question, e.answer, e.reference, e.id) == \
-                (same.question, same.answer, same.reference, same.id)
-    clean = RegionCountTask(0, warmup_noise=0.0, opening=50)
-    for e in clean.sample(50):
-        assert perception_accuracy(e.reference, e.facts) == 1.0
-        assert verifiable_reward(e.reference, e.answer).reward == pytest.approx(1.0)
-
-
 def test_a_count_of_all_the_squares_does_not_answer_a_half():
     """The total predicts a half's count only partly: the best guess from the total alone
     (the likeliest half count given it) is right about 7 times in 16."""
@@ -372,7 +358,7 @@ def test_a_count_of_all_the_squares_does_not_answer_a_half():
     by_total = collections.defaultdict(collections.Counter)
     for total, answer in pairs:
         by_total[total][answer] += 1
-    best = sum(c.most_common(1)[0][1] for c in by_total.values()) / len(pairs)
+    best = _best_guess_accuracy(by_total, len(pairs))
     assert 0.38 < best < 0.50
 
 
@@ -439,21 +425,32 @@ def test_lengths_places_are_not_told_by_the_question_or_the_colours():
     assert stats.chi2_contingency(table).pvalue > 1e-3
 
 
-def test_the_lengths_opening_asks_the_total_first_then_the_difference():
-    task, plain = BarLengthTask(3, opening=7), BarLengthTask(3)
+def _total_in_pixels(kind, image):
+    """What the opening's answer is in the picture: the squares of both halves (region), the
+    two bars' lengths in cells (lengths, length)."""
+    if kind == "region":
+        return sum(_squares_by_half(image)[0])
+    return sum(length for _, length, _ in _bars_by_row(image, 4).values())
+
+
+@pytest.mark.parametrize("kind,question", [
+    ("region", "How many squares are in the picture? Answer with a number."),
+    ("lengths", "How long are the two bars together? Answer with a number."),
+    ("length", "How long are the two bars together? Answer with a number.")])
+def test_the_opening_asks_the_total_first_then_the_task(kind, question):
+    task, plain = TASKS[kind](3, opening=7), TASKS[kind](3)
     for i, e in enumerate(task.sample(12)):
         same = plain[i]
         assert np.array_equal(np.asarray(e.image), np.asarray(same.image))
         assert e.facts == same.facts
         if i < 7:
-            lengths = sorted(length for _, length, _ in _bars_by_row(e.image, 4).values())
-            assert e.answer == str(sum(e.facts.values())) == str(sum(lengths))
-            assert e.question == "How long are the two bars together? Answer with a number."
+            assert e.answer == str(sum(e.facts.values())) == str(_total_in_pixels(kind, e.image))
+            assert e.question == question
             assert e.id == same.id + "-total"
         else:
             assert (e.question, e.answer, e.reference, e.id) == \
                 (same.question, same.answer, same.reference, same.id)
-    clean = BarLengthTask(0, warmup_noise=0.0, opening=50)
+    clean = TASKS[kind](0, warmup_noise=0.0, opening=50)
     for e in clean.sample(50):
         assert perception_accuracy(e.reference, e.facts) == 1.0
         assert verifiable_reward(e.reference, e.answer).reward == pytest.approx(1.0)
@@ -475,11 +472,8 @@ def test_what_a_model_that_does_not_know_which_bar_is_where_can_answer():
         total[(list(e.facts)[0], a + b)][e.answer] += 1
         unplaced[(list(e.facts)[0], min(a, b), max(a, b))][e.answer] += 1
 
-    def best(table):
-        return sum(c.most_common(1)[0][1] for c in table.values()) / 20_000
-
-    assert 0.43 < best(total) < 0.47
-    assert abs(best(unplaced) - 0.5) < 0.01
+    assert 0.43 < _best_guess_accuracy(total, 20_000) < 0.47
+    assert abs(_best_guess_accuracy(unplaced, 20_000) - 0.5) < 0.01
 
 
 @pytest.mark.parametrize("max_length", [4, 6])
@@ -516,6 +510,6 @@ def test_one_bar_length_total_alone_is_right_at_most_7_in_16():
         top = "the top bar" in e.question
         asked_top += top
         by_total[(top, sum(e.facts.values()))][e.answer] += 1
-    best = sum(c.most_common(1)[0][1] for c in by_total.values()) / 20_000
+    best = _best_guess_accuracy(by_total, 20_000)
     assert abs(best - 7 / 16) < 4 * math.sqrt(0.25 / 20_000)
     assert abs(asked_top / 20_000 - 0.5) < 4 * math.sqrt(0.25 / 20_000)
